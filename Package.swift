@@ -1,0 +1,75 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Cairn: a privacy-focused federated exchange.
+///
+/// The folder tree under `Sources/` follows the architecture, bottom up:
+/// `CSodium` (libsodium, wrapped once) → `CairnWire` (canonical encodings) → `CairnCrypto`
+/// → `CairnSIMD` (averaging core) → `CairnSecAgg` (secure aggregation state machines),
+/// `CairnAudit` (Merkle audit log), `CairnModels` (trainers), `CairnLicensing`
+/// → `CairnBroker`, `CairnNode` → `CairnCLI` (command trees) → three thin executables.
+let package = Package(
+    name: "Cairn",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cairn-broker", targets: ["cairn-broker"]),
+        .executable(name: "cairn-node", targets: ["cairn-node"]),
+        .executable(name: "cairn-audit", targets: ["cairn-audit"]),
+        .executable(name: "cairn-bench", targets: ["cairn-bench"]),
+        .library(name: "CairnCrypto", targets: ["CairnCrypto"]),
+        .library(name: "CairnWire", targets: ["CairnWire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "CairnWire"),
+        .target(name: "CairnCrypto", dependencies: ["CSodium", "CairnWire"]),
+        .target(name: "CairnSIMD", dependencies: ["CairnCrypto"]),
+        .target(name: "CairnSecAgg", dependencies: ["CairnCrypto", "CairnWire", "CairnSIMD"]),
+        .target(name: "CairnAudit", dependencies: ["CairnCrypto", "CairnWire"]),
+        .target(name: "CairnModels", dependencies: ["CairnSIMD"]),
+        .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
+        .target(
+            name: "CairnBroker",
+            dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnAudit", "CairnModels", "CairnLicensing"]
+        ),
+        .target(
+            name: "CairnNode",
+            dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnModels", "CairnLicensing"]
+        ),
+        .target(
+            name: "CairnCLI",
+            dependencies: [
+                "CairnCrypto", "CairnWire", "CairnBroker", "CairnNode", "CairnAudit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
+        .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),
+        .executableTarget(name: "cairn-audit", dependencies: ["CairnCLI"]),
+        .executableTarget(
+            name: "cairn-bench",
+            dependencies: ["CairnCrypto", "CairnWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "CairnWireTests", dependencies: ["CairnWire"]),
+        .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
+        .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCrypto"]),
+    ]
+)
+
+// One set of language settings for every Swift target (swift-log's manifest does the same).
+for target in package.targets where [.executable, .test, .regular].contains(target.type) {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    // Every warning is an error, here and in CI: a warning left alone is a bug postponed.
+    settings.append(.treatAllWarnings(as: .error))
+    target.swiftSettings = settings
+}

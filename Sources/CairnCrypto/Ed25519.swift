@@ -1,0 +1,108 @@
+internal import CSodium
+import CairnWire
+
+/// Ed25519 signatures (RFC 8032), for long-term identities and broker-signed documents.
+///
+/// Every public signing and verifying call takes a ``Domain``: the signed bytes are
+/// `domain prefix ‖ message`, never the bare message.
+public enum Ed25519 {
+    /// The size of a signature in bytes.
+    public static let signatureByteCount = 64
+    /// The size of a public key in bytes.
+    public static let publicKeyByteCount = 32
+    /// The size of a private-key seed in bytes.
+    public static let seedByteCount = 32
+
+    /// An Ed25519 public key.
+    public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
+        /// The 32-byte encoding of the point.
+        public let rawRepresentation: [UInt8]
+
+        /// Wraps a 32-byte encoded public key.
+        public init(rawRepresentation: [UInt8]) throws {
+            guard rawRepresentation.count == publicKeyByteCount else {
+                throw CryptoError(.invalidKey, "an Ed25519 public key has 32 bytes, not \(rawRepresentation.count)")
+            }
+            self.rawRepresentation = rawRepresentation
+        }
+
+        /// Whether `signature` is a valid signature of `message` in `domain` by this key.
+        public func isValidSignature(_ signature: [UInt8], for message: [UInt8], domain: Domain) -> Bool {
+            isValidRawSignature(signature, for: domain.framing(message))
+        }
+
+        /// Verifies a signature over the bare message (RFC 8032 test vectors; not for protocol use).
+        func isValidRawSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+            ensureSodium()
+            guard signature.count == signatureByteCount else { return false }
+            return message.withUnsafeBufferPointer { m in
+                crypto_sign_verify_detached(signature, m.baseAddress, UInt64(m.count), rawRepresentation) == 0
+            }
+        }
+
+        /// A short, stable name for this key that people can compare: `ed25519:` and the first
+        /// 16 bytes of BLAKE2b-256 over the key in the ``Domain/keyFingerprint`` domain, in hex.
+        public var fingerprint: String { keyFingerprint("ed25519", rawRepresentation) }
+
+        public var description: String { fingerprint }
+    }
+
+    /// An Ed25519 private key. The seed and expanded key live in ``SecretBytes``.
+    public struct PrivateKey: Sendable {
+        /// libsodium's 64-byte secret key: seed ‖ public key.
+        let secretKey: SecretBytes
+        /// The matching public key.
+        public let publicKey: PublicKey
+
+        /// A fresh random key.
+        public init() throws {
+            try self.init(seed: SecretBytes.random(count: seedByteCount))
+        }
+
+        /// The key determined by a 32-byte seed (as stored in a keystore).
+        public init(seed: SecretBytes) throws {
+            ensureSodium()
+            guard seed.count == seedByteCount else {
+                throw CryptoError(.invalidKey, "an Ed25519 seed has 32 bytes, not \(seed.count)")
+            }
+            var publicBytes = [UInt8](repeating: 0, count: publicKeyByteCount)
+            secretKey = try SecretBytes(count: 64) { (sk) throws in
+                let status = seed.withUnsafeBytes { s in
+                    crypto_sign_seed_keypair(&publicBytes, sk.baseAddress!, s.baseAddress!)
+                }
+                try check(status, .internalFailure, "Ed25519 key generation failed")
+            }
+            publicKey = try PublicKey(rawRepresentation: publicBytes)
+        }
+
+        /// The 32-byte seed this key was made from.
+        public var seed: SecretBytes {
+            secretKey.withUnsafeBytes { SecretBytes(copying: $0.prefix(seedByteCount)) }
+        }
+
+        /// Signs `message` in `domain`.
+        public func signature(for message: [UInt8], domain: Domain) throws -> [UInt8] {
+            try rawSignature(for: domain.framing(message))
+        }
+
+        /// Signs the bare message (RFC 8032 test vectors; not for protocol use).
+        func rawSignature(for message: [UInt8]) throws -> [UInt8] {
+            ensureSodium()
+            var signature = [UInt8](repeating: 0, count: signatureByteCount)
+            let status = secretKey.withUnsafeBytes { sk in
+                message.withUnsafeBufferPointer { m in
+                    crypto_sign_detached(&signature, nil, m.baseAddress, UInt64(m.count), sk.baseAddress!)
+                }
+            }
+            try check(status, .internalFailure, "Ed25519 signing failed")
+            return signature
+        }
+    }
+}
+
+/// `kind:` and the first 16 bytes of a domain-separated BLAKE2b-256 of the key, in hex.
+func keyFingerprint(_ kind: String, _ key: [UInt8]) -> String {
+    // BLAKE2b with a valid output size and no key cannot fail.
+    let digest = (try? BLAKE2b.hash(key, domain: .keyFingerprint, outputByteCount: 32)) ?? []
+    return kind + ":" + Hex.encode(digest.prefix(16))
+}

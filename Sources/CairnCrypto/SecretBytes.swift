@@ -1,0 +1,78 @@
+internal import CSodium
+
+/// Secret material (keys, seeds, shares, plaintext key files) in memory that is zeroed when released.
+///
+/// The bytes are reachable only through ``withUnsafeBytes(_:)``; `description` never shows them,
+/// so a `SecretBytes` that reaches a log line prints as redacted.
+///
+/// `@unchecked Sendable`: the storage is written only while a value is being built, before the
+/// object is shared with anyone; from then on it is read-only.
+public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
+    let storage: UnsafeMutableRawBufferPointer
+
+    /// Allocates `count` bytes and lets `body` fill them; the bytes are zeroed first.
+    init<E: Error>(count: Int, initializingWith body: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws(E) {
+        storage = .allocate(byteCount: max(count, 1), alignment: 16)
+        let view = UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
+        view.initializeMemory(as: UInt8.self, repeating: 0)
+        do {
+            try body(view)
+        } catch {
+            sodium_memzero(storage.baseAddress, storage.count)
+            storage.deallocate()
+            throw error
+        }
+        byteCount = count
+    }
+
+    private let byteCount: Int
+
+    /// Copies `bytes` into zeroed-on-release memory. The caller remains responsible for its own copy.
+    public convenience init(copying bytes: some Collection<UInt8>) {
+        self.init(count: bytes.count) { buffer in buffer.copyBytes(from: bytes) }
+    }
+
+    /// Fresh random bytes from the operating system's CSPRNG.
+    public static func random(count: Int) -> SecretBytes {
+        ensureSodium()
+        return SecretBytes(count: count) { buffer in
+            if let base = buffer.baseAddress { randombytes_buf(base, buffer.count) }
+        }
+    }
+
+    deinit {
+        sodium_memzero(storage.baseAddress, storage.count)
+        storage.deallocate()
+    }
+
+    /// The number of secret bytes.
+    public var count: Int { byteCount }
+
+    /// Calls `body` with a read-only view of the bytes. Do not let the pointer escape.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(rebasing: storage[0..<byteCount]))
+    }
+
+    /// Compares with `other` in time that depends only on the lengths.
+    public func constantTimeEquals(_ other: SecretBytes) -> Bool {
+        withUnsafeBytes { a in other.withUnsafeBytes { b in ConstantTime.equals(a, b) } }
+    }
+
+    public var description: String { "SecretBytes(\(byteCount) bytes, redacted)" }
+}
+
+/// Comparisons whose running time does not depend on the contents compared.
+public enum ConstantTime {
+    /// Whether `a` and `b` are equal; only the lengths (which are public) affect the timing.
+    public static func equals(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        ensureSodium()
+        guard a.count == b.count else { return false }
+        guard a.count > 0 else { return true }
+        return sodium_memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
+    }
+
+    /// Whether `a` and `b` are equal; only the lengths (which are public) affect the timing.
+    public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { a in b.withUnsafeBytes { b in equals(a, b) } }
+    }
+}

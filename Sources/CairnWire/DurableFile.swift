@@ -1,0 +1,99 @@
+import Glibc
+
+/// Whole-file reads and crash-safe writes for Cairn's on-disk formats (keystores, configs, exports).
+///
+/// A write goes to a temporary file in the same folder, is flushed with `fsync`, then moved into
+/// place and the folder is flushed too: after a crash the path holds either the old file or the
+/// complete new one, never a torn one.
+public enum DurableFile {
+    /// Reads a whole file, refusing one larger than `maximum` bytes.
+    public static func read(_ path: String, maximum: Int) throws(WireError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ioError("cannot open \(path)") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw ioError("cannot stat \(path)") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw WireError(.io, "\(path) is not a regular file") }
+        guard Int(info.st_size) <= maximum else {
+            throw WireError(.tooLarge, "\(path) is \(info.st_size) bytes; at most \(maximum) are accepted")
+        }
+        var out = [UInt8](repeating: 0, count: Int(info.st_size))
+        var done = 0
+        while done < out.count {
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ioError("cannot read \(path)") }
+            done += n
+        }
+        return out
+    }
+
+    /// Writes `bytes` to `path` atomically and durably with permissions `mode`.
+    ///
+    /// - Parameter replace: when `false`, an existing file at `path` is left untouched and the
+    ///   call throws, so a key file can never be overwritten by accident.
+    public static func write(
+        _ bytes: [UInt8],
+        to path: String,
+        mode: UInt32 = 0o600,
+        replace: Bool
+    ) throws(WireError) {
+        let directory = parentDirectory(of: path)
+        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
+        guard fd >= 0 else { throw ioError("cannot create \(temporary)") }
+        var keepTemporary = false
+        defer { if !keepTemporary { unlink(temporary) } }
+        do {
+            defer { close(fd) }
+            var done = 0
+            while done < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw ioError("cannot write \(temporary)") }
+                done += n
+            }
+            guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError("cannot set permissions on \(temporary)") }
+            guard fsync(fd) == 0 else { throw ioError("cannot flush \(temporary)") }
+        }
+        if replace {
+            guard rename(temporary, path) == 0 else { throw ioError("cannot move the new file to \(path)") }
+            keepTemporary = true  // it has become `path`
+        } else {
+            // link(2) refuses an existing target, so the check and the creation are one step.
+            guard link(temporary, path) == 0 else {
+                if errno == EEXIST { throw WireError(.io, "\(path) already exists; refusing to overwrite it") }
+                throw ioError("cannot create \(path)")
+            }
+        }
+        let dirfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw ioError("cannot open folder \(directory)") }
+        defer { close(dirfd) }
+        guard fsync(dirfd) == 0 else { throw ioError("cannot flush folder \(directory)") }
+    }
+
+    /// Whether a file or folder exists at `path`.
+    public static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    /// Creates a folder (and its parents) with permissions `mode` if it does not exist.
+    public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(WireError) {
+        if exists(path) { return }
+        let parent = parentDirectory(of: path)
+        if parent != path && parent != "." && parent != "/" { try makeDirectory(parent, mode: mode) }
+        guard mkdir(path, mode_t(mode)) == 0 || errno == EEXIST else { throw ioError("cannot create folder \(path)") }
+    }
+
+    private static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let parent = String(path[..<slash])
+        return parent.isEmpty ? "/" : parent
+    }
+
+    private static func ioError(_ what: String, file: StaticString = #fileID, line: UInt = #line) -> WireError {
+        let reason = String(cString: strerror(errno))
+        return WireError(.io, "\(what): \(reason)", file: file, line: line)
+    }
+}

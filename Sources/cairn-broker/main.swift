@@ -1,0 +1,3 @@
+import CairnCLI
+
+CairnTool.broker()
