@@ -59,7 +59,9 @@ let package = Package(
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
-        .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCrypto"]),
+        .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCrypto", "CairnWire", "CairnNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
     ]
 )
 
