@@ -55,13 +55,19 @@ let package = Package(
         .executableTarget(name: "cairn-audit", dependencies: ["CairnCLI"]),
         .executableTarget(
             name: "cairn-bench",
-            dependencies: ["CairnCrypto", "CairnWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "CairnCrypto", "CairnWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
-        .testTarget(name: "CairnCLITests", dependencies: ["CairnCLI", "CairnCrypto", "CairnWire", "CairnNode",
+        .testTarget(
+            name: "CairnCLITests",
+            dependencies: [
+                "CairnCLI", "CairnCrypto", "CairnWire", "CairnNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ]
+        ),
     ]
 )
 

@@ -2,7 +2,6 @@ import ArgumentParser
 import CairnCrypto
 import CairnNode
 import CairnWire
-
 import Glibc
 
 /// `cairn-node`: the participant and licensee CLI.
@@ -28,7 +27,9 @@ struct NodeHomeOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "The node's home folder, which holds its keystore. Default: $CAIRN_NODE_HOME, else ~/.cairn/node.",
-            valueName: "folder"))
+            valueName: "folder"
+        )
+    )
     var home: String?
 
     var resolved: String {
@@ -62,7 +63,8 @@ extension NodeCommand {
                 delivery key (licensed models are encrypted to it), and writes both to <home>/node.keystore \
                 (mode 0600), encrypted under a key derived from the passphrase with Argon2id. An existing \
                 keystore is never replaced. Prints the public keys and the identity fingerprint.
-                """)
+                """
+        )
 
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
@@ -82,7 +84,8 @@ extension NodeCommand {
     struct Identity: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Unlock this node's keystore and show its public keys.",
-            discussion: "Fails with a clear message when the passphrase is wrong or the keystore file was modified.")
+            discussion: "Fails with a clear message when the passphrase is wrong or the keystore file was modified."
+        )
 
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions

@@ -1,7 +1,7 @@
-import Glibc
 import ArgumentParser
 import CairnCrypto
 import CairnWire
+import Glibc
 
 /// How a command gets a keystore passphrase: from a file (or standard input), else from the
 /// terminal with echo off. Never from a command-line argument or an environment variable, which
@@ -11,7 +11,9 @@ struct PassphraseOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Read the keystore passphrase from this file ('-' reads standard input); one trailing newline is ignored. Without this option the passphrase is asked for on the terminal.",
-            valueName: "path"))
+            valueName: "path"
+        )
+    )
     var passphraseFile: String?
 
     /// The shortest passphrase accepted for a new keystore.

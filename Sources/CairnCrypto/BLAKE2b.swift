@@ -38,7 +38,12 @@ public final class BLAKE2b {
         let status: Int32
         if let key {
             status = key.withUnsafeBytes {
-                crypto_generichash_init(typed, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), $0.count, outputByteCount)
+                crypto_generichash_init(
+                    typed,
+                    $0.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    $0.count,
+                    outputByteCount
+                )
             }
         } else {
             status = crypto_generichash_init(typed, nil, 0, outputByteCount)
@@ -63,7 +68,9 @@ public final class BLAKE2b {
         // crypto_generichash_update cannot fail on a valid state; its status is checked regardless.
         let status = crypto_generichash_update(
             OpaquePointer(state.baseAddress!),
-            bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(bytes.count))
+            bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            UInt64(bytes.count)
+        )
         precondition(status == 0, "crypto_generichash_update failed")
     }
 
@@ -73,7 +80,10 @@ public final class BLAKE2b {
         finalized = true
         var out = [UInt8](repeating: 0, count: outputByteCount)
         let status = crypto_generichash_final(
-            OpaquePointer(state.baseAddress!), &out, outputByteCount)
+            OpaquePointer(state.baseAddress!),
+            &out,
+            outputByteCount
+        )
         try check(status, .internalFailure, "BLAKE2b finalisation failed")
         return out
     }

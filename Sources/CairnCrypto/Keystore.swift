@@ -27,7 +27,9 @@ public struct Keystore: Sendable {
 
         /// Makes an entry, checking the name and the secret's size.
         public init(name: String, kind: KeyKind, secret: SecretBytes) throws {
-            let allowed = name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
+            let allowed = name.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d
+            }
             guard (1...64).contains(name.utf8.count), allowed else {
                 throw CryptoError(.keystoreMalformed, "key name '\(name)' must be 1–64 characters of a–z, 0–9 and '-'")
             }
@@ -96,7 +98,10 @@ public struct Keystore: Sendable {
     /// Makes a keystore; names must be distinct.
     public init(entries: [Entry]) throws {
         guard !entries.isEmpty, entries.count <= Self.maximumEntryCount else {
-            throw CryptoError(.keystoreMalformed, "a keystore holds 1–\(Self.maximumEntryCount) keys, not \(entries.count)")
+            throw CryptoError(
+                .keystoreMalformed,
+                "a keystore holds 1–\(Self.maximumEntryCount) keys, not \(entries.count)"
+            )
         }
         guard Set(entries.map(\.name)).count == entries.count else {
             throw CryptoError(.keystoreMalformed, "two keys in a keystore have the same name")
@@ -143,7 +148,11 @@ public struct Keystore: Sendable {
         header.u32(UInt32(payload.count + XChaCha20Poly1305.tagByteCount))
         let key = try Self.fileKey(passphrase: passphrase, salt: salt, parameters: parameters)
         let sealed = try XChaCha20Poly1305.seal(
-            payload, key: key, nonce: nonce, authenticating: Domain.keystore.framing(header.bytes))
+            payload,
+            key: key,
+            nonce: nonce,
+            authenticating: Domain.keystore.framing(header.bytes)
+        )
         return header.bytes + sealed
     }
 
@@ -164,7 +173,10 @@ public struct Keystore: Sendable {
             }
             let version = try reader.u16("format version")
             guard version == Self.formatVersion else {
-                throw CryptoError(.keystoreMalformed, "keystore format version \(version) is not supported (expected 1)")
+                throw CryptoError(
+                    .keystoreMalformed,
+                    "keystore format version \(version) is not supported (expected 1)"
+                )
             }
             guard try reader.u8("KDF") == Self.kdfArgon2id13 else {
                 throw CryptoError(.keystoreMalformed, "unknown key-derivation function in keystore")
@@ -172,7 +184,10 @@ public struct Keystore: Sendable {
             guard try reader.u8("cipher") == Self.aeadXChaCha20Poly1305 else {
                 throw CryptoError(.keystoreMalformed, "unknown cipher in keystore")
             }
-            parameters = KDFParameters(opsLimit: try reader.u32("opslimit"), memoryLimitBytes: try reader.u64("memlimit"))
+            parameters = KDFParameters(
+                opsLimit: try reader.u32("opslimit"),
+                memoryLimitBytes: try reader.u64("memlimit")
+            )
             guard KDFParameters.opsRange.contains(parameters.opsLimit),
                 KDFParameters.memoryRange.contains(parameters.memoryLimitBytes)
             else {
@@ -194,7 +209,11 @@ public struct Keystore: Sendable {
         let payload: SecretBytes
         do {
             payload = try XChaCha20Poly1305.openSecret(
-                sealed, key: key, nonce: nonce, authenticating: Domain.keystore.framing(header))
+                sealed,
+                key: key,
+                nonce: nonce,
+                authenticating: Domain.keystore.framing(header)
+            )
         } catch {
             throw CryptoError(.keystoreLocked, "cannot unlock the keystore: wrong passphrase, or the file was modified")
         }
@@ -222,7 +241,9 @@ public struct Keystore: Sendable {
         try payload.withUnsafeBytes { (p) throws -> [Entry] in
             var offset = 0
             func take(_ n: Int) throws -> UnsafeRawBufferPointer {
-                guard n <= p.count - offset else { throw CryptoError(.keystoreMalformed, "keystore payload is truncated") }
+                guard n <= p.count - offset else {
+                    throw CryptoError(.keystoreMalformed, "keystore payload is truncated")
+                }
                 defer { offset += n }
                 return UnsafeRawBufferPointer(rebasing: p[offset..<offset + n])
             }
@@ -237,7 +258,9 @@ public struct Keystore: Sendable {
                 }
                 entries.append(try Entry(name: name, kind: kind, secret: SecretBytes(copying: try take(32))))
             }
-            guard offset == p.count else { throw CryptoError(.keystoreMalformed, "keystore payload has trailing bytes") }
+            guard offset == p.count else {
+                throw CryptoError(.keystoreMalformed, "keystore payload has trailing bytes")
+            }
             return entries
         }
     }
@@ -252,11 +275,21 @@ public struct Keystore: Sendable {
         let bytes = try SecretBytes(count: SymmetricKey.byteCount) { (out) throws in
             let status = passphrase.withUnsafeBytes { p in
                 crypto_pwhash(
-                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(out.count),
-                    p.baseAddress!.assumingMemoryBound(to: CChar.self), UInt64(p.count), salt,
-                    UInt64(parameters.opsLimit), Int(parameters.memoryLimitBytes), crypto_pwhash_ALG_ARGON2ID13)
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    UInt64(out.count),
+                    p.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    UInt64(p.count),
+                    salt,
+                    UInt64(parameters.opsLimit),
+                    Int(parameters.memoryLimitBytes),
+                    crypto_pwhash_ALG_ARGON2ID13
+                )
             }
-            try check(status, .internalFailure, "Argon2id failed (not enough memory for \(parameters.memoryLimitBytes) bytes?)")
+            try check(
+                status,
+                .internalFailure,
+                "Argon2id failed (not enough memory for \(parameters.memoryLimitBytes) bytes?)"
+            )
         }
         return try SymmetricKey(bytes)
     }

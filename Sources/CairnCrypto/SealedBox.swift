@@ -21,8 +21,11 @@ public enum SealedBox {
         ensureSodium()
         var out = [UInt8](repeating: 0, count: message.count + overheadByteCount)
         let status = crypto_box_seal(
-            &out, message.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
-            recipient.rawRepresentation)
+            &out,
+            message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            UInt64(message.count),
+            recipient.rawRepresentation
+        )
         try check(status, .weakPeerKey, "cannot seal to this X25519 public key")
         return out
     }
@@ -39,8 +42,12 @@ public enum SealedBox {
         return try SecretBytes(count: box.count - overheadByteCount) { (out) throws in
             let status = recipient.rawRepresentation.withUnsafeBytes { sk in
                 crypto_box_seal_open(
-                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), box, UInt64(box.count),
-                    recipient.publicKey.rawRepresentation, sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    box,
+                    UInt64(box.count),
+                    recipient.publicKey.rawRepresentation,
+                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                )
             }
             try check(status, .authenticationFailed, "sealed box did not open (tampered, or sealed to another key)")
         }

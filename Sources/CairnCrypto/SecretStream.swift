@@ -32,7 +32,9 @@ public enum SecretStream {
             let status = key.bytes.withUnsafeBytes { k in
                 crypto_secretstream_xchacha20poly1305_init_push(
                     state.baseAddress!.assumingMemoryBound(to: crypto_secretstream_xchacha20poly1305_state.self),
-                    &header, k.baseAddress!)
+                    &header,
+                    k.baseAddress!
+                )
             }
             self.state = state
             self.header = header
@@ -72,9 +74,14 @@ public enum SecretStream {
             let status = associatedData.withUnsafeBufferPointer { ad in
                 crypto_secretstream_xchacha20poly1305_push(
                     state.baseAddress!.assumingMemoryBound(to: crypto_secretstream_xchacha20poly1305_state.self),
-                    output.baseAddress!.assumingMemoryBound(to: UInt8.self), nil,
-                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
-                    ad.baseAddress, UInt64(ad.count), isFinal ? tagFinal : tagMessage)
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    nil,
+                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    UInt64(plaintext.count),
+                    ad.baseAddress,
+                    UInt64(ad.count),
+                    isFinal ? tagFinal : tagMessage
+                )
             }
             try check(status, .internalFailure, "secretstream encryption failed")
             if isFinal { finished = true }
@@ -97,7 +104,9 @@ public enum SecretStream {
             let status = key.bytes.withUnsafeBytes { k in
                 crypto_secretstream_xchacha20poly1305_init_pull(
                     state.baseAddress!.assumingMemoryBound(to: crypto_secretstream_xchacha20poly1305_state.self),
-                    header, k.baseAddress!)
+                    header,
+                    k.baseAddress!
+                )
             }
             self.state = state
             // Fully initialised here, so a throw runs deinit, which zeroes and frees the state.
@@ -141,15 +150,21 @@ public enum SecretStream {
             let status = associatedData.withUnsafeBufferPointer { ad in
                 crypto_secretstream_xchacha20poly1305_pull(
                     state.baseAddress!.assumingMemoryBound(to: crypto_secretstream_xchacha20poly1305_state.self),
-                    output.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, &tag,
-                    chunk.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(chunk.count),
-                    ad.baseAddress, UInt64(ad.count))
+                    output.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    nil,
+                    &tag,
+                    chunk.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    UInt64(chunk.count),
+                    ad.baseAddress,
+                    UInt64(ad.count)
+                )
             }
             guard status == 0 else {
                 if let base = output.baseAddress { sodium_memzero(base, output.count) }
                 throw CryptoError(
                     .authenticationFailed,
-                    "stream chunk did not authenticate (tampered, reordered, wrong key or wrong associated data)")
+                    "stream chunk did not authenticate (tampered, reordered, wrong key or wrong associated data)"
+                )
             }
             switch tag {
             case tagMessage:

@@ -70,7 +70,10 @@ public enum Shamir {
             secret.withUnsafeBytes { s in
                 for limb in 0..<2 {
                     let row = base + limb * threshold * scalarByteCount
-                    UnsafeMutableRawPointer(row).copyMemory(from: s.baseAddress! + limb * limbByteCount, byteCount: limbByteCount)
+                    UnsafeMutableRawPointer(row).copyMemory(
+                        from: s.baseAddress! + limb * limbByteCount,
+                        byteCount: limbByteCount
+                    )
                     for k in 1..<threshold { crypto_core_ed25519_scalar_random(row + k * scalarByteCount) }
                 }
             }
@@ -149,7 +152,10 @@ public enum Shamir {
         return SecretBytes(count: secretByteCount) { out in
             sums.withUnsafeBytes { s in
                 out.baseAddress!.copyMemory(from: s.baseAddress!, byteCount: limbByteCount)
-                (out.baseAddress! + limbByteCount).copyMemory(from: s.baseAddress! + scalarByteCount, byteCount: limbByteCount)
+                (out.baseAddress! + limbByteCount).copyMemory(
+                    from: s.baseAddress! + scalarByteCount,
+                    byteCount: limbByteCount
+                )
             }
         }
     }
@@ -215,7 +221,9 @@ public enum Shamir {
         }
         var canonical = true
         for limb in 0..<2 {
-            let half = UnsafeRawBufferPointer(rebasing: value[(limb * scalarByteCount)..<((limb + 1) * scalarByteCount)])
+            let half = UnsafeRawBufferPointer(
+                rebasing: value[(limb * scalarByteCount)..<((limb + 1) * scalarByteCount)]
+            )
             wide.withUnsafeMutableBytes { $0.copyMemory(from: half) }
             crypto_core_ed25519_scalar_reduce(&reduced, wide)
             canonical = reduced.withUnsafeBytes { ConstantTime.equals($0, half) } && canonical

@@ -16,9 +16,24 @@ package enum SodiumBaseline {
         ensureSodium()
         var written: UInt64 = 0
         return crypto_aead_xchacha20poly1305_ietf_encrypt(
-            output.baseAddress!.assumingMemoryBound(to: UInt8.self), &written,
-            input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count),
-            nil, 0, nil, nonce, key) == 0
+            output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            &written,
+            input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            UInt64(input.count),
+            nil,
+            0,
+            nil,
+            nonce,
+            key
+        ) == 0
+    }
+
+    /// `crypto_aead_xchacha20poly1305_ietf_encrypt` into a freshly allocated buffer, freed after:
+    /// the same allocation work as an API that returns a new array.
+    package static func aeadSealFreshBuffer(_ input: UnsafeRawBufferPointer, key: [UInt8], nonce: [UInt8]) -> Bool {
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: input.count + 16, alignment: 16)
+        defer { output.deallocate() }
+        return aeadSeal(input, into: output, key: key, nonce: nonce)
     }
 
     /// `crypto_aead_xchacha20poly1305_ietf_decrypt` into `output` (`input.count - 16` bytes).
@@ -31,9 +46,16 @@ package enum SodiumBaseline {
         ensureSodium()
         var written: UInt64 = 0
         return crypto_aead_xchacha20poly1305_ietf_decrypt(
-            output.baseAddress!.assumingMemoryBound(to: UInt8.self), &written, nil,
-            input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count),
-            nil, 0, nonce, key) == 0
+            output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            &written,
+            nil,
+            input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            UInt64(input.count),
+            nil,
+            0,
+            nonce,
+            key
+        ) == 0
     }
 
     /// A whole secretstream: `input` cut into `chunk`-byte pieces, the last one final,
@@ -54,9 +76,17 @@ package enum SodiumBaseline {
             let n = min(chunk, input.count - inOffset)
             let final = inOffset + n == input.count
             let tag = UInt8(final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0)
-            guard crypto_secretstream_xchacha20poly1305_push(
-                &state, output.baseAddress!.assumingMemoryBound(to: UInt8.self) + outOffset, nil,
-                input.baseAddress!.assumingMemoryBound(to: UInt8.self) + inOffset, UInt64(n), nil, 0, tag) == 0
+            guard
+                crypto_secretstream_xchacha20poly1305_push(
+                    &state,
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self) + outOffset,
+                    nil,
+                    input.baseAddress!.assumingMemoryBound(to: UInt8.self) + inOffset,
+                    UInt64(n),
+                    nil,
+                    0,
+                    tag
+                ) == 0
             else { return false }
             inOffset += n
             outOffset += n + 17
@@ -69,7 +99,14 @@ package enum SodiumBaseline {
     package static func blake2b(_ input: UnsafeRawBufferPointer) -> [UInt8] {
         ensureSodium()
         var out = [UInt8](repeating: 0, count: 32)
-        _ = crypto_generichash(&out, 32, input.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(input.count), nil, 0)
+        _ = crypto_generichash(
+            &out,
+            32,
+            input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            UInt64(input.count),
+            nil,
+            0
+        )
         return out
     }
 

@@ -58,11 +58,17 @@ public enum XChaCha20Poly1305 {
         nonce: Nonce,
         authenticating associatedData: [UInt8] = []
     ) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagByteCount)
-        try out.withUnsafeMutableBytes { (o) throws in
-            try seal(plaintext, into: o, key: key, nonce: nonce, authenticating: associatedData)
+        // Uninitialised: libsodium writes every byte, so a zero-fill would be a wasted pass.
+        try [UInt8](unsafeUninitializedCapacity: plaintext.count + tagByteCount) { buffer, count in
+            try seal(
+                UnsafeRawBufferPointer(plaintext),
+                into: UnsafeMutableRawBufferPointer(buffer),
+                key: key,
+                nonce: nonce,
+                authenticating: associatedData
+            )
+            count = buffer.count
         }
-        return out
     }
 
     /// Encrypts `plaintext` into `output`, which must hold exactly `plaintext.count + 16` bytes.
@@ -80,9 +86,16 @@ public enum XChaCha20Poly1305 {
         let status = key.bytes.withUnsafeBytes { k in
             associatedData.withUnsafeBufferPointer { ad in
                 crypto_aead_xchacha20poly1305_ietf_encrypt(
-                    output.baseAddress!.assumingMemoryBound(to: UInt8.self), &written,
-                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
-                    ad.baseAddress, UInt64(ad.count), nil, nonce.bytes, k.baseAddress!)
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    &written,
+                    plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    UInt64(plaintext.count),
+                    ad.baseAddress,
+                    UInt64(ad.count),
+                    nil,
+                    nonce.bytes,
+                    k.baseAddress!
+                )
             }
         }
         try check(status, .internalFailure, "XChaCha20-Poly1305 encryption failed")
@@ -98,13 +111,19 @@ public enum XChaCha20Poly1305 {
         nonce: Nonce,
         authenticating associatedData: [UInt8] = []
     ) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: max(ciphertext.count - tagByteCount, 0))
-        try ciphertext.withUnsafeBytes { (c) throws in
-            try out.withUnsafeMutableBytes { (o) throws in
-                try open(c, into: o, key: key, nonce: nonce, authenticating: associatedData)
+        // Uninitialised: on success libsodium writes every byte; on failure the array is discarded.
+        try [UInt8](unsafeUninitializedCapacity: max(ciphertext.count - tagByteCount, 0)) { buffer, count in
+            try ciphertext.withUnsafeBytes { (c) throws in
+                try open(
+                    c,
+                    into: UnsafeMutableRawBufferPointer(buffer),
+                    key: key,
+                    nonce: nonce,
+                    authenticating: associatedData
+                )
             }
+            count = buffer.count
         }
-        return out
     }
 
     /// Like ``open(_:key:nonce:authenticating:)`` but the plaintext goes straight into ``SecretBytes``.
@@ -139,14 +158,24 @@ public enum XChaCha20Poly1305 {
         let status = key.bytes.withUnsafeBytes { k in
             associatedData.withUnsafeBufferPointer { ad in
                 crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    output.baseAddress?.assumingMemoryBound(to: UInt8.self), &written, nil,
-                    ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
-                    ad.baseAddress, UInt64(ad.count), nonce.bytes, k.baseAddress!)
+                    output.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    &written,
+                    nil,
+                    ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    UInt64(ciphertext.count),
+                    ad.baseAddress,
+                    UInt64(ad.count),
+                    nonce.bytes,
+                    k.baseAddress!
+                )
             }
         }
         guard status == 0 else {
             if let base = output.baseAddress { sodium_memzero(base, output.count) }
-            throw CryptoError(.authenticationFailed, "ciphertext did not authenticate (tampered, wrong key or wrong associated data)")
+            throw CryptoError(
+                .authenticationFailed,
+                "ciphertext did not authenticate (tampered, wrong key or wrong associated data)"
+            )
         }
     }
 }

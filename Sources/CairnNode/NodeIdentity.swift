@@ -46,7 +46,8 @@ public struct NodeIdentity: Sendable {
         let keystore = try Keystore.read(from: keystorePath(home: home), passphrase: passphrase)
         return NodeIdentity(
             identity: try keystore.ed25519Key(named: identityKeyName),
-            delivery: try keystore.x25519Key(named: deliveryKeyName))
+            delivery: try keystore.x25519Key(named: deliveryKeyName)
+        )
     }
 
     private init(identity: Ed25519.PrivateKey, delivery: X25519.PrivateKey) {

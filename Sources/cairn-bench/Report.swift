@@ -26,12 +26,15 @@ struct BenchReport {
 
     /// A table for people.
     var table: String {
-        var lines = ["area: \(area)", pad("case", 34) + pad("params", 26) + pad("value", 14) + pad("floor", 14) + "ratio"]
+        var lines = [
+            "area: \(area)", pad("case", 34) + pad("params", 26) + pad("value", 14) + pad("floor", 14) + "ratio",
+        ]
         for c in cases {
             let params = c.params.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
             lines.append(
                 pad(c.name, 34) + pad(params, 26) + pad("\(number(c.value)) \(c.unit)", 14)
-                    + pad("\(number(c.floor))", 14) + number(c.ratio))
+                    + pad("\(number(c.floor))", 14) + number(c.ratio)
+            )
         }
         return lines.joined(separator: "\n")
     }

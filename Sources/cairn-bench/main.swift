@@ -11,7 +11,8 @@ struct Bench: ParsableCommand {
             Ed25519 sign and verify rates, each against direct libsodium calls). Other areas arrive \
             with their issues. Run it as: swift run -c release cairn-bench crypto --json
             """,
-        version: CairnVersion.software)
+        version: CairnVersion.software
+    )
 
     @Argument(help: "What to measure: crypto.")
     var area: String

@@ -66,7 +66,10 @@ import Testing
         #expect(throws: CryptoError(.keystoreLocked, "")) { try wrong.run() }
 
         // The library view of the same keystore: both keys are there and distinct.
-        let node = try NodeIdentity.unlock(home: home, passphrase: SecretBytes(copying: Array("a long enough passphrase".utf8)))
+        let node = try NodeIdentity.unlock(
+            home: home,
+            passphrase: SecretBytes(copying: Array("a long enough passphrase".utf8))
+        )
         #expect(node.identity.publicKey.rawRepresentation != node.delivery.publicKey.rawRepresentation)
         #expect(throws: (any Error).self) { try NodeCommand.parseAsRoot(["init", "--kdf", "extreme"]) }
     }

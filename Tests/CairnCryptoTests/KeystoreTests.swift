@@ -37,7 +37,10 @@ import Testing
     @Test func wrongPassphraseIsRefusedWithAClearMessage() throws {
         let file = try sample().0.encrypted(passphrase: passphrase, parameters: .testing)
         do {
-            _ = try Keystore(decrypting: file, passphrase: SecretBytes(copying: Array("correct horse battery stapler".utf8)))
+            _ = try Keystore(
+                decrypting: file,
+                passphrase: SecretBytes(copying: Array("correct horse battery stapler".utf8))
+            )
             Issue.record("a wrong passphrase unlocked the keystore")
         } catch let error as CryptoError {
             #expect(error.code == .keystoreLocked)
@@ -74,10 +77,14 @@ import Testing
     @Test func truncatedExtendedAndForeignFilesAreMalformed() throws {
         let file = try sample().0.encrypted(passphrase: passphrase, parameters: .testing)
         for length in [0, 7, 8, 67, 68, file.count - 1] {
-            expectCryptoError(.keystoreMalformed) { try Keystore(decrypting: Array(file.prefix(length)), passphrase: passphrase) }
+            expectCryptoError(.keystoreMalformed) {
+                try Keystore(decrypting: Array(file.prefix(length)), passphrase: passphrase)
+            }
         }
         expectCryptoError(.keystoreMalformed) { try Keystore(decrypting: file + [0], passphrase: passphrase) }
-        expectCryptoError(.keystoreMalformed) { try Keystore(decrypting: Array("hello, world".utf8), passphrase: passphrase) }
+        expectCryptoError(.keystoreMalformed) {
+            try Keystore(decrypting: Array("hello, world".utf8), passphrase: passphrase)
+        }
         // Parameters outside the accepted range are refused before any Argon2id work.
         var greedy = file
         greedy[12] = 200
@@ -88,7 +95,9 @@ import Testing
         let key = SecretBytes.random(count: 32)
         expectCryptoError(.keystoreMalformed) { try Keystore.Entry(name: "Identity", kind: .ed25519Seed, secret: key) }
         expectCryptoError(.keystoreMalformed) { try Keystore.Entry(name: "", kind: .ed25519Seed, secret: key) }
-        expectCryptoError(.keystoreMalformed) { try Keystore.Entry(name: "a", kind: .ed25519Seed, secret: SecretBytes.random(count: 31)) }
+        expectCryptoError(.keystoreMalformed) {
+            try Keystore.Entry(name: "a", kind: .ed25519Seed, secret: SecretBytes.random(count: 31))
+        }
         let entry = try Keystore.Entry(name: "a", kind: .ed25519Seed, secret: key)
         expectCryptoError(.keystoreMalformed) { try Keystore(entries: [entry, entry]) }
         expectCryptoError(.keystoreMalformed) { try Keystore(entries: []) }
@@ -103,10 +112,16 @@ import Testing
         var info = stat()
         #expect(stat(path, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
-        #expect(try Keystore.read(from: path, passphrase: passphrase).ed25519Key(named: "identity").publicKey == signing.publicKey)
+        #expect(
+            try Keystore.read(from: path, passphrase: passphrase).ed25519Key(named: "identity").publicKey
+                == signing.publicKey
+        )
         #expect(throws: WireError(.io, "")) { try store.write(to: path, passphrase: passphrase, parameters: .testing) }
         // The refused write left the original intact.
-        #expect(try Keystore.read(from: path, passphrase: passphrase).ed25519Key(named: "identity").publicKey == signing.publicKey)
+        #expect(
+            try Keystore.read(from: path, passphrase: passphrase).ed25519Key(named: "identity").publicKey
+                == signing.publicKey
+        )
         #expect(throws: WireError(.io, "")) { try Keystore.read(from: folder + "/missing", passphrase: passphrase) }
     }
 }

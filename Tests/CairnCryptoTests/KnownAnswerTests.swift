@@ -23,7 +23,8 @@ import Testing
             message: "",
             signature: """
                 e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b
-                """),
+                """
+        ),
         Ed25519Vector(
             name: "RFC 8032 TEST 2",
             seed: "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
@@ -31,7 +32,8 @@ import Testing
             message: "72",
             signature: """
                 92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00
-                """),
+                """
+        ),
         Ed25519Vector(
             name: "RFC 8032 TEST 3",
             seed: "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
@@ -39,7 +41,8 @@ import Testing
             message: "af82",
             signature: """
                 6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a
-                """),
+                """
+        ),
     ]
 
     @Test(arguments: rfc8032)
@@ -76,7 +79,9 @@ import Testing
         let framed = [UInt8(domain.label.utf8.count)] + Array(domain.label.utf8) + message
         #expect(alice.publicKey.isValidRawSignature(signature, for: framed))
         expectCryptoError(.invalidKey) { try Ed25519.PublicKey(rawRepresentation: [UInt8](repeating: 1, count: 31)) }
-        expectCryptoError(.invalidKey) { try Ed25519.PrivateKey(seed: SecretBytes(copying: [UInt8](repeating: 1, count: 33))) }
+        expectCryptoError(.invalidKey) {
+            try Ed25519.PrivateKey(seed: SecretBytes(copying: [UInt8](repeating: 1, count: 33)))
+        }
     }
 
     /// RFC 7748 section 5.2: two scalar multiplications, then the iterated test at 1 and 1,000.
@@ -113,10 +118,18 @@ import Testing
 
     /// RFC 7748 section 6.1: Alice and Bob.
     @Test func x25519DiffieHellman() throws {
-        let alice = try X25519.PrivateKey(rawRepresentation: secret("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
-        let bob = try X25519.PrivateKey(rawRepresentation: secret("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"))
-        #expect(alice.publicKey.rawRepresentation == hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"))
-        #expect(bob.publicKey.rawRepresentation == hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"))
+        let alice = try X25519.PrivateKey(
+            rawRepresentation: secret("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+        )
+        let bob = try X25519.PrivateKey(
+            rawRepresentation: secret("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+        )
+        #expect(
+            alice.publicKey.rawRepresentation == hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        )
+        #expect(
+            bob.publicKey.rawRepresentation == hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        )
         let expected = hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742")
         #expect(reveal(try alice.sharedSecret(with: bob.publicKey)) == expected)
         #expect(reveal(try bob.sharedSecret(with: alice.publicKey)) == expected)
@@ -141,13 +154,16 @@ import Testing
         let ad = hex("50515253c0c1c2c3c4c5c6c7")
         let plaintext = Array(
             "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it."
-                .utf8)
-        let expected = hex(
-            """
-            bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39
-            ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9
-            21f9664c97637da9768812f615c68b13b52e
-            """) + hex("c0875924c1c7987947deafd8780acf49")
+                .utf8
+        )
+        let expected =
+            hex(
+                """
+                bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39
+                ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9
+                21f9664c97637da9768812f615c68b13b52e
+                """
+            ) + hex("c0875924c1c7987947deafd8780acf49")
         let sealed = try XChaCha20Poly1305.seal(plaintext, key: key, nonce: nonce, authenticating: ad)
         #expect(sealed == expected)
         #expect(try XChaCha20Poly1305.open(sealed, key: key, nonce: nonce, authenticating: ad) == plaintext)
@@ -161,7 +177,8 @@ import Testing
             """
             ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1
             7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923
-            """)
+            """
+        )
         #expect(try hasher.finalize() == expected)
         // Streaming in pieces equals one update.
         let pieces = try BLAKE2b(rawKey: nil, outputByteCount: 64)
@@ -173,10 +190,21 @@ import Testing
         let framed = try BLAKE2b(rawKey: nil, outputByteCount: 32)
         framed.update([UInt8(domain.label.utf8.count)] + Array(domain.label.utf8) + Array("abc".utf8))
         #expect(try BLAKE2b.hash(Array("abc".utf8), domain: domain) == framed.finalize())
-        #expect(try BLAKE2b.hash(Array("abc".utf8), domain: domain) != BLAKE2b.hash(Array("abc".utf8), domain: Domain("cairn/other/v1")))
+        #expect(
+            try BLAKE2b.hash(Array("abc".utf8), domain: domain)
+                != BLAKE2b.hash(Array("abc".utf8), domain: Domain("cairn/other/v1"))
+        )
         // Keyed hashes differ by key.
-        let k1 = try BLAKE2b.hash([1, 2, 3], domain: domain, key: SecretBytes(copying: [UInt8](repeating: 1, count: 32)))
-        let k2 = try BLAKE2b.hash([1, 2, 3], domain: domain, key: SecretBytes(copying: [UInt8](repeating: 2, count: 32)))
+        let k1 = try BLAKE2b.hash(
+            [1, 2, 3],
+            domain: domain,
+            key: SecretBytes(copying: [UInt8](repeating: 1, count: 32))
+        )
+        let k2 = try BLAKE2b.hash(
+            [1, 2, 3],
+            domain: domain,
+            key: SecretBytes(copying: [UInt8](repeating: 2, count: 32))
+        )
         #expect(k1 != k2)
         expectCryptoError(.invalidKey) { try BLAKE2b.hash([], domain: domain, outputByteCount: 15) }
         expectCryptoError(.invalidKey) { try BLAKE2b.hash([], domain: domain, outputByteCount: 65) }

@@ -49,7 +49,10 @@ import Testing
     }
 
     /// A stream of `pieces` chunks of 100 bytes, the last one final.
-    private func stream(_ pieces: Int, key: SymmetricKey) throws -> (header: [UInt8], chunks: [[UInt8]], plain: [[UInt8]]) {
+    private func stream(
+        _ pieces: Int,
+        key: SymmetricKey
+    ) throws -> (header: [UInt8], chunks: [[UInt8]], plain: [[UInt8]]) {
         let encryptor = try SecretStream.Encryptor(key: key)
         let plain = (0..<pieces).map { _ in SecureRandom.bytes(100) }
         let chunks = try plain.enumerated().map { i, p in
@@ -82,8 +85,12 @@ import Testing
         expectCryptoError(.authenticationFailed) {
             try pullAll([s.chunks[1], s.chunks[0], s.chunks[2], s.chunks[3]], header: s.header, key: key)
         }
-        expectCryptoError(.authenticationFailed) { try pullAll([s.chunks[0], s.chunks[0]], header: s.header, key: key) }
-        expectCryptoError(.authenticationFailed) { try pullAll([s.chunks[0], s.chunks[2]], header: s.header, key: key) }
+        expectCryptoError(.authenticationFailed) {
+            try pullAll([s.chunks[0], s.chunks[0]], header: s.header, key: key)
+        }
+        expectCryptoError(.authenticationFailed) {
+            try pullAll([s.chunks[0], s.chunks[2]], header: s.header, key: key)
+        }
         // A flipped bit in a chunk, in the header; a wrong key; wrong associated data; a chunk cut short.
         var flipped = s.chunks
         flipped[2][50] ^= 1
@@ -121,7 +128,10 @@ import Testing
         }
         expectCryptoError(.truncatedCiphertext) { try SealedBox.open(Array(box.prefix(47)), recipient: recipient) }
         let message = Array("hello".utf8)
-        #expect(reveal(try SealedBox.open(SealedBox.seal(message, to: recipient.publicKey), recipient: recipient)) == message)
+        #expect(
+            reveal(try SealedBox.open(SealedBox.seal(message, to: recipient.publicKey), recipient: recipient))
+                == message
+        )
     }
 
     @Test func secretBytesAreRedactedAndCompareInConstantTime() throws {
@@ -137,7 +147,11 @@ import Testing
         let derived1 = try BLAKE2b.deriveKey(from: a, domain: Domain("cairn/test/v1"), context: [1])
         let derived2 = try BLAKE2b.deriveKey(from: a, domain: Domain("cairn/test/v1"), context: [2])
         #expect(!derived1.bytes.constantTimeEquals(derived2.bytes))
-        #expect(try BLAKE2b.deriveKey(from: a, domain: Domain("cairn/test/v1"), context: [1]).bytes.constantTimeEquals(derived1.bytes))
+        #expect(
+            try BLAKE2b.deriveKey(from: a, domain: Domain("cairn/test/v1"), context: [1]).bytes.constantTimeEquals(
+                derived1.bytes
+            )
+        )
     }
 
     @Test func fingerprintsAreStableAndDistinct() throws {

@@ -62,7 +62,9 @@ import Testing
         expectCryptoError(.invalidThreshold) { try Shamir.split(secret, threshold: 0, shareCount: 3) }
         expectCryptoError(.invalidThreshold) { try Shamir.split(secret, threshold: 4, shareCount: 3) }
         expectCryptoError(.invalidThreshold) { try Shamir.split(secret, threshold: 1, shareCount: 65_536) }
-        expectCryptoError(.invalidShare) { try Shamir.split(SecretBytes.random(count: 31), threshold: 1, shareCount: 3) }
+        expectCryptoError(.invalidShare) {
+            try Shamir.split(SecretBytes.random(count: 31), threshold: 1, shareCount: 3)
+        }
 
         let shares = try Shamir.split(secret, threshold: 3, indices: [7, 300, 65_535, 9])
         #expect(try Shamir.combine([shares[3], shares[1], shares[2]], threshold: 3).constantTimeEquals(secret))

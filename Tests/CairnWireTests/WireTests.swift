@@ -16,8 +16,11 @@ import Testing
         w.string("é")
         w.label("cairn/x/v1")
         #expect(
-            w.bytes == [0xab, 0x02, 0x01, 0x06, 0x05, 0x04, 0x03, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 0x09, 0x08, 0x07, 1, 0xee, 0xff]
-                + [3, 0, 0, 0, 9, 8, 7] + [2, 0, 0, 0, 0xc3, 0xa9] + [10] + Array("cairn/x/v1".utf8))
+            w.bytes == [
+                0xab, 0x02, 0x01, 0x06, 0x05, 0x04, 0x03, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 0x09, 0x08, 0x07, 1, 0xee, 0xff,
+            ]
+                + [3, 0, 0, 0, 9, 8, 7] + [2, 0, 0, 0, 0xc3, 0xa9] + [10] + Array("cairn/x/v1".utf8)
+        )
         var r = ByteReader(w.bytes)
         #expect(try r.u8("a") == 0xab)
         #expect(try r.u16("b") == 0x0102)
@@ -86,7 +89,9 @@ import Testing
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
