@@ -50,6 +50,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(name: "CairnFuzzing", dependencies: ["CairnCrypto", "CairnWire"]),
         .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-audit", dependencies: ["CairnCLI"]),
@@ -59,17 +60,32 @@ let package = Package(
                 "CairnCrypto", "CairnWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "CairnWireTests", dependencies: ["CairnWire"]),
+        .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [
                 "CairnCLI", "CairnCrypto", "CairnWire", "CairnNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["Golden"]
         ),
     ]
 )
+
+// The libFuzzer target exists only for `FuzzTesting/run`, which builds with `--sanitize fuzzer`
+// (libFuzzer supplies `main`); an ordinary build never sees it.
+if Context.environment["CAIRN_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "cairn-fuzz",
+            dependencies: ["CairnFuzzing"],
+            path: "FuzzTesting/cairn-fuzz",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        )
+    )
+    package.products.append(.executable(name: "cairn-fuzz", targets: ["cairn-fuzz"]))
+}
 
 // One set of language settings for every Swift target (swift-log's manifest does the same).
 for target in package.targets where [.executable, .test, .regular].contains(target.type) {

@@ -161,12 +161,35 @@ public struct Keystore: Sendable {
     /// - Throws: ``CryptoError/Code/keystoreMalformed`` for a file that is not a well-formed
     ///   keystore; ``CryptoError/Code/keystoreLocked`` for a wrong passphrase or a modified file.
     public init(decrypting file: [UInt8], passphrase: SecretBytes) throws {
-        var reader = ByteReader(file)
-        let header: [UInt8]
+        let header = try Self.parseHeader(file)
+        let key = try Self.fileKey(passphrase: passphrase, salt: header.salt, parameters: header.parameters)
+        let payload: SecretBytes
+        do {
+            payload = try XChaCha20Poly1305.openSecret(
+                header.sealed,
+                key: key,
+                nonce: header.nonce,
+                authenticating: Domain.keystore.framing(header.authenticated)
+            )
+        } catch {
+            throw CryptoError(.keystoreLocked, "cannot unlock the keystore: wrong passphrase, or the file was modified")
+        }
+        try self.init(entries: try Self.decodePayload(payload))
+    }
+
+    /// The parts of a keystore file, checked for structure but not yet authenticated.
+    struct Header {
         let parameters: KDFParameters
         let salt: [UInt8]
         let nonce: XChaCha20Poly1305.Nonce
         let sealed: [UInt8]
+        /// The 68 header bytes, bound as associated data.
+        let authenticated: [UInt8]
+    }
+
+    /// Checks a file's structure before any expensive work. Fuzzed (`FuzzTesting/`).
+    static func parseHeader(_ file: [UInt8]) throws -> Header {
+        var reader = ByteReader(file)
         do {
             guard try reader.fixed(8, "magic") == Self.magic else {
                 throw CryptoError(.keystoreMalformed, "not a Cairn keystore (bad magic bytes)")
@@ -184,7 +207,7 @@ public struct Keystore: Sendable {
             guard try reader.u8("cipher") == Self.aeadXChaCha20Poly1305 else {
                 throw CryptoError(.keystoreMalformed, "unknown cipher in keystore")
             }
-            parameters = KDFParameters(
+            let parameters = KDFParameters(
                 opsLimit: try reader.u32("opslimit"),
                 memoryLimitBytes: try reader.u64("memlimit")
             )
@@ -193,31 +216,20 @@ public struct Keystore: Sendable {
             else {
                 throw CryptoError(.keystoreMalformed, "keystore Argon2id parameters are outside the accepted range")
             }
-            salt = try reader.fixed(Self.saltByteCount, "salt")
-            nonce = try XChaCha20Poly1305.Nonce(bytes: try reader.fixed(XChaCha20Poly1305.nonceByteCount, "nonce"))
-            sealed = try reader.lengthPrefixed("ciphertext", maximum: Self.maximumFileByteCount)
+            let salt = try reader.fixed(Self.saltByteCount, "salt")
+            let nonce = try XChaCha20Poly1305.Nonce(bytes: try reader.fixed(XChaCha20Poly1305.nonceByteCount, "nonce"))
+            let sealed = try reader.lengthPrefixed("ciphertext", maximum: Self.maximumFileByteCount)
             try reader.finish()
-            header = Array(file.prefix(Self.headerByteCount))
+            return Header(
+                parameters: parameters,
+                salt: salt,
+                nonce: nonce,
+                sealed: sealed,
+                authenticated: Array(file.prefix(Self.headerByteCount))
+            )
         } catch let error as WireError {
             throw CryptoError(.keystoreMalformed, "malformed keystore: \(error.message)")
-        } catch let error as CryptoError {
-            throw error
-        } catch {
-            throw CryptoError(.keystoreMalformed, "malformed keystore")
         }
-        let key = try Self.fileKey(passphrase: passphrase, salt: salt, parameters: parameters)
-        let payload: SecretBytes
-        do {
-            payload = try XChaCha20Poly1305.openSecret(
-                sealed,
-                key: key,
-                nonce: nonce,
-                authenticating: Domain.keystore.framing(header)
-            )
-        } catch {
-            throw CryptoError(.keystoreLocked, "cannot unlock the keystore: wrong passphrase, or the file was modified")
-        }
-        try self.init(entries: try Self.decodePayload(payload))
     }
 
     /// Payload: u16 count, then per key: label name, u8 kind, 32 secret bytes.
@@ -237,7 +249,8 @@ public struct Keystore: Sendable {
         }
     }
 
-    private static func decodePayload(_ payload: SecretBytes) throws -> [Entry] {
+    /// Decodes an authenticated payload. Fuzzed (`FuzzTesting/`).
+    static func decodePayload(_ payload: SecretBytes) throws -> [Entry] {
         try payload.withUnsafeBytes { (p) throws -> [Entry] in
             var offset = 0
             func take(_ n: Int) throws -> UnsafeRawBufferPointer {
@@ -249,6 +262,9 @@ public struct Keystore: Sendable {
             }
             let countBytes = try take(2)
             let count = Int(countBytes[0]) | Int(countBytes[1]) << 8
+            guard (1...maximumEntryCount).contains(count) else {
+                throw CryptoError(.keystoreMalformed, "a keystore holds 1–\(maximumEntryCount) keys, not \(count)")
+            }
             var entries: [Entry] = []
             for _ in 0..<count {
                 let nameLength = Int(try take(1)[0])

@@ -1,0 +1,79 @@
+import CairnWire
+
+@testable import CairnCrypto
+
+/// One fuzz input through Cairn's decoders of untrusted bytes. The libFuzzer target
+/// (`FuzzTesting/run`) calls it millions of times; the test suite replays the saved inputs in
+/// `FuzzTesting/regressions/` through it. It must never crash: every decoder either returns a
+/// value or throws.
+///
+/// The first byte chooses the decoder; the rest is its input.
+public enum FuzzEntry {
+    /// Feeds `input` to the decoder its first byte selects.
+    public static func run(_ input: [UInt8]) {
+        guard let selector = input.first else { return }
+        let body = Array(input.dropFirst())
+        switch selector % 5 {
+        case 0:
+            _ = try? Keystore.parseHeader(body)
+        case 1:
+            if let entries = try? Keystore.decodePayload(SecretBytes(copying: body)) {
+                // What decodes is a valid keystore: distinct names, 32-byte keys.
+                precondition((try? Keystore(entries: entries)) != nil, "decoded keystore entries are invalid")
+            }
+        case 2:
+            readFields(body)
+        case 3:
+            if let bytes = try? Hex.decode(String(decoding: body, as: UTF8.self)) {
+                precondition(Hex.encode(bytes).count == bytes.count * 2, "hex round trip changed the length")
+            }
+            if body.count >= 2 {
+                let index = UInt16(body[0]) | UInt16(body[1]) << 8
+                _ = try? Shamir.Share(index: index, value: SecretBytes(copying: body.dropFirst(2)))
+            }
+        default:
+            pullStream(body)
+        }
+    }
+
+    /// Interprets the input as a program of reads: each byte picks the next field type.
+    private static func readFields(_ body: [UInt8]) {
+        let split = body.count / 2
+        let program = body.prefix(split)
+        var reader = ByteReader(Array(body.dropFirst(split)))
+        for op in program {
+            do {
+                switch op % 9 {
+                case 0: _ = try reader.u8("u8")
+                case 1: _ = try reader.u16("u16")
+                case 2: _ = try reader.u32("u32")
+                case 3: _ = try reader.u64("u64")
+                case 4: _ = try reader.bool("bool")
+                case 5: _ = try reader.fixed(Int(op >> 4), "fixed")
+                case 6: _ = try reader.lengthPrefixed("bytes", maximum: 1024)
+                case 7: _ = try reader.string("text", maximum: 1024)
+                default: _ = try reader.label("label")
+                }
+            } catch {
+                return
+            }
+        }
+        _ = try? reader.finish()
+    }
+
+    private static let streamKey = try! SymmetricKey(SecretBytes(copying: [UInt8](repeating: 7, count: 32)))
+
+    /// A secretstream header and then chunks, each preceded by a one-byte length.
+    private static func pullStream(_ body: [UInt8]) {
+        guard body.count >= SecretStream.headerByteCount,
+            let decryptor = try? SecretStream.Decryptor(key: streamKey, header: Array(body.prefix(24)))
+        else { return }
+        var rest = body.dropFirst(24)
+        while let length = rest.first {
+            let chunk = Array(rest.dropFirst().prefix(Int(length)))
+            rest = rest.dropFirst(1 + chunk.count)
+            guard (try? decryptor.pull(chunk)) != nil else { return }
+        }
+        _ = try? decryptor.finish()
+    }
+}
