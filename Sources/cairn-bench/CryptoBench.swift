@@ -135,15 +135,7 @@ struct CryptoBench {
             subject: { for _ in 0..<count { _ = try signer.signature(for: message, domain: domain) } },
             reference: { for _ in 0..<count { _ = SodiumBaseline.sign(message, secretKey: raw.secretKey) } }
         )
-        report.cases.append(
-            BenchCase(
-                name: "ed25519-sign",
-                params: [("bytes", "64")],
-                value: Double(count) / sign.subject,
-                unit: "ops/s",
-                floor: Double(count) / sign.reference
-            )
-        )
+        report.cases.append(operations("ed25519-sign", [("bytes", "64")], count, sign))
         let signature = try signer.signature(for: message, domain: domain)
         let rawSignature = SodiumBaseline.sign(message, secretKey: raw.secretKey)
         let verify = bestOfInterleaved(
@@ -159,16 +151,23 @@ struct CryptoBench {
                 }
             }
         )
-        report.cases.append(
-            BenchCase(
-                name: "ed25519-verify",
-                params: [("bytes", "64")],
-                value: Double(count) / verify.subject,
-                unit: "ops/s",
-                floor: Double(count) / verify.reference
-            )
-        )
+        report.cases.append(operations("ed25519-verify", [("bytes", "64")], count, verify))
         return report
+    }
+
+    private func operations(
+        _ name: String,
+        _ params: [(String, String)],
+        _ count: Int,
+        _ times: (subject: Double, reference: Double)
+    ) -> BenchCase {
+        BenchCase(
+            name: name,
+            params: params,
+            value: Double(count) / times.subject,
+            unit: "ops/s",
+            floor: Double(count) / times.reference
+        )
     }
 
     private func rate(
