@@ -78,6 +78,26 @@ public enum DurableFile {
         return stat(path, &info) == 0
     }
 
+    /// The names in a folder, sorted, without `.` and `..`.
+    public static func entries(in folder: String) throws(WireError) -> [String] {
+        guard let dir = opendir(folder) else { throw ioError("cannot list folder \(folder)") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Whether `path` is a folder.
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
     /// Creates a folder (and its parents) with permissions `mode` if it does not exist.
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(WireError) {
         if exists(path) { return }

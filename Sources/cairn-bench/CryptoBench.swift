@@ -36,7 +36,7 @@ struct CryptoBench {
                     )
                 }
             }
-            report.cases.append(rate("aead-seal", params, gb, seal))
+            report.cases.append(perSecond("aead-seal", params, gb, "GB/s", seal))
 
             // The API that returns a new array, against libsodium writing into a freshly allocated
             // buffer: both pay for fresh memory (glibc maps blocks over 32 MiB anew on each call).
@@ -53,7 +53,7 @@ struct CryptoBench {
                     }
                 )
             }
-            report.cases.append(rate("aead-seal-returning-array", params, gb, sealAllocating))
+            report.cases.append(perSecond("aead-seal-returning-array", params, gb, "GB/s", sealAllocating))
 
             let sealed = try XChaCha20Poly1305.seal(input, key: key, nonce: nonce)
             let open = try sealed.withUnsafeBytes { s in
@@ -71,7 +71,7 @@ struct CryptoBench {
                     )
                 }
             }
-            report.cases.append(rate("aead-open", params, gb, open))
+            report.cases.append(perSecond("aead-open", params, gb, "GB/s", open))
 
             let chunk = 64 << 10
             let chunks = (size + chunk - 1) / chunk
@@ -103,7 +103,7 @@ struct CryptoBench {
                     )
                 }
             }
-            report.cases.append(rate("secretstream-seal", params + [("chunk", "\(chunk)")], gb, stream))
+            report.cases.append(perSecond("secretstream-seal", params + [("chunk", "\(chunk)")], gb, "GB/s", stream))
 
             let domain = Domain("cairn/bench/v1")
             let hash = try input.withUnsafeBytes { i in
@@ -121,7 +121,7 @@ struct CryptoBench {
                     }
                 )
             }
-            report.cases.append(rate("blake2b-256", params, gb, hash))
+            report.cases.append(perSecond("blake2b-256", params, gb, "GB/s", hash))
         }
 
         // Signatures: operations per second on a 64-byte message.
@@ -135,7 +135,7 @@ struct CryptoBench {
             subject: { for _ in 0..<count { _ = try signer.signature(for: message, domain: domain) } },
             reference: { for _ in 0..<count { _ = SodiumBaseline.sign(message, secretKey: raw.secretKey) } }
         )
-        report.cases.append(operations("ed25519-sign", [("bytes", "64")], count, sign))
+        report.cases.append(perSecond("ed25519-sign", [("bytes", "64")], Double(count), "ops/s", sign))
         let signature = try signer.signature(for: message, domain: domain)
         let rawSignature = SodiumBaseline.sign(message, secretKey: raw.secretKey)
         let verify = bestOfInterleaved(
@@ -151,37 +151,24 @@ struct CryptoBench {
                 }
             }
         )
-        report.cases.append(operations("ed25519-verify", [("bytes", "64")], count, verify))
+        report.cases.append(perSecond("ed25519-verify", [("bytes", "64")], Double(count), "ops/s", verify))
         return report
     }
 
-    private func operations(
+    /// A rate case: `amount` units of work (gigabytes, operations) per second of each side.
+    private func perSecond(
         _ name: String,
         _ params: [(String, String)],
-        _ count: Int,
+        _ amount: Double,
+        _ unit: String,
         _ times: (subject: Double, reference: Double)
     ) -> BenchCase {
         BenchCase(
             name: name,
             params: params,
-            value: Double(count) / times.subject,
-            unit: "ops/s",
-            floor: Double(count) / times.reference
-        )
-    }
-
-    private func rate(
-        _ name: String,
-        _ params: [(String, String)],
-        _ gigabytes: Double,
-        _ times: (subject: Double, reference: Double)
-    ) -> BenchCase {
-        BenchCase(
-            name: name,
-            params: params,
-            value: gigabytes / times.subject,
-            unit: "GB/s",
-            floor: gigabytes / times.reference
+            value: amount / times.subject,
+            unit: unit,
+            floor: amount / times.reference
         )
     }
 }

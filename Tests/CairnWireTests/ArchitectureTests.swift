@@ -1,5 +1,4 @@
 import CairnWire
-import Glibc
 import Testing
 
 /// Rules of the package layout that the compiler does not enforce.
@@ -23,16 +22,10 @@ import Testing
     }
 
     private func swiftFiles(under folder: String) throws -> [String] {
-        guard let dir = opendir(folder) else { return [] }
-        defer { closedir(dir) }
         var out: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-            }
-            guard !name.hasPrefix(".") else { continue }
+        for name in try DurableFile.entries(in: folder) where !name.hasPrefix(".") {
             let path = folder + "/" + name
-            if entry.pointee.d_type == UInt8(DT_DIR) {
+            if DurableFile.isDirectory(path) {
                 out += try swiftFiles(under: path)
             } else if name.hasSuffix(".swift") {
                 out.append(path)

@@ -81,19 +81,7 @@ import Testing
         #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
         #expect(throws: WireError(.io, "")) { try DurableFile.read(folder, maximum: 10) }
         // No temporary file is left behind.
-        #expect(try listing(folder + "/sub/dir") == ["file"])
-    }
-
-    private func listing(_ folder: String) throws -> [String] {
-        guard let dir = opendir(folder) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        #expect(try DurableFile.entries(in: folder + "/sub/dir") == ["file"])
+        #expect(DurableFile.isDirectory(folder + "/sub") && !DurableFile.isDirectory(path))
     }
 }
