@@ -73,7 +73,8 @@ public struct Keystore: Sendable {
         static let opsRange: ClosedRange<UInt32> = 1...16
         static let memoryRange: ClosedRange<UInt64> = 8192...(4 << 30)
 
-        /// Makes parameters; they must be within the accepted range.
+        /// Makes parameters. Writing or reading a keystore refuses them outside 1–16 passes and
+        /// 8 KiB–4 GiB of memory (``CryptoError/Code/keystoreMalformed``).
         public init(opsLimit: UInt32, memoryLimitBytes: UInt64) {
             self.opsLimit = opsLimit
             self.memoryLimitBytes = memoryLimitBytes
