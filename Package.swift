@@ -57,11 +57,13 @@ let package = Package(
         .executableTarget(
             name: "cairn-bench",
             dependencies: [
-                "CairnCrypto", "CairnWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CairnCrypto", "CairnWire", "CairnSIMD",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
+        .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto"]),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [

@@ -43,6 +43,8 @@ public struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let keyNotFound = Code("keyNotFound")
         /// A passphrase is empty or otherwise unusable.
         public static let invalidPassphrase = Code("invalidPassphrase")
+        /// A keystream was asked for blocks past the end of its 2^32-block counter.
+        public static let keystreamExhausted = Code("keystreamExhausted")
         /// libsodium reported a failure that inputs cannot explain (for example, out of memory).
         public static let internalFailure = Code("internalFailure")
     }

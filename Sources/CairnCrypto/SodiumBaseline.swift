@@ -130,4 +130,16 @@ package enum SodiumBaseline {
     package static func verify(_ signature: [UInt8], _ message: [UInt8], publicKey: [UInt8]) -> Bool {
         crypto_sign_verify_detached(signature, message, UInt64(message.count), publicKey) == 0
     }
+
+    /// `crypto_stream_chacha20_ietf` (zero nonce): raw keystream into `output`, one call.
+    package static func chacha20Keystream(into output: UnsafeMutableRawBufferPointer, key: [UInt8]) -> Bool {
+        ensureSodium()
+        let nonce = [UInt8](repeating: 0, count: 12)
+        return crypto_stream_chacha20_ietf(
+            output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+            UInt64(output.count),
+            nonce,
+            key
+        ) == 0
+    }
 }

@@ -1,12 +1,13 @@
 /// One measured case: `value` through Cairn's API, `floor` for the same work measured in the same
-/// run by the reference (direct libsodium), `ratio` = value / floor for rates.
+/// run by the reference (direct libsodium, a plain loop, numpy), `ratio` = value / floor for rates.
+/// A reference that could not run (numpy absent) has a nil floor and ratio, printed as null.
 struct BenchCase {
     let name: String
     let params: [(String, String)]
     let value: Double
     let unit: String
-    let floor: Double
-    var ratio: Double { floor > 0 ? value / floor : 0 }
+    let floor: Double?
+    var ratio: Double? { floor.flatMap { $0 > 0 ? value / $0 : nil } }
 }
 
 /// The result of one `cairn-bench <area>` run.
@@ -27,12 +28,12 @@ struct BenchReport {
     /// A table for people.
     var table: String {
         var lines = [
-            "area: \(area)", pad("case", 34) + pad("params", 26) + pad("value", 14) + pad("floor", 14) + "ratio",
+            "area: \(area)", pad("case", 34) + pad("params", 32) + pad("value", 14) + pad("floor", 14) + "ratio",
         ]
         for c in cases {
             let params = c.params.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
             lines.append(
-                pad(c.name, 34) + pad(params, 26) + pad("\(number(c.value)) \(c.unit)", 14)
+                pad(c.name, 34) + pad(params, 32) + pad("\(number(c.value)) \(c.unit)", 14)
                     + pad("\(number(c.floor))", 14) + number(c.ratio)
             )
         }
@@ -52,8 +53,8 @@ struct BenchReport {
         return out + "\""
     }
 
-    private func number(_ x: Double) -> String {
-        guard x.isFinite else { return "null" }
+    private func number(_ x: Double?) -> String {
+        guard let x, x.isFinite else { return "null" }
         return "\((x * 1000).rounded() / 1000)"
     }
 }
