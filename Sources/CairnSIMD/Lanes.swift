@@ -29,34 +29,43 @@ func storePartial16<T: SIMDScalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>,
     for k in 0..<n { p[i + k] = v[k] }
 }
 
-/// Lanes `0..<n` (n ≤ 16) from `p + i`: a full load when `n` is 16, zero-filled lanes otherwise.
+/// `out[i] = f(a[i])` for `i` in `0..<count`, sixteen lanes at a time (`out` may be `a`).
+///
+/// `f` is a pure lane-wise transform; the tail goes through zero-padded lanes and only the real
+/// ones are stored. Keep `f` small and free of loads and stores so that it inlines into the loop
+/// (a body that does its own partial loads compiles to code that runs at half the speed).
 @inline(__always)
-func load<T: SIMDScalar & Numeric>(_ p: UnsafePointer<T>, _ i: Int, _ n: Int) -> SIMD16<T> {
-    n == lanes ? load16(p, i) : loadPartial16(p, i, n)
-}
-
-@inline(__always)
-func load<T: SIMDScalar & Numeric>(_ p: UnsafeMutablePointer<T>, _ i: Int, _ n: Int) -> SIMD16<T> {
-    load(UnsafePointer(p), i, n)
-}
-
-/// Stores lanes `0..<n` (n ≤ 16) of `v` at `p + i`.
-@inline(__always)
-func store<T: SIMDScalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>, _ i: Int, _ n: Int) {
-    if n == lanes { store16(v, p, i) } else { storePartial16(v, p, i, n) }
-}
-
-/// Calls `body(i, n)` for `i = 0, 16, 32, …` below `count`, with `n` = 16 lanes except for a
-/// shorter last group. Inlined, the body's `load`/`store` calls become plain vector moves in
-/// the main loop.
-@inline(__always)
-func forEachLaneGroup(_ count: Int, _ body: (_ i: Int, _ n: Int) -> Void) {
+func map16<A: SIMDScalar & Numeric, C: SIMDScalar>(
+    _ a: UnsafePointer<A>,
+    _ out: UnsafeMutablePointer<C>,
+    _ count: Int,
+    _ f: (SIMD16<A>) -> SIMD16<C>
+) {
     var i = 0
     while i + lanes <= count {
-        body(i, lanes)
+        store16(f(load16(a, i)), out, i)
         i += lanes
     }
-    if i < count { body(i, count - i) }
+    if i < count { storePartial16(f(loadPartial16(a, i, count - i)), out, i, count - i) }
+}
+
+/// `out[i] = f(a[i], b[i])` for `i` in `0..<count` (`out` may be `a` or `b`); see ``map16(_:_:_:_:)``.
+@inline(__always)
+func zipMap16<A: SIMDScalar & Numeric, B: SIMDScalar & Numeric, C: SIMDScalar>(
+    _ a: UnsafePointer<A>,
+    _ b: UnsafePointer<B>,
+    _ out: UnsafeMutablePointer<C>,
+    _ count: Int,
+    _ f: (SIMD16<A>, SIMD16<B>) -> SIMD16<C>
+) {
+    var i = 0
+    while i + lanes <= count {
+        store16(f(load16(a, i), load16(b, i)), out, i)
+        i += lanes
+    }
+    if i < count {
+        storePartial16(f(loadPartial16(a, i, count - i), loadPartial16(b, i, count - i)), out, i, count - i)
+    }
 }
 
 /// Eight pointers: the inputs of one pass of the many-input kernels.

@@ -127,10 +127,10 @@ public enum ModularSum {
         _ count: Int,
         subtracting: Bool
     ) {
-        forEachLaneGroup(count) { i, n in
-            let a = load(s, i, n)
-            let b = load(x, i, n)
-            store(subtracting ? a &- b : a &+ b, s, i, n)
+        if subtracting {
+            zipMap16(s, x, s, count) { $0 &- $1 }
+        } else {
+            zipMap16(s, x, s, count) { $0 &+ $1 }
         }
     }
 }

@@ -32,11 +32,16 @@ public enum Norms {
     @inline(__always)
     private static func blockSumOfSquares(_ p: UnsafePointer<Float>, _ start: Int, _ end: Int) -> Double {
         var acc = SIMD16<Double>()
-        forEachLaneGroup(end - start) { i, n in
-            let v = load(p + start, i, n)
+        @inline(__always) func add(_ v: SIMD16<Float>) {
             let d = SIMD16<Double>(lowHalf: SIMD8<Double>(v.lowHalf), highHalf: SIMD8<Double>(v.highHalf))
             acc += d * d
         }
+        var i = start
+        while i + lanes <= end {
+            add(load16(p, i))
+            i += lanes
+        }
+        if i < end { add(loadPartial16(p, i, end - i)) }
         var sum = 0.0
         for k in 0..<lanes { sum += acc[k] }
         return sum
@@ -54,7 +59,7 @@ public enum Norms {
         guard let base = x.baseAddress else { return }
         try parallelism.forEachPiece(of: x.count) { piece in
             let p = base + piece.lowerBound
-            forEachLaneGroup(piece.count) { i, n in store(clamp16(load(p, i, n), bound), p, i, n) }
+            map16(p, p, piece.count) { clamp16($0, bound) }
         }
     }
 
@@ -86,7 +91,7 @@ public enum Norms {
         let factor = Float(Double(bound) / norm)
         try parallelism.forEachPiece(of: x.count) { piece in
             let p = base + piece.lowerBound
-            forEachLaneGroup(piece.count) { i, n in store(load(p, i, n) * factor, p, i, n) }
+            map16(p, p, piece.count) { $0 * factor }
         }
         return norm
     }

@@ -97,12 +97,9 @@ public enum Quantisation {
         try parallelism.forEachPiece(of: x.count) { piece in
             var finite = SIMD16<Float>()
             try MaskExpansion.forEachKeystreamRun(rounding, coordinate, piece) { words, i, n in
-                let from = source + i
-                let to = target + i
-                forEachLaneGroup(n) { k, m in
-                    let v = load(from, k, m)
+                zipMap16(source + i, words, target + i, n) { v, r in
                     finite += v - v
-                    store(quantise16(v, load(words, k, m), scale, bound), to, k, m)
+                    return quantise16(v, r, scale, bound)
                 }
             }
             // `v - v` is 0 for a finite `v` and NaN otherwise. Pieces are rethrown in order, so
@@ -135,7 +132,7 @@ public enum Quantisation {
         try parallelism.forEachPiece(of: q.count) { piece in
             let from = source + piece.lowerBound
             let to = target + piece.lowerBound
-            forEachLaneGroup(piece.count) { i, n in store(dequantise16(load(from, i, n), denominator), to, i, n) }
+            map16(from, to, piece.count) { dequantise16($0, denominator) }
         }
     }
 

@@ -120,12 +120,12 @@ public enum WeightedAverage {
 
     @inline(__always)
     static func accumulate(_ x: UnsafePointer<Float>, _ w: Float, _ s: UnsafeMutablePointer<Float>, _ count: Int) {
-        forEachLaneGroup(count) { i, n in store(load(s, i, n) + w * load(x, i, n), s, i, n) }
+        zipMap16(s, x, s, count) { $0 + w * $1 }
     }
 
     @inline(__always)
     static func divide(_ s: UnsafeMutablePointer<Float>, _ count: Int, _ divisor: Float) {
-        forEachLaneGroup(count) { i, n in store(load(s, i, n) / divisor, s, i, n) }
+        map16(s, s, count) { $0 / divisor }
     }
 }
 
