@@ -21,6 +21,15 @@ struct AveragingBench {
         var report = BenchReport(area: "averaging")
         let dimensions = quick ? [100_000, 1_000_000] : [1_000_000, 10_000_000]
         let counts = [10, 100]
+        // The inputs (n · D floats), then numpy's copy and its temporary of the same size.
+        let needed = 3 * counts.max()! * dimensions.max()! * 4
+        let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
+        guard physical >= needed else {
+            throw BenchError(
+                "the averaging benchmark needs about \(needed >> 30) GiB of memory and this machine has "
+                    + "\(physical >> 30) GiB; run it with --quick"
+            )
+        }
         let cores = Parallelism.allCores
         let reps = quick ? 2 : 5
         let python = NumpyPeer()
@@ -154,6 +163,12 @@ struct AveragingBench {
     ) -> BenchCase {
         BenchCase(name: name, params: params, value: gb / times.subject, unit: "GB/s", floor: gb / times.reference)
     }
+}
+
+/// A benchmark that cannot run here, with the reason.
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Uniform floats in [−1, 1), from a keystream (fast, and never NaN or subnormal).

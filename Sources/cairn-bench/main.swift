@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
-    @Flag(help: "Fewer repetitions: a smoke run, not figures to quote.")
+    @Flag(help: "Fewer repetitions on smaller inputs: a smoke run, not figures to quote.")
     var quick = false
 
     func validate() throws {
