@@ -9,7 +9,8 @@ public struct AveragingError: Error, Hashable, Sendable, CustomStringConvertible
         private init(_ name: String) { self.name = name }
         public var description: String { name }
 
-        /// Two vectors that must have the same length do not, or a piece runs past its vector.
+        /// Two vectors that must have the same length do not, a piece runs past its vector, or
+        /// coordinates run past the 2^36 words of one keystream.
         public static let lengthMismatch = Code("lengthMismatch")
         /// An input holds NaN or an infinity where only finite values make sense.
         public static let nonFinite = Code("nonFinite")

@@ -36,7 +36,7 @@ public enum ModularSum {
     ) throws {
         for input in inputs { try checkLengths(input.count, sum.count, "a vector added to a sum has another length") }
         guard let s = sum.baseAddress, !inputs.isEmpty else { return }
-        try forEachTile(of: sum.count, parallelism) { tile in
+        forEachTile(of: sum.count, parallelism) { tile in
             forEachGroup(of: inputs.count) { k, width in
                 let p = { (j: Int) in inputs[k + min(j, width - 1)].baseAddress! + tile.lowerBound }
                 addGroup((p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7)), width, s + tile.lowerBound, tile.count)
@@ -51,8 +51,8 @@ public enum ModularSum {
     static let groupWidth = 8
 
     /// Runs `body` on tiles of ``tileCoordinates`` (the last may be shorter), split across threads.
-    static func forEachTile(of count: Int, _ parallelism: Parallelism, _ body: (Range<Int>) -> Void) throws {
-        try parallelism.forEachPiece(of: count) { piece in
+    static func forEachTile(of count: Int, _ parallelism: Parallelism, _ body: (Range<Int>) -> Void) {
+        parallelism.forEachPiece(of: count) { piece in
             var start = piece.lowerBound
             while start < piece.upperBound {
                 let end = min(start + tileCoordinates, piece.upperBound)
@@ -109,7 +109,7 @@ public enum ModularSum {
         _ parallelism: Parallelism
     ) throws {
         guard let s = sum.baseAddress, let v = x.baseAddress else { return }
-        try parallelism.forEachPiece(of: sum.count) { piece in
+        parallelism.forEachPiece(of: sum.count) { piece in
             let start = piece.lowerBound
             if subtracting {
                 run(v + start, s + start, piece.count, subtracting: true)

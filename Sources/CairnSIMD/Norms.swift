@@ -14,8 +14,7 @@ public enum Norms {
         guard let base = x.baseAddress else { return 0 }
         let blocks = (x.count + blockCoordinates - 1) / blockCoordinates
         return withUnsafeTemporaryAllocation(of: Double.self, capacity: blocks) { partials in
-            // The closure never throws; `try!` cannot trap.
-            try! parallelism.forEachPiece(of: x.count, granule: blockCoordinates) { piece in
+            parallelism.forEachPiece(of: x.count, granule: blockCoordinates) { piece in
                 var start = piece.lowerBound
                 while start < piece.upperBound {
                     let end = min(start + blockCoordinates, piece.upperBound)
@@ -57,7 +56,7 @@ public enum Norms {
             throw AveragingError(.invalidParameters, "a clipping bound must be finite and positive")
         }
         guard let base = x.baseAddress else { return }
-        try parallelism.forEachPiece(of: x.count) { piece in
+        parallelism.forEachPiece(of: x.count) { piece in
             let p = base + piece.lowerBound
             map16(p, p, piece.count) { clamp16($0, bound) }
         }
@@ -89,7 +88,7 @@ public enum Norms {
         }
         guard norm > Double(bound), let base = x.baseAddress else { return norm }
         let factor = Float(Double(bound) / norm)
-        try parallelism.forEachPiece(of: x.count) { piece in
+        parallelism.forEachPiece(of: x.count) { piece in
             let p = base + piece.lowerBound
             map16(p, p, piece.count) { $0 * factor }
         }

@@ -27,11 +27,11 @@ public struct Parallelism: Sendable, Hashable, CustomStringConvertible {
     /// Cuts `0..<count` into at most ``threads`` contiguous pieces whose bounds are multiples of
     /// `granule`, runs `body` on each (concurrently when there are several) and returns when all
     /// are done. The first error thrown, by piece order, is rethrown.
-    func forEachPiece(
+    func forEachPiece<E: Error>(
         of count: Int,
         granule: Int = 16,
-        _ body: (Range<Int>) throws -> Void
-    ) throws {
+        _ body: (Range<Int>) throws(E) -> Void
+    ) throws(E) {
         let granules = (count + granule - 1) / granule
         let perThreadGranules = max(1, Self.minimumCoordinatesPerThread / granule)
         let pieces = max(1, min(threads, granules / perThreadGranules))
@@ -42,14 +42,14 @@ public struct Parallelism: Sendable, Hashable, CustomStringConvertible {
         let piece = { (k: Int) -> Range<Int> in
             min(count, granules * k / pieces * granule)..<min(count, granules * (k + 1) / pieces * granule)
         }
-        try withoutActuallyEscaping(body) { body in
-            let failures = UnsafeMutableBufferPointer<(any Error)?>.allocate(capacity: pieces)
-            failures.initialize(repeating: nil)
-            defer { failures.deinitialize().deallocate() }
+        let failures = UnsafeMutableBufferPointer<E?>.allocate(capacity: pieces)
+        failures.initialize(repeating: nil)
+        defer { failures.deinitialize().deallocate() }
+        withoutActuallyEscaping(body) { body in
             let job = ForkJoin(body: body, failures: failures, piece: piece)
             DispatchQueue.concurrentPerform(iterations: pieces) { k in job.run(k) }
-            if let first = failures.lazy.compactMap({ $0 }).first { throw first }
         }
+        if let first = failures.lazy.compactMap({ $0 }).first { throw first }
     }
 }
 
@@ -59,9 +59,9 @@ public struct Parallelism: Sendable, Hashable, CustomStringConvertible {
 /// inside `DispatchQueue.concurrentPerform`, which returns after every call has finished (that
 /// return orders all their writes before anything the caller does next); call `k` works on piece
 /// `k` alone and writes only `failures[k]`; pieces do not overlap.
-private struct ForkJoin: @unchecked Sendable {
-    let body: (Range<Int>) throws -> Void
-    let failures: UnsafeMutableBufferPointer<(any Error)?>
+private struct ForkJoin<E: Error>: @unchecked Sendable {
+    let body: (Range<Int>) throws(E) -> Void
+    let failures: UnsafeMutableBufferPointer<E?>
     let piece: (Int) -> Range<Int>
 
     func run(_ k: Int) {

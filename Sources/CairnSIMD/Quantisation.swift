@@ -129,7 +129,7 @@ public enum Quantisation {
             throw AveragingError(.invalidParameters, "the divisor must be finite and positive")
         }
         guard let source = q.baseAddress, let target = x.baseAddress else { return }
-        try parallelism.forEachPiece(of: q.count) { piece in
+        parallelism.forEachPiece(of: q.count) { piece in
             let from = source + piece.lowerBound
             let to = target + piece.lowerBound
             map16(from, to, piece.count) { dequantise16($0, denominator) }

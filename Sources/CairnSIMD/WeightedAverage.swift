@@ -22,7 +22,7 @@ public enum WeightedAverage {
         for input in inputs { try checkLengths(input.count, out.count, "an input and the average differ in length") }
         let divisor = try totalWeight(weights)
         guard let o = out.baseAddress else { return }
-        try ModularSum.forEachTile(of: out.count, parallelism) { tile in
+        ModularSum.forEachTile(of: out.count, parallelism) { tile in
             ModularSum.forEachGroup(of: inputs.count) { k, width in
                 let j = { (j: Int) in k + min(j, width - 1) }
                 let p = { (i: Int) in inputs[j(i)].baseAddress! + tile.lowerBound }
@@ -51,19 +51,22 @@ public enum WeightedAverage {
     ) throws {
         try checkLengths(x.count, sum.count, "a vector added to a weighted sum has another length")
         guard let s = sum.baseAddress, let v = x.baseAddress else { return }
-        try parallelism.forEachPiece(of: sum.count) { piece in
+        parallelism.forEachPiece(of: sum.count) { piece in
             accumulate(v + piece.lowerBound, weight, s + piece.lowerBound, piece.count)
         }
     }
 
-    /// `x[i] = x[i] / divisor` for every `i`.
+    /// `x[i] = x[i] / divisor` for every `i`; the divisor must be finite and positive.
     public static func divide(
         _ x: UnsafeMutableBufferPointer<Float>,
         by divisor: Float,
         parallelism: Parallelism = .allCores
     ) throws {
+        guard divisor.isFinite, divisor > 0 else {
+            throw AveragingError(.invalidParameters, "a divisor must be finite and positive")
+        }
         guard let base = x.baseAddress else { return }
-        try parallelism.forEachPiece(of: x.count) { piece in divide(base + piece.lowerBound, piece.count, divisor) }
+        parallelism.forEachPiece(of: x.count) { piece in divide(base + piece.lowerBound, piece.count, divisor) }
     }
 
     /// `Float(Σ weights)` (summed in `Double`), after checking every weight is finite and

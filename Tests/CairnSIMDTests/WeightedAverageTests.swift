@@ -89,5 +89,13 @@ struct WeightedAverageTests {
         }
         expectAveragingError(.invalidParameters) { try accumulator.average() }
         #expect(accumulator.sum == [0, 0])
+        var y: [Float] = [1, 2]
+        for divisor in [0, -1, Float.nan, .infinity] {
+            expectAveragingError(.invalidParameters) {
+                try y.withUnsafeMutableBufferPointer { try WeightedAverage.divide($0, by: divisor) }
+            }
+        }
+        try y.withUnsafeMutableBufferPointer { try WeightedAverage.divide($0, by: 4) }
+        #expect(y == [0.25, 0.5])
     }
 }
