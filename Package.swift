@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CairnSIMD", dependencies: ["CairnCrypto"]),
         .target(name: "CairnSecAgg", dependencies: ["CairnCrypto", "CairnWire", "CairnSIMD"]),
         .target(name: "CairnAudit", dependencies: ["CairnCrypto", "CairnWire"]),
-        .target(name: "CairnModels", dependencies: ["CairnSIMD"]),
+        .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
         .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(
             name: "CairnBroker",
@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto"]),
+        .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [

@@ -1,0 +1,135 @@
+import CairnSIMD
+internal import Glibc
+
+/// How to train: optimiser, epochs, mini-batch size, learning rate, L2 penalty and seed.
+public struct TrainingSettings: Codable, Sendable, Hashable {
+    /// The update rule.
+    public enum Optimizer: String, Codable, Sendable, CaseIterable {
+        /// Plain mini-batch stochastic gradient descent: p ← p − rate · g.
+        case sgd
+        /// Adam (Kingma and Ba, 2015) with β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁸.
+        case adam
+    }
+
+    /// The update rule.
+    public var optimizer: Optimizer
+    /// Passes over the data.
+    public var epochs: Int
+    /// Samples per mini-batch (the last batch of an epoch may be smaller).
+    public var batchSize: Int
+    /// The step size.
+    public var learningRate: Float
+    /// The L2 penalty on weights (not biases): the loss gains `l2 / 2 · Σ w²`.
+    public var l2: Float
+    /// Fixes the order of samples in every epoch (and nothing else: initial parameters come with the model).
+    public var seed: UInt64
+
+    /// Settings; ``validate()`` checks them.
+    public init(
+        optimizer: Optimizer = .adam,
+        epochs: Int = 50,
+        batchSize: Int = 32,
+        learningRate: Float = 0.01,
+        l2: Float = 1e-4,
+        seed: UInt64 = 1
+    ) {
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.l2 = l2
+        self.seed = seed
+    }
+
+    /// Checks ranges: 1…100,000 epochs, batch 1…65,536, a finite positive rate, a finite non-negative L2.
+    public func validate() throws {
+        guard (1...100_000).contains(epochs) else { throw DataError(.invalidParameters, "epochs must be 1 to 100000") }
+        guard (1...65_536).contains(batchSize) else {
+            throw DataError(.invalidParameters, "batch size must be 1 to 65536")
+        }
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw DataError(.invalidParameters, "the learning rate must be finite and positive")
+        }
+        guard l2.isFinite, l2 >= 0 else {
+            throw DataError(.invalidParameters, "the L2 penalty must be finite and non-negative")
+        }
+    }
+}
+
+/// Mini-batch training, deterministic for given settings, model and data.
+public enum Trainer {
+    /// Trains `model` on `data` and returns the mean training loss of each epoch.
+    public static func train(_ model: inout Model, on data: Dataset, settings: TrainingSettings) throws -> [Double] {
+        try settings.validate()
+        guard data.inputCount == model.architecture.inputs, data.classCount == model.architecture.classes else {
+            throw DataError(
+                .invalidParameters,
+                "the data has \(data.inputCount) inputs and \(data.classCount) classes; the model expects "
+                    + "\(model.architecture.inputs) and \(model.architecture.classes)"
+            )
+        }
+        guard data.count > 0 else { throw DataError(.invalidParameters, "there are no rows to train on") }
+        var rng = SplitMix64(seed: settings.seed)
+        var order = Array(0..<data.count)
+        var gradient: [Float] = []
+        var m = [Float](repeating: 0, count: model.parameters.count)
+        var v = m
+        var step = 0
+        var losses: [Double] = []
+        for _ in 0..<settings.epochs {
+            order.shuffle(using: &rng)
+            var total = 0.0
+            var start = 0
+            while start < order.count {
+                let batch = order[start..<min(start + settings.batchSize, order.count)]
+                total +=
+                    model.lossAndGradient(data, rows: batch, l2: settings.l2, gradient: &gradient) * Double(batch.count)
+                step += 1
+                update(&model.parameters, gradient, &m, &v, step, settings)
+                start += settings.batchSize
+            }
+            losses.append(total / Double(data.count))
+        }
+        guard model.parameters.allSatisfy(\.isFinite) else {
+            throw DataError(
+                .invalidParameters,
+                "training diverged (a parameter became NaN or infinite); lower the learning rate"
+            )
+        }
+        return losses
+    }
+
+    private static func update(
+        _ p: inout [Float],
+        _ g: [Float],
+        _ m: inout [Float],
+        _ v: inout [Float],
+        _ step: Int,
+        _ s: TrainingSettings
+    ) {
+        switch s.optimizer {
+        case .sgd:
+            for i in p.indices { p[i] -= s.learningRate * g[i] }
+        case .adam:
+            let b1: Float = 0.9
+            let b2: Float = 0.999
+            let c1 = 1 - Float(pow(Double(b1), Double(step)))
+            let c2 = 1 - Float(pow(Double(b2), Double(step)))
+            for i in p.indices {
+                m[i] = b1 * m[i] + (1 - b1) * g[i]
+                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                p[i] -= s.learningRate * (m[i] / c1) / ((v[i] / c2).squareRoot() + 1e-8)
+            }
+        }
+    }
+
+    /// The update a participant shares after local training: `local − global`, scaled down to an L2
+    /// norm of at most `clipNorm` when one is given (see ``Norms/clipL2(_:toNorm:parallelism:)``).
+    public static func delta(local: Model, global: Model, clipNorm: Float? = nil) throws -> [Float] {
+        var d = try local.delta(from: global)
+        if let clipNorm {
+            try d.withUnsafeMutableBufferPointer { _ = try Norms.clipL2($0, toNorm: clipNorm, parallelism: .serial) }
+        }
+        return d
+    }
+}

@@ -1,0 +1,301 @@
+/// What ``DataValidator`` found in one CSV file: counts of every kind of problem, the first
+/// problems with their row and column, the class balance and the row count.
+///
+/// Rows are numbered from 1, the header being row 1; columns from 1, as a spreadsheet shows them.
+public struct ValidationReport: Sendable, Codable, Hashable {
+    /// A kind of problem.
+    public enum Kind: String, Sendable, Codable, Hashable, CaseIterable {
+        /// The file has no header row.
+        case emptyFile
+        /// The file has a header and no data rows.
+        case noRows
+        /// A schema column is not in the header.
+        case missingColumn
+        /// A header column is not in the schema.
+        case unknownColumn
+        /// A header column appears twice.
+        case duplicateColumn
+        /// A row has more or fewer fields than the header.
+        case wrongFieldCount
+        /// A cell is empty.
+        case missingValue
+        /// A cell does not parse as its column's type.
+        case wrongType
+        /// A number lies outside its column's range.
+        case outOfRange
+        /// A category cell is not one of the column's categories.
+        case unknownCategory
+        /// A label cell is not one of the schema's classes.
+        case unknownClass
+        /// A row repeats an earlier row exactly (a warning: it does not fail validation).
+        case duplicateRow
+
+        /// Whether this kind fails validation.
+        public var isError: Bool { self != .duplicateRow }
+    }
+
+    /// One problem, where it is.
+    public struct Problem: Sendable, Codable, Hashable {
+        /// The kind of problem.
+        public var kind: Kind
+        /// The row (1 = header); 0 when the problem is the whole file.
+        public var row: Int
+        /// The column (from 1); 0 when the problem is a whole row or file.
+        public var column: Int
+        /// The column's name, or "" when none applies.
+        public var columnName: String
+        /// What is wrong, for a person.
+        public var detail: String
+    }
+
+    /// The most problems listed one by one; every problem is still counted.
+    public static let listedProblemLimit = 100
+
+    /// The file checked.
+    public var path: String
+    /// Data rows (the header not counted).
+    public var rows = 0
+    /// Problems per kind.
+    public var counts: [Kind: Int] = [:]
+    /// The first ``listedProblemLimit`` problems, in file order.
+    public var problems: [Problem] = []
+    /// Rows per class, in the schema's class order.
+    public var classCounts: [Int] = []
+    /// The class names, in the schema's order.
+    public var classNames: [String] = []
+
+    /// Whether the file may be trained on: no problem of an error kind.
+    public var passed: Bool { counts.allSatisfy { !$0.key.isError || $0.value == 0 } }
+
+    /// The number of problems of error kinds.
+    public var errorCount: Int { counts.filter { $0.key.isError }.values.reduce(0, +) }
+
+    mutating func add(_ kind: Kind, row: Int, column: Int = 0, name: String = "", _ detail: String) {
+        counts[kind, default: 0] += 1
+        if problems.count < Self.listedProblemLimit {
+            problems.append(Problem(kind: kind, row: row, column: column, columnName: name, detail: detail))
+        }
+    }
+
+    /// The report for a person, one fact per line.
+    public var text: String {
+        var lines = ["\(path): " + (passed ? "passed" : "FAILED, \(errorCount) problem\(errorCount == 1 ? "" : "s")")]
+        lines.append("rows: \(rows)")
+        if !classNames.isEmpty, rows > 0 {
+            let parts = zip(classNames, classCounts).map { name, n in
+                "\(name) \(n) (\(Double(n * 1000 / max(rows, 1)) / 10)%)"
+            }
+            lines.append("class balance: " + parts.joined(separator: ", "))
+        }
+        for kind in Kind.allCases {
+            lines.append("\(kind.label): \(counts[kind] ?? 0)")
+        }
+        if !problems.isEmpty {
+            let total = counts.values.reduce(0, +)
+            lines.append(total > problems.count ? "problems (first \(problems.count) of \(total)):" : "problems:")
+            for p in problems {
+                var place = p.row > 0 ? "row \(p.row)" : "file"
+                if p.column > 0 { place += ", column \(p.column) (\(p.columnName))" }
+                lines.append("  \(place): \(p.kind.label): \(p.detail)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension ValidationReport.Kind {
+    var label: String {
+        switch self {
+        case .emptyFile: "empty file"
+        case .noRows: "no data rows"
+        case .missingColumn: "missing columns"
+        case .unknownColumn: "columns not in the schema"
+        case .duplicateColumn: "duplicate columns"
+        case .wrongFieldCount: "rows with a wrong number of fields"
+        case .missingValue: "missing values"
+        case .wrongType: "wrong types"
+        case .outOfRange: "values out of range"
+        case .unknownCategory: "unknown categories"
+        case .unknownClass: "unknown classes"
+        case .duplicateRow: "duplicate rows (warning)"
+        }
+    }
+}
+
+/// Checks a CSV file against a ``DataSchema`` and, when it passes and is asked to, loads it.
+///
+/// The file is read once, record by record, and never modified. Memory: the read buffer, one
+/// record, and 16 bytes per row for duplicate detection (plus the loaded data when loading).
+public enum DataValidator {
+    /// Validates `path` against `schema`.
+    public static func check(_ path: String, schema: DataSchema) throws -> ValidationReport {
+        try run(path, schema, load: false).report
+    }
+
+    /// Validates `path` and, if it passes, returns its rows encoded as model inputs.
+    ///
+    /// Throws ``DataError/Code/invalidData`` with the report's summary when validation fails:
+    /// nothing is trained on data that fails its schema.
+    public static func load(_ path: String, schema: DataSchema) throws -> (Dataset, ValidationReport) {
+        let (report, dataset) = try run(path, schema, load: true)
+        guard report.passed, let dataset else {
+            let first = report.problems.first { $0.kind.isError }.map { p in
+                "; first: " + (p.row > 0 ? "row \(p.row)" : "file")
+                    + (p.column > 0 ? ", column \(p.column) (\(p.columnName))" : "")
+                    + ": \(p.detail)"
+            }
+            throw DataError(.invalidData, "\(path) fails its schema (\(report.errorCount) problems\(first ?? ""))")
+        }
+        return (dataset, report)
+    }
+
+    private static func run(
+        _ path: String,
+        _ schema: DataSchema,
+        load: Bool
+    ) throws -> (report: ValidationReport, dataset: Dataset?) {
+        try schema.validate()
+        var report = ValidationReport(path: path)
+        report.classNames = schema.label.classes
+        report.classCounts = [Int](repeating: 0, count: schema.label.classes.count)
+        let reader = try CSVReader(path: path)
+        guard let header = try reader.nextRecord() else {
+            report.add(.emptyFile, row: 0, "the file is empty; expected a header row")
+            return (report, nil)
+        }
+        // Map schema columns to header positions.
+        var position: [String: Int] = [:]
+        for (i, name) in header.enumerated() {
+            if position[name] != nil {
+                report.add(.duplicateColumn, row: 1, column: i + 1, name: name, "column '\(name)' appears twice")
+            } else {
+                position[name] = i
+            }
+        }
+        let wanted = Set(schema.features.map(\.name) + [schema.label.name])
+        for (i, name) in header.enumerated() where !wanted.contains(name) {
+            report.add(.unknownColumn, row: 1, column: i + 1, name: name, "column '\(name)' is not in the schema")
+        }
+        for name in schema.features.map(\.name) + [schema.label.name] where position[name] == nil {
+            report.add(.missingColumn, row: 1, name: name, "the schema's column '\(name)' is not in the header")
+        }
+        guard report.passed else { return (report, nil) }
+
+        let featureColumns = schema.features.map { position[$0.name]! }
+        let labelColumn = position[schema.label.name]!
+        let classIndex = Dictionary(uniqueKeysWithValues: schema.label.classes.enumerated().map { ($1, $0) })
+        let categoryIndex = schema.features.map { f in
+            f.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) }
+        }
+        var seen: [Int: Int] = [:]
+        var values: [Float] = []
+        var labels: [Int32] = []
+        var encoded = [Float](repeating: 0, count: schema.inputCount)
+        while let fields = try reader.nextRecord() {
+            let row = reader.record
+            report.rows += 1
+            guard fields.count == header.count else {
+                report.add(.wrongFieldCount, row: row, "\(fields.count) fields; the header has \(header.count)")
+                continue
+            }
+            var rowOK = true
+            var slot = 0
+            for (k, feature) in schema.features.enumerated() {
+                let column = featureColumns[k]
+                let cell = fields[column].trimmed
+                func problem(_ kind: ValidationReport.Kind, _ detail: String) {
+                    report.add(kind, row: row, column: column + 1, name: feature.name, detail)
+                    rowOK = false
+                }
+                if feature.type == .category {
+                    let count = feature.categories!.count
+                    if cell.isEmpty {
+                        problem(.missingValue, "empty cell")
+                    } else if let index = categoryIndex[k]![String(cell)] {
+                        for j in 0..<count { encoded[slot + j] = j == index ? 1 : 0 }
+                    } else {
+                        problem(
+                            .unknownCategory,
+                            "'\(cell.prefix(40))' is not one of \(feature.categories!.count) categories"
+                        )
+                    }
+                    slot += count
+                    continue
+                }
+                defer { slot += 1 }
+                if cell.isEmpty {
+                    problem(.missingValue, "empty cell")
+                    continue
+                }
+                guard let value = parse(cell, integer: feature.type == .integer) else {
+                    problem(
+                        .wrongType,
+                        "'\(cell.prefix(40))' is not \(feature.type == .integer ? "a whole number" : "a finite number")"
+                    )
+                    continue
+                }
+                if let lo = feature.min, value < lo {
+                    problem(.outOfRange, "\(cell.prefix(40)) is below the minimum \(lo)")
+                } else if let hi = feature.max, value > hi {
+                    problem(.outOfRange, "\(cell.prefix(40)) is above the maximum \(hi)")
+                }
+                encoded[slot] = Float(value)
+            }
+            let labelCell = fields[labelColumn].trimmed
+            var label = 0
+            if labelCell.isEmpty {
+                report.add(.missingValue, row: row, column: labelColumn + 1, name: schema.label.name, "empty label")
+                rowOK = false
+            } else if let index = classIndex[String(labelCell)] {
+                label = index
+                report.classCounts[index] += 1
+            } else {
+                report.add(
+                    .unknownClass,
+                    row: row,
+                    column: labelColumn + 1,
+                    name: schema.label.name,
+                    "'\(labelCell.prefix(40))' is not a class of the schema"
+                )
+                rowOK = false
+            }
+            var hasher = Hasher()
+            hasher.combine(fields)
+            let digest = hasher.finalize()
+            if let first = seen[digest] {
+                report.add(.duplicateRow, row: row, "repeats row \(first)")
+            } else {
+                seen[digest] = row
+            }
+            if load, rowOK, report.passed {
+                values.append(contentsOf: encoded)
+                labels.append(Int32(label))
+            }
+        }
+        if report.rows == 0 { report.add(.noRows, row: 0, "the file has a header and no data rows") }
+        guard load, report.passed else { return (report, nil) }
+        return (report, Dataset(schema: schema, features: values, labels: labels))
+    }
+
+    /// A decimal number (or, for integers, a whole number with no point or exponent), finite.
+    static func parse(_ s: Substring, integer: Bool) -> Double? {
+        func allowed(_ c: UInt8) -> Bool {
+            let digit = c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")
+            let sign = c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
+            let decimal = c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+            return digit || sign || (!integer && decimal)
+        }
+        guard s.utf8.allSatisfy(allowed), let value = Double(s), value.isFinite else { return nil }
+        return value
+    }
+}
+
+extension String {
+    /// The cell without leading or trailing spaces and tabs.
+    fileprivate var trimmed: Substring {
+        var s = self[...]
+        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
+        return s
+    }
+}
