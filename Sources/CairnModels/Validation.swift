@@ -63,6 +63,9 @@ public struct ValidationReport: Sendable, Codable, Hashable {
     public var classCounts: [Int] = []
     /// The class names, in the schema's order.
     public var classNames: [String] = []
+    /// Whether the file had more distinct rows than duplicate detection tracks
+    /// (``DataValidator/duplicateTrackingLimit``): later rows are checked only against those.
+    public var duplicateCheckLimited = false
 
     /// Whether the file may be trained on: no problem of an error kind.
     public var passed: Bool { counts.allSatisfy { !$0.key.isError || $0.value == 0 } }
@@ -89,6 +92,11 @@ public struct ValidationReport: Sendable, Codable, Hashable {
         }
         for kind in Kind.allCases {
             lines.append("\(kind.label): \(counts[kind] ?? 0)")
+        }
+        if duplicateCheckLimited {
+            lines.append(
+                "(duplicate rows were looked for among the first \(DataValidator.duplicateTrackingLimit) distinct rows)"
+            )
         }
         if !problems.isEmpty {
             let total = counts.values.reduce(0, +)
@@ -124,9 +132,13 @@ extension ValidationReport.Kind {
 
 /// Checks a CSV file against a ``DataSchema`` and, when it passes and is asked to, loads it.
 ///
-/// The file is read once, record by record, and never modified. Memory: the read buffer, one
-/// record, and 16 bytes per row for duplicate detection (plus the loaded data when loading).
+/// The file is read once, record by record, and never modified. Memory is bounded whatever the
+/// file size: the read buffer, one record, and at most ``duplicateTrackingLimit`` row digests for
+/// duplicate detection (plus the loaded data when loading).
 public enum DataValidator {
+    /// Distinct rows remembered for duplicate detection: 2^20 (about 40 MiB at most).
+    public static let duplicateTrackingLimit = 1 << 20
+
     /// Validates `path` against `schema`.
     public static func check(_ path: String, schema: DataSchema) throws -> ValidationReport {
         try run(path, schema, load: false).report
@@ -264,8 +276,10 @@ public enum DataValidator {
             let digest = hasher.finalize()
             if let first = seen[digest] {
                 report.add(.duplicateRow, row: row, "repeats row \(first)")
-            } else {
+            } else if seen.count < duplicateTrackingLimit {
                 seen[digest] = row
+            } else {
+                report.duplicateCheckLimited = true
             }
             if load, rowOK, report.passed {
                 values.append(contentsOf: encoded)

@@ -1,0 +1,181 @@
+import CairnWire
+import Foundation
+import Testing
+
+@testable import CairnModels
+
+/// A fresh temporary folder for one test.
+func temporaryFolder() -> String {
+    let path = NSTemporaryDirectory() + "cairn-models-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Writes `text` to a new file in a temporary folder and returns its path.
+func csvFile(_ text: String) -> String {
+    let path = temporaryFolder() + "/data.csv"
+    try! DurableFile.write(Array(text.utf8), to: path, replace: false)
+    return path
+}
+
+/// The repository's `Datasets/` folder.
+let datasets = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Datasets").path
+
+/// Two float features `a` (0…10) and `b`, a category `colour`, label `y` in {no, yes}.
+let smallSchema = DataSchema(
+    task: .binary,
+    label: .init(name: "y", classes: ["no", "yes"]),
+    features: [
+        .init(name: "a", type: .float, min: 0, max: 10),
+        .init(name: "b", type: .integer),
+        .init(name: "colour", type: .category, categories: ["red", "green"]),
+    ]
+)
+
+@Suite("Data validation")
+struct ValidationTests {
+    @Test("The shipped datasets pass their schemas with the published row counts and class balance")
+    func shippedDatasets() throws {
+        let cancer = try DataSchema.load(from: datasets + "/breast-cancer/schema.json")
+        let (data, report) = try DataValidator.load(datasets + "/breast-cancer/data.csv", schema: cancer)
+        #expect(report.passed && report.rows == 569 && report.classCounts == [212, 357])
+        #expect(data.count == 569 && data.inputCount == 30)
+        #expect(data.features[0] == 17.99 && data.labels[0] == 0)
+        let digits = try DataSchema.load(from: datasets + "/digits/schema.json")
+        let d = try DataValidator.check(datasets + "/digits/data.csv", schema: digits)
+        #expect(d.passed && d.rows == 1797 && d.classCounts == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+        #expect(d.counts[.duplicateRow, default: 0] == 0)
+    }
+
+    @Test("A good file with quotes, spaces and CRLF passes and loads one-hot categories")
+    func goodFile() throws {
+        let path = csvFile("y,colour,b,a\r\nyes,red,3,1.5\r\n\"no\",  green ,-2,0\r\nyes,\"red\",7,\"1e1\"")
+        let (data, report) = try DataValidator.load(path, schema: smallSchema)
+        #expect(report.passed && report.rows == 3 && report.classCounts == [1, 2])
+        #expect(data.features == [1.5, 3, 1, 0, 0, -2, 0, 1, 10, 7, 1, 0])
+        #expect(data.labels == [1, 0, 1])
+    }
+
+    @Test("Each kind of bad cell is reported at its row and column, and training is refused")
+    func badCells() throws {
+        let path = csvFile(
+            """
+            a,b,colour,y
+            1,2,red,yes
+            x,2,red,yes
+            11,2,red,no
+            1,2.5,red,no
+            1,2,blue,no
+            1,2,red,maybe
+            ,2,red,no
+            1,2,red
+            1,2,red,yes
+            """
+        )
+        let report = try DataValidator.check(path, schema: smallSchema)
+        #expect(!report.passed)
+        #expect(report.rows == 9)
+        let found = report.problems.map { "\($0.kind) \($0.row):\($0.column) \($0.columnName)" }
+        #expect(
+            found == [
+                "wrongType 3:1 a", "outOfRange 4:1 a", "wrongType 5:2 b", "unknownCategory 6:3 colour",
+                "unknownClass 7:4 y", "missingValue 8:1 a", "wrongFieldCount 9:0 ", "duplicateRow 10:0 ",
+            ]
+        )
+        #expect(report.problems[0].detail == "'x' is not a finite number")
+        #expect(report.problems[7].detail == "repeats row 2")
+        #expect(report.errorCount == 7)
+        #expect(report.text.contains("row 3, column 1 (a): wrong types: 'x' is not a finite number"))
+        do {
+            _ = try DataValidator.load(path, schema: smallSchema)
+            Issue.record("trained on bad data")
+        } catch let error as DataError {
+            #expect(error.code == .invalidData)
+            #expect(
+                error.message.hasSuffix(
+                    "fails its schema (7 problems; first: row 3, column 1 (a): 'x' is not a finite number)"
+                )
+            )
+        }
+    }
+
+    @Test("Header problems: missing, unknown and duplicate columns")
+    func header() throws {
+        let report = try DataValidator.check(csvFile("a,a,colour,y,extra\n1,1,red,no,1\n"), schema: smallSchema)
+        let found = report.problems.map { "\($0.kind) \($0.row):\($0.column) \($0.columnName)" }
+        #expect(found == ["duplicateColumn 1:2 a", "unknownColumn 1:5 extra", "missingColumn 1:0 b"])
+        #expect(!report.passed)
+    }
+
+    @Test("An empty file and a header-only file fail")
+    func emptyFiles() throws {
+        let empty = try DataValidator.check(csvFile(""), schema: smallSchema)
+        #expect(empty.problems.map(\.kind) == [.emptyFile] && !empty.passed)
+        let headerOnly = try DataValidator.check(csvFile("a,b,colour,y\n"), schema: smallSchema)
+        #expect(headerOnly.problems.map(\.kind) == [.noRows] && !headerOnly.passed && headerOnly.rows == 0)
+    }
+
+    @Test("Malformed CSV is refused with the row: unterminated quote, text after a quote, bad UTF-8")
+    func malformed() {
+        for (text, row) in [("a,b,colour,y\n1,2,\"red,no\n", 2), ("a,b,colour,y\n1,2,\"red\"x,no\n", 2)] {
+            #expect(throws: DataError(.malformedCSV, "")) {
+                try DataValidator.check(csvFile(text), schema: smallSchema)
+            }
+            do {
+                _ = try DataValidator.check(csvFile(text), schema: smallSchema)
+            } catch {
+                #expect("\(error)".contains("row \(row)"))
+            }
+        }
+        let path = temporaryFolder() + "/bad.csv"
+        try! DurableFile.write(
+            Array("a,b,colour,y\n1,2,re".utf8) + [0xFF] + Array("d,no\n".utf8),
+            to: path,
+            replace: false
+        )
+        #expect(throws: DataError(.malformedCSV, "")) { try DataValidator.check(path, schema: smallSchema) }
+        #expect(throws: DataError(.io, "")) { try DataValidator.check("/nonexistent/file.csv", schema: smallSchema) }
+    }
+
+    @Test("A 100 MB file with one bad row at the end: found, in bounded memory, the file untouched")
+    func largeFile() throws {
+        let path = temporaryFolder() + "/large.csv"
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        var chunk = "a,b,colour,y\n"
+        var rows = 0
+        var written = 0
+        while written < 100_000_000 {
+            for _ in 0..<10_000 {
+                chunk +=
+                    "\(Double(rows % 1000) / 100),\(rows),\(rows % 3 == 0 ? "red" : "green"),\(rows % 2 == 0 ? "no" : "yes")\n"
+                rows += 1
+            }
+            written += chunk.utf8.count
+            handle.write(Data(chunk.utf8))
+            chunk = ""
+        }
+        handle.write(Data("5,5,purple,no\n".utf8))
+        try handle.close()
+        let before = try FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date
+        let peakBefore = peakMemory()
+        let report = try DataValidator.check(path, schema: smallSchema)
+        let growth = peakMemory() - peakBefore
+        #expect(report.rows == rows + 1)
+        #expect(report.errorCount == 1)
+        #expect(report.duplicateCheckLimited)
+        let p = try #require(report.problems.first)
+        #expect(p.kind == .unknownCategory && p.row == rows + 2 && p.column == 3)
+        #expect(growth < 64 << 20, "peak memory grew by \(growth >> 20) MiB reading a \(written >> 20) MiB file")
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date == before)
+        try FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The process's peak resident memory in bytes.
+func peakMemory() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
