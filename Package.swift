@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "CairnCLI",
             dependencies: [
-                "CairnCrypto", "CairnWire", "CairnBroker", "CairnNode", "CairnAudit",
+                "CairnCrypto", "CairnWire", "CairnBroker", "CairnNode", "CairnAudit", "CairnModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -10,12 +10,12 @@ struct NodeCommand: ParsableCommand {
         commandName: "cairn-node",
         abstract: "The Cairn participant and licensee node.",
         discussion: """
-            This release (\(CairnVersion.software)) is the foundation: it creates and unlocks a node's \
-            long-term identity. Enrolment, data checks, training rounds and model delivery are not \
-            implemented yet.
+            This release (\(CairnVersion.software)) creates and unlocks a node's long-term identity, \
+            checks local data against a federation's schema and trains models locally. Enrolment, \
+            federated training rounds and model delivery are not implemented yet.
             """,
         version: CairnVersion.software,
-        subcommands: [Init.self, Identity.self]
+        subcommands: [Init.self, Identity.self, DataCommand.self, Train.self, Predict.self]
     )
 
     init() {}

@@ -40,9 +40,10 @@ public struct Dataset: Sendable {
         return Dataset(schema: schema, features: f, labels: l)
     }
 
-    /// A split into a training part and a held-out part of `testFraction` of the rows, stratified
-    /// by class (each class split in the same proportion), shuffled with `seed`.
-    public func split(testFraction: Double, seed: UInt64) -> (train: Dataset, test: Dataset) {
+    /// Row positions split into a training part and a held-out part of `testFraction` of the
+    /// rows, stratified by class (each class split in the same proportion, rounded to the
+    /// nearest row), shuffled with `seed`.
+    public func stratifiedSplit(testFraction: Double, seed: UInt64) -> (train: [Int], test: [Int]) {
         var rng = SplitMix64(seed: seed)
         var train: [Int] = []
         var test: [Int] = []
@@ -55,7 +56,7 @@ public struct Dataset: Sendable {
         }
         train.shuffle(using: &rng)
         test.shuffle(using: &rng)
-        return (subset(train), subset(test))
+        return (train, test)
     }
 }
 

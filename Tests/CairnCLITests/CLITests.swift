@@ -10,7 +10,10 @@ import Testing
 @Suite struct CLITests {
     /// Help texts are golden files: a change to what users read is a deliberate change here.
     /// Regenerate with `CAIRN_UPDATE_GOLDEN=1 swift test --filter CLITests`.
-    @Test(arguments: ["cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-audit"])
+    @Test(arguments: [
+        "cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-node data check",
+        "cairn-node train", "cairn-node predict", "cairn-audit",
+    ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
         switch command {
@@ -18,6 +21,9 @@ import Testing
         case "cairn-audit": help = AuditCommand.helpMessage(columns: 100)
         case "cairn-node": help = NodeCommand.helpMessage(columns: 100)
         case "cairn-node init": help = NodeCommand.helpMessage(for: NodeCommand.Init.self, columns: 100)
+        case "cairn-node data check": help = NodeCommand.helpMessage(for: NodeCommand.Check.self, columns: 100)
+        case "cairn-node train": help = NodeCommand.helpMessage(for: NodeCommand.Train.self, columns: 100)
+        case "cairn-node predict": help = NodeCommand.helpMessage(for: NodeCommand.Predict.self, columns: 100)
         default: help = NodeCommand.helpMessage(for: NodeCommand.Identity.self, columns: 100)
         }
         let path = goldenFolder + "/" + command.replacingSpaces + ".txt"

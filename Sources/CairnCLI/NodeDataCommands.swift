@@ -1,0 +1,247 @@
+import ArgumentParser
+import CairnModels
+import CairnWire
+import FoundationEssentials
+
+/// `--model` values.
+enum ModelKindArgument: String, ExpressibleByArgument, CaseIterable {
+    case logistic, softmax, mlp
+    var kind: ModelArchitecture.Kind { ModelArchitecture.Kind(rawValue: rawValue)! }
+}
+
+/// `--optimizer` values.
+enum OptimizerArgument: String, ExpressibleByArgument, CaseIterable {
+    case sgd, adam
+    var optimizer: TrainingSettings.Optimizer { TrainingSettings.Optimizer(rawValue: rawValue)! }
+}
+
+extension NodeCommand {
+    /// `cairn-node data`: local data checks.
+    struct DataCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "data",
+            abstract: "Check local data against a federation's schema.",
+            subcommands: [Check.self]
+        )
+    }
+
+    /// `cairn-node data check`.
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a CSV file against a schema and print the report.",
+            discussion: """
+                Reads the file once, in bounded memory, and never modifies it. Reports the row count, \
+                class balance, and every missing value, wrong type, value out of range, unknown category \
+                or class, malformed row and duplicate row, with row and column numbers (the header is \
+                row 1). Exits with status 1 when the data fails the schema (duplicates are only warnings).
+                """
+        )
+
+        @OptionGroup var input: DataInput
+
+        @Flag(help: "Print the report as JSON instead of text.")
+        var json = false
+
+        func run() throws {
+            let report = try DataValidator.check(input.csv, schema: try DataSchema.load(from: input.schema))
+            print(json ? try encodeJSON(report) : report.text)
+            if !report.passed { throw ExitCode(1) }
+        }
+    }
+
+    /// `cairn-node train`: centralised local training.
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train a model on local data and write it with its metrics.",
+            discussion: """
+                Validates the CSV against the schema first and trains nothing if it fails. Holds out a \
+                stratified part of the rows for evaluation, standardises inputs with statistics of the \
+                training part, trains deterministically for the seed, and writes the model (safetensors, \
+                readable by Python's safetensors and numpy) and <output>.metrics.json (metrics on both \
+                parts, the losses, the settings and the held-out rows). Training on a federation's \
+                rounds comes with the broker.
+                """
+        )
+
+        @OptionGroup var input: DataInput
+
+        @Option(help: ArgumentHelp("Where to write the model (safetensors).", valueName: "file"))
+        var output: String
+
+        @Option(help: "logistic (binary tasks), softmax or mlp. Default: logistic for binary tasks, else softmax.")
+        var model: ModelKindArgument?
+
+        @Option(help: "Hidden units of the MLP.")
+        var hidden = 64
+
+        @Option(help: "sgd or adam.")
+        var optimizer: OptimizerArgument = .adam
+
+        @Option(help: "Passes over the training rows.")
+        var epochs = 100
+
+        @Option(help: "Rows per mini-batch.")
+        var batchSize = 32
+
+        @Option(help: "Step size.")
+        var learningRate: Float = 0.01
+
+        @Option(help: "L2 penalty on weights: the loss gains l2/2 · Σ w².")
+        var l2: Float = 0.001
+
+        @Option(help: "Fixes the split, the initial weights and the order of rows.")
+        var seed: UInt64 = 1
+
+        @Option(help: "Fraction of rows held out for evaluation (0 to hold out none).")
+        var testFraction = 0.25
+
+        @Flag(help: "Replace an existing output file.")
+        var overwrite = false
+
+        func validate() throws {
+            guard (0..<1).contains(testFraction) else {
+                throw ValidationError("--test-fraction must be at least 0 and below 1")
+            }
+            guard (1...4096).contains(hidden) else { throw ValidationError("--hidden must be 1 to 4096") }
+        }
+
+        func run() throws {
+            let schemaFile = try DataSchema.load(from: input.schema)
+            let kind = model?.kind ?? (schemaFile.task == .binary ? .logistic : .softmax)
+            let settings = TrainingSettings(
+                optimizer: optimizer.optimizer,
+                epochs: epochs,
+                batchSize: batchSize,
+                learningRate: learningRate,
+                l2: l2,
+                seed: seed
+            )
+            if !overwrite, DurableFile.exists(output) {
+                throw CLIError("\(output) exists; pass --overwrite to replace it")
+            }
+            let result = try LocalTraining.run(
+                csv: input.csv,
+                schema: schemaFile,
+                kind: kind,
+                hidden: hidden,
+                settings: settings,
+                testFraction: testFraction
+            )
+            try result.file.write(to: output, replace: overwrite)
+            let metrics = Metrics(
+                architecture: result.file.model.architecture,
+                settings: settings,
+                losses: result.losses,
+                train: result.trainEvaluation,
+                test: result.testEvaluation,
+                testRows: result.testRows
+            )
+            do {
+                try DurableFile.write(
+                    Array(try encodeJSON(metrics).utf8),
+                    to: output + ".metrics.json",
+                    mode: 0o644,
+                    replace: true
+                )
+            } catch let error as WireError {
+                throw CLIError(error.message)
+            }
+            let test = result.testEvaluation
+            print(
+                "trained \(kind.rawValue) on \(result.trainEvaluation.sampleCount) rows, \(epochs) epochs; final loss \(rounded(result.losses.last ?? 0))"
+            )
+            print(
+                "train accuracy \(rounded(result.trainEvaluation.accuracy))"
+                    + (test.map { ", held-out accuracy \(rounded($0.accuracy)) on \($0.sampleCount) rows" } ?? "")
+            )
+            print("wrote \(output) and \(output).metrics.json")
+        }
+    }
+}
+
+/// A CSV file and the schema it must follow.
+struct DataInput: ParsableArguments {
+    @Argument(help: ArgumentHelp("The CSV file (header row first).", valueName: "csv"))
+    var csv: String
+
+    @Option(help: ArgumentHelp("The federation's schema (JSON).", valueName: "file"))
+    var schema: String
+}
+
+/// What `cairn-node train` writes next to the model.
+struct Metrics: Codable {
+    var architecture: ModelArchitecture
+    var settings: TrainingSettings
+    var losses: [Double]
+    var train: Evaluation
+    var test: Evaluation?
+    var testRows: [Int]
+}
+
+/// Pretty, key-sorted JSON.
+func encodeJSON(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+/// Four decimals, for people.
+func rounded(_ x: Double) -> String { String(Double(Int((x * 10_000).rounded())) / 10_000) }
+
+extension NodeCommand {
+    /// `cairn-node predict`: run a model file on a CSV.
+    struct Predict: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a model file on a CSV file and write one prediction per row.",
+            discussion: """
+                The CSV is validated against the schema stored in the model file, label column included, \
+                and the accuracy is printed. Writes a CSV with, per data row, its row number (the header is \
+                row 1), the predicted class and the probability of every class.
+                """
+        )
+
+        @Argument(help: ArgumentHelp("The CSV file (header row first).", valueName: "csv"))
+        var csv: String
+
+        @Option(help: ArgumentHelp("The model (safetensors written by cairn-node).", valueName: "file"))
+        var model: String
+
+        @Option(help: ArgumentHelp("Where to write the predictions (CSV).", valueName: "file"))
+        var output: String
+
+        @Flag(help: "Replace an existing output file.")
+        var overwrite = false
+
+        func run() throws {
+            let file = try ModelFile.read(from: model)
+            let (data, _) = try DataValidator.load(csv, schema: file.schema)
+            let k = file.model.architecture.classes
+            let p = file.probabilities(data)
+            let classes = file.schema.label.classes
+            var lines = ["row,predicted," + classes.map { "p_" + csvField($0) }.joined(separator: ",")]
+            for r in 0..<data.count {
+                let row = p[(r * k)..<((r + 1) * k)]
+                let best = row.indices.max { row[$0] < row[$1] }! - r * k
+                lines.append("\(r + 2),\(csvField(classes[best])),\(row.map { "\($0)" }.joined(separator: ","))")
+            }
+            do {
+                try DurableFile.write(
+                    Array((lines.joined(separator: "\n") + "\n").utf8),
+                    to: output,
+                    mode: 0o644,
+                    replace: overwrite
+                )
+            } catch {
+                throw CLIError(error.message)
+            }
+            let evaluation = Evaluation(probabilities: p, labels: data.labels, classes: k)
+            print("wrote \(data.count) predictions to \(output); accuracy \(rounded(evaluation.accuracy))")
+        }
+    }
+}
+
+/// A CSV field, quoted when it needs to be.
+func csvField(_ s: String) -> String {
+    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
+        ? "\"" + s.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\"" : s
+}
