@@ -1,3 +1,4 @@
+import CairnModels
 import CairnWire
 
 @testable import CairnCrypto
@@ -13,7 +14,7 @@ public enum FuzzEntry {
     public static func run(_ input: [UInt8]) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 5 {
+        switch selector % 6 {
         case 0:
             _ = try? Keystore.parseHeader(body)
         case 1:
@@ -31,8 +32,16 @@ public enum FuzzEntry {
                 let index = UInt16(body[0]) | UInt16(body[1]) << 8
                 _ = try? Shamir.Share(index: index, value: SecretBytes(copying: body.dropFirst(2)))
             }
-        default:
+        case 4:
             pullStream(body)
+        default:
+            if let file = try? ModelFile.decode(body) {
+                // What decodes re-encodes to a file that decodes to the same model.
+                precondition(
+                    (try? ModelFile.decode(file.encoded()))?.model == file.model,
+                    "model file round trip changed"
+                )
+            }
         }
     }
 
