@@ -15,7 +15,7 @@ struct NodeCommand: ParsableCommand {
             federated training rounds and model delivery are not implemented yet.
             """,
         version: CairnVersion.software,
-        subcommands: [Init.self, Identity.self, DataCommand.self, Train.self, Predict.self]
+        subcommands: [Init.self, Identity.self, DataCommand.self, Train.self, Predict.self, Simulate.self]
     )
 
     init() {}

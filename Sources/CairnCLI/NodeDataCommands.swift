@@ -245,3 +245,154 @@ func csvField(_ s: String) -> String {
     s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
         ? "\"" + s.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\"" : s
 }
+
+/// `--split` values.
+enum SplitArgument: String, ExpressibleByArgument, CaseIterable {
+    case iid
+    case labelSkew = "label-skew"
+    var split: FederatedSimulation.Split { FederatedSimulation.Split(rawValue: rawValue)! }
+}
+
+extension NodeCommand {
+    /// `cairn-node simulate`: an in-process FedAvg run against centralised training.
+    struct Simulate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Simulate federated averaging on one CSV file and compare it with centralised training.",
+            discussion: """
+                Holds out a stratified part of the rows, splits the rest across --participants simulated \
+                participants (iid, or label-skew: two class-sorted shards each), and runs --rounds rounds \
+                of FedAvg in plaintext, in this process: each participant trains --local-epochs epochs from \
+                the global model, and the sample-weighted average of the local models becomes the next \
+                global model. Prints the held-out accuracy after every round and that of the same model \
+                trained centrally for rounds × local epochs, and can plot both to SVG. Secure aggregation \
+                and the network come with the broker; this is for choosing settings and for testing.
+                """
+        )
+
+        @OptionGroup var input: DataInput
+
+        @Option(help: "Simulated participants.")
+        var participants = 5
+
+        @Option(help: "iid or label-skew.")
+        var split: SplitArgument = .labelSkew
+
+        @Option(help: "Rounds of federated averaging.")
+        var rounds = 40
+
+        @Option(help: "Epochs each participant trains per round.")
+        var localEpochs = 1
+
+        @Option(help: "logistic (binary tasks), softmax or mlp. Default: logistic for binary tasks, else softmax.")
+        var model: ModelKindArgument?
+
+        @Option(help: "Hidden units of the MLP.")
+        var hidden = 64
+
+        @Option(help: "sgd or adam.")
+        var optimizer: OptimizerArgument = .sgd
+
+        @Option(help: "Rows per mini-batch.")
+        var batchSize = 16
+
+        @Option(help: "Step size.")
+        var learningRate: Float = 0.05
+
+        @Option(help: "L2 penalty on weights.")
+        var l2: Float = 0.001
+
+        @Option(help: "Fixes the split, the partition, the initial weights and the order of rows.")
+        var seed: UInt64 = 1
+
+        @Option(help: "Fraction of rows held out for evaluation.")
+        var testFraction = 0.25
+
+        @Option(help: ArgumentHelp("Also plot held-out accuracy per round to this SVG file.", valueName: "file"))
+        var svg: String?
+
+        func validate() throws {
+            guard testFraction > 0, testFraction < 1 else {
+                throw ValidationError("--test-fraction must be above 0 and below 1")
+            }
+            guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be 1 to 10000") }
+            guard (1...10_000).contains(localEpochs) else { throw ValidationError("--local-epochs must be 1 to 10000") }
+            guard participants >= 1 else { throw ValidationError("--participants must be at least 1") }
+        }
+
+        func run() throws {
+            let schema = try DataSchema.load(from: input.schema)
+            let (data, _) = try DataValidator.load(input.csv, schema: schema)
+            let (trainRows, testRows) = data.stratifiedSplit(testFraction: testFraction, seed: seed)
+            let standardisation = Standardisation(of: data.subset(trainRows))
+            let train = standardisation.apply(to: data.subset(trainRows))
+            let test = standardisation.apply(to: data.subset(testRows))
+            let kind = model?.kind ?? (schema.task == .binary ? .logistic : .softmax)
+            let architecture = try ModelArchitecture(
+                kind: kind,
+                inputs: data.inputCount,
+                classes: data.classCount,
+                hidden: hidden
+            )
+            let local = TrainingSettings(
+                optimizer: optimizer.optimizer,
+                epochs: localEpochs,
+                batchSize: batchSize,
+                learningRate: learningRate,
+                l2: l2,
+                seed: seed
+            )
+            let (_, curve) = try FederatedSimulation.run(
+                train: train,
+                test: test,
+                participants: participants,
+                split: split.split,
+                architecture: architecture,
+                local: local,
+                rounds: rounds
+            )
+            var central = Model(architecture: architecture, seed: seed)
+            var centralSettings = local
+            centralSettings.epochs = rounds * localEpochs
+            _ = try Trainer.train(&central, on: train, settings: centralSettings)
+            let centralAccuracy = Evaluation(
+                probabilities: central.probabilities(test.features),
+                labels: test.labels,
+                classes: architecture.classes
+            ).accuracy
+            print(
+                "\(kind.rawValue), \(participants) participants, \(split.rawValue) split, \(train.count) training rows, \(test.count) held out"
+            )
+            print("round  held-out accuracy  log loss")
+            for r in curve {
+                print(
+                    "\(pad(r.round, 5))  \(rounded(r.accuracy))\(String(repeating: " ", count: max(1, 19 - rounded(r.accuracy).count)))\(rounded(r.logLoss))"
+                )
+            }
+            let final = curve.last!.accuracy
+            print(
+                "federated: \(rounded(final)); centralised (\(rounds * localEpochs) epochs): \(rounded(centralAccuracy)); difference \(rounded((final - centralAccuracy) * 100)) points"
+            )
+            if let svg {
+                let chart = accuracySVG(
+                    [
+                        ("FedAvg, \(split.rawValue)", curve.map(\.accuracy)),
+                        ("centralised", [Double](repeating: centralAccuracy, count: curve.count)),
+                    ],
+                    title:
+                        "\(schema.label.name): held-out accuracy per round (\(kind.rawValue), \(participants) participants)"
+                )
+                do {
+                    try DurableFile.write(Array(chart.utf8), to: svg, mode: 0o644, replace: true)
+                } catch {
+                    throw CLIError(error.message)
+                }
+                print("wrote \(svg)")
+            }
+        }
+
+        private func pad(_ n: Int, _ width: Int) -> String {
+            let s = String(n)
+            return String(repeating: " ", count: max(0, width - s.count)) + s
+        }
+    }
+}

@@ -136,8 +136,8 @@ extension ValidationReport.Kind {
 /// file size: the read buffer, one record, and at most ``duplicateTrackingLimit`` row digests for
 /// duplicate detection (plus the loaded data when loading).
 public enum DataValidator {
-    /// Distinct rows remembered for duplicate detection: 2^20 (about 40 MiB at most).
-    public static let duplicateTrackingLimit = 1 << 20
+    /// Distinct rows remembered for duplicate detection: 2^19 (about 16 MiB at most).
+    public static let duplicateTrackingLimit = 1 << 19
 
     /// Validates `path` against `schema`.
     public static func check(_ path: String, schema: DataSchema) throws -> ValidationReport {
@@ -199,7 +199,7 @@ public enum DataValidator {
         let categoryIndex = schema.features.map { f in
             f.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) }
         }
-        var seen: [Int: Int] = [:]
+        var seen: [Int: Int32] = [:]
         var values: [Float] = []
         var labels: [Int32] = []
         var encoded = [Float](repeating: 0, count: schema.inputCount)
@@ -277,7 +277,7 @@ public enum DataValidator {
             if let first = seen[digest] {
                 report.add(.duplicateRow, row: row, "repeats row \(first)")
             } else if seen.count < duplicateTrackingLimit {
-                seen[digest] = row
+                seen[digest] = Int32(clamping: row)
             } else {
                 report.duplicateCheckLimited = true
             }

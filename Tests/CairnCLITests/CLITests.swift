@@ -12,7 +12,7 @@ import Testing
     /// Regenerate with `CAIRN_UPDATE_GOLDEN=1 swift test --filter CLITests`.
     @Test(arguments: [
         "cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-node data check",
-        "cairn-node train", "cairn-node predict", "cairn-audit",
+        "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit",
     ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
@@ -24,6 +24,7 @@ import Testing
         case "cairn-node data check": help = NodeCommand.helpMessage(for: NodeCommand.Check.self, columns: 100)
         case "cairn-node train": help = NodeCommand.helpMessage(for: NodeCommand.Train.self, columns: 100)
         case "cairn-node predict": help = NodeCommand.helpMessage(for: NodeCommand.Predict.self, columns: 100)
+        case "cairn-node simulate": help = NodeCommand.helpMessage(for: NodeCommand.Simulate.self, columns: 100)
         default: help = NodeCommand.helpMessage(for: NodeCommand.Identity.self, columns: 100)
         }
         let path = goldenFolder + "/" + command.replacingSpaces + ".txt"

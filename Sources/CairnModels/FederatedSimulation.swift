@@ -1,0 +1,158 @@
+import CairnSIMD
+
+/// A plaintext, in-process federated-averaging (FedAvg) simulation: a dataset split across
+/// participants, rounds of local training from the global model, and the sample-weighted
+/// average of the local models (through the SIMD core) as the next global model.
+///
+/// It is a test and benchmark tool: no secure aggregation, no network. The broker runs the real
+/// thing with masked, quantised updates.
+public enum FederatedSimulation {
+    /// How rows are dealt to participants.
+    public enum Split: String, Sendable, Codable, CaseIterable {
+        /// Shuffled and dealt evenly: every participant sees every class in about the same proportion.
+        case iid
+        /// Label-skewed (non-IID): rows sorted by class, cut into two shards per participant, two
+        /// random shards each, so most participants see only one or two classes.
+        case labelSkew = "label-skew"
+    }
+
+    /// The global model's figures after one round.
+    public struct Round: Sendable, Codable, Hashable {
+        /// The round, from 1.
+        public var round: Int
+        /// Accuracy on the held-out rows.
+        public var accuracy: Double
+        /// Log loss on the held-out rows.
+        public var logLoss: Double
+    }
+
+    /// Row positions of `data` for each of `participants` participants.
+    public static func partition(_ data: Dataset, participants: Int, split: Split, seed: UInt64) throws -> [[Int]] {
+        guard participants >= 1, participants <= data.count else {
+            throw DataError(.invalidParameters, "there must be between 1 and \(data.count) participants")
+        }
+        var rng = SplitMix64(seed: seed)
+        switch split {
+        case .iid:
+            var rows = Array(0..<data.count)
+            rows.shuffle(using: &rng)
+            return (0..<participants).map { p in stride(from: p, to: rows.count, by: participants).map { rows[$0] } }
+        case .labelSkew:
+            var rows = Array(0..<data.count)
+            rows.shuffle(using: &rng)
+            rows.sort { data.labels[$0] < data.labels[$1] }
+            let shards = 2 * participants
+            var order = Array(0..<shards)
+            order.shuffle(using: &rng)
+            func shard(_ s: Int) -> ArraySlice<Int> {
+                let lo = rows.count * s / shards
+                let hi = rows.count * (s + 1) / shards
+                return rows[lo..<hi]
+            }
+            return (0..<participants).map { p in Array(shard(order[2 * p]) + shard(order[2 * p + 1])) }
+        }
+    }
+
+    /// Runs `rounds` rounds of FedAvg from a fresh model and returns the final global model and
+    /// the held-out figures after each round. `train` and `test` must be standardised already.
+    public static func run(
+        train: Dataset,
+        test: Dataset,
+        participants: Int,
+        split: Split,
+        architecture: ModelArchitecture,
+        local: TrainingSettings,
+        rounds: Int
+    ) throws -> (model: Model, curve: [Round]) {
+        guard rounds >= 1 else { throw DataError(.invalidParameters, "there must be at least one round") }
+        let parts = try partition(train, participants: participants, split: split, seed: local.seed).map {
+            train.subset($0)
+        }
+        var global = Model(architecture: architecture, seed: local.seed)
+        var curve: [Round] = []
+        for round in 1...rounds {
+            var locals: [[Float]] = []
+            for (p, part) in parts.enumerated() {
+                var model = global
+                var settings = local
+                settings.seed = local.seed &+ UInt64(round * 1_000 + p)
+                _ = try Trainer.train(&model, on: part, settings: settings)
+                locals.append(model.parameters)
+            }
+            let weights = parts.map { Float($0.count) }
+            try locals.withBuffers { buffers in
+                try global.parameters.withUnsafeMutableBufferPointer {
+                    try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
+                }
+            }
+            let e = Evaluation(
+                probabilities: global.probabilities(test.features),
+                labels: test.labels,
+                classes: architecture.classes
+            )
+            curve.append(Round(round: round, accuracy: e.accuracy, logLoss: e.logLoss))
+        }
+        return (global, curve)
+    }
+}
+
+extension Array where Element == [Float] {
+    /// Calls `body` with buffer views of every array.
+    func withBuffers<R>(_ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+        func nest(_ k: Int, _ done: [UnsafeBufferPointer<Float>]) throws -> R {
+            if k == count { return try body(done) }
+            return try self[k].withUnsafeBufferPointer { try nest(k + 1, done + [$0]) }
+        }
+        return try nest(0, [])
+    }
+}
+
+/// A line chart of accuracy per round as a standalone SVG file.
+public func accuracySVG(_ series: [(label: String, points: [Double])], title: String) -> String {
+    let width = 640.0
+    let height = 400.0
+    let left = 60.0
+    let bottom = 40.0
+    let top = 40.0
+    let right = 150.0
+    let rounds = Swift.max(1, series.map(\.points.count).max() ?? 1)
+    let all = series.flatMap(\.points)
+    let low = Swift.max(0, ((all.min() ?? 0) * 20).rounded(.down) / 20)
+    let high = 1.0
+    func x(_ i: Int) -> Double { left + (width - left - right) * Double(i) / Double(Swift.max(1, rounds - 1)) }
+    func y(_ v: Double) -> Double { top + (height - top - bottom) * (1 - (v - low) / Swift.max(1e-9, high - low)) }
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    var svg =
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    svg += "<text x=\"\(left)\" y=\"24\" font-size=\"14\">\(escapeXML(title))</text>\n"
+    for step in 0...4 {
+        let v = low + (high - low) * Double(step) / 4
+        svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(v))\" y2=\"\(y(v))\" stroke=\"#ddd\"/>"
+        svg += "<text x=\"\(left - 8)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\((v * 1000).rounded() / 10)%</text>\n"
+    }
+    svg +=
+        "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 8)\" text-anchor=\"middle\">round (1–\(rounds))</text>\n"
+    for (k, s) in series.enumerated() {
+        let colour = colours[k % colours.count]
+        let points = s.points.enumerated().map { "\(x($0.offset)),\(y($0.element))" }.joined(separator: " ")
+        svg += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
+        svg +=
+            "<text x=\"\(width - right + 10)\" y=\"\(top + 20 * Double(k))\" fill=\"\(colour)\">\(escapeXML(s.label))</text>\n"
+    }
+    return svg + "</svg>\n"
+}
+
+private func escapeXML(_ s: String) -> String {
+    var out = ""
+    for c in s {
+        switch c {
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "&": out += "&amp;"
+        case "\"": out += "&quot;"
+        default: out.append(c)
+        }
+    }
+    return out
+}
