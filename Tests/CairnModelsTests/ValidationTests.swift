@@ -197,7 +197,7 @@ func runMeasured(_ program: String, _ arguments: [String], output: String) throw
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     var pid: pid_t = 0
     let argv = ([program] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
+    defer { for p in argv { free(p) } }
     guard posix_spawn(&pid, program, &actions, nil, argv, environ) == 0 else {
         throw DataError(.io, "cannot start \(program)")
     }
