@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-bench",
             dependencies: [
-                "CairnCrypto", "CairnWire", "CairnSIMD",
+                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

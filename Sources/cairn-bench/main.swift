@@ -11,13 +11,14 @@ struct Bench: ParsableCommand {
             Ed25519 sign and verify rates, each against direct libsodium calls); averaging (modular \
             sums and weighted averages of n = 10 and 100 vectors of 10^6 and 10^7 coordinates against \
             a plain read-and-reduce loop and numpy, mask expansion and quantisation against \
-            libsodium's raw ChaCha20 keystream, on one core and on all). Run it as: \
+            libsodium's raw ChaCha20 keystream, on one core and on all); training (samples per second \
+            of the logistic, softmax and MLP trainers on the digits data against numpy). Run it as: \
             swift run -c release cairn-bench averaging --json
             """,
         version: CairnVersion.software
     )
 
-    @Argument(help: "What to measure: crypto or averaging.")
+    @Argument(help: "What to measure: crypto, averaging or training.")
     var area: String
 
     @Flag(help: "Print one JSON object instead of a table.")
@@ -27,13 +28,18 @@ struct Bench: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        guard ["crypto", "averaging"].contains(area) else {
-            throw ValidationError("unknown area '\(area)'; available: crypto, averaging")
+        guard ["crypto", "averaging", "training"].contains(area) else {
+            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training")
         }
     }
 
     func run() throws {
-        let report = try area == "crypto" ? CryptoBench(quick: quick).run() : AveragingBench(quick: quick).run()
+        let report =
+            switch area {
+            case "crypto": try CryptoBench(quick: quick).run()
+            case "averaging": try AveragingBench(quick: quick).run()
+            default: try TrainingBench(quick: quick).run()
+            }
         print(json ? report.json : report.table)
     }
 }
