@@ -156,7 +156,8 @@ public enum DataValidator {
                     + (p.column > 0 ? ", column \(p.column) (\(p.columnName))" : "")
                     + ": \(p.detail)"
             }
-            throw DataError(.invalidData, "\(path) fails its schema (\(report.errorCount) problems\(first ?? ""))")
+            let count = report.errorCount == 1 ? "1 problem" : "\(report.errorCount) problems"
+            throw DataError(.invalidData, "\(path) fails its schema (\(count)\(first ?? ""))")
         }
         return (dataset, report)
     }
