@@ -1,7 +1,7 @@
-import CairnModels
 import CairnWire
 
 @testable import CairnCrypto
+@testable import CairnModels
 
 /// One fuzz input through Cairn's decoders of untrusted bytes. The libFuzzer target
 /// (`FuzzTesting/run`) calls it millions of times; the test suite replays the saved inputs in
@@ -14,7 +14,7 @@ public enum FuzzEntry {
     public static func run(_ input: [UInt8]) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 6 {
+        switch selector % 7 {
         case 0:
             _ = try? Keystore.parseHeader(body)
         case 1:
@@ -34,6 +34,15 @@ public enum FuzzEntry {
             }
         case 4:
             pullStream(body)
+        case 5:
+            if let report = try? DataValidator.check(bytes: body, schema: fuzzSchema) {
+                // Every problem counted is either listed or beyond the listing limit.
+                let total = report.counts.values.reduce(0, +)
+                precondition(
+                    report.problems.count == min(total, ValidationReport.listedProblemLimit),
+                    "report lost a problem"
+                )
+            }
         default:
             if let file = try? ModelFile.decode(body) {
                 // What decodes re-encodes to a file that decodes to the same model.
@@ -44,6 +53,17 @@ public enum FuzzEntry {
             }
         }
     }
+
+    /// A schema with every feature type, for fuzzing the CSV validator.
+    private static let fuzzSchema = DataSchema(
+        task: .multiclass,
+        label: .init(name: "y", classes: ["a", "b", "c"]),
+        features: [
+            .init(name: "f", type: .float, min: -1, max: 1),
+            .init(name: "i", type: .integer, min: 0, max: 9),
+            .init(name: "c", type: .category, categories: ["x", "y"]),
+        ]
+    )
 
     /// Interprets the input as a program of reads: each byte picks the next field type.
     private static func readFields(_ body: [UInt8]) {

@@ -25,7 +25,16 @@ final class CSVReader {
         self.path = path
     }
 
-    deinit { close(fd) }
+    /// A reader over bytes in memory (for the fuzzer and tests), named `name` in errors.
+    init(bytes: [UInt8], name: String) {
+        fd = -1
+        path = name
+        buffer = bytes
+        end = bytes.count
+        finished = true
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
 
     private func fill() throws -> Bool {
         if finished { return false }

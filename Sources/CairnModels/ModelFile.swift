@@ -99,7 +99,8 @@ public struct ModelFile: Sendable {
 
     /// Decodes a model file's bytes, checking everything: the header length and JSON, the format
     /// tag, each tensor's dtype, shape and offsets (in bounds, back to back, covering the data
-    /// exactly), and that the tensors are exactly the ones the architecture names.
+    /// exactly), that the tensors are exactly the ones the architecture names, and that every
+    /// value is finite (and every scale non-zero).
     public static func decode(_ bytes: [UInt8], name: String = "model file") throws -> ModelFile {
         func fail(_ why: String) -> DataError { DataError(.invalidModelFile, "\(name): \(why)") }
         guard bytes.count >= 8 else { throw fail("shorter than its 8-byte header length") }
@@ -185,6 +186,9 @@ public struct ModelFile: Sendable {
         )
         guard file.standardisation.scale.allSatisfy({ $0.isFinite && $0 != 0 }) else {
             throw fail("a standardisation scale is 0 or not finite")
+        }
+        guard parameters.allSatisfy(\.isFinite), file.standardisation.mean.allSatisfy(\.isFinite) else {
+            throw fail("a parameter or mean is NaN or infinite")
         }
         return file
     }

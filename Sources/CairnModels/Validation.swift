@@ -162,7 +162,21 @@ public enum DataValidator {
         return (dataset, report)
     }
 
+    /// Validates CSV bytes held in memory (for the fuzzer and tests).
+    static func check(bytes: [UInt8], schema: DataSchema) throws -> ValidationReport {
+        try run(CSVReader(bytes: bytes, name: "input"), "input", schema, load: false).report
+    }
+
     private static func run(
+        _ path: String,
+        _ schema: DataSchema,
+        load: Bool
+    ) throws -> (report: ValidationReport, dataset: Dataset?) {
+        try run(try CSVReader(path: path), path, schema, load: load)
+    }
+
+    private static func run(
+        _ reader: CSVReader,
         _ path: String,
         _ schema: DataSchema,
         load: Bool
@@ -171,7 +185,6 @@ public enum DataValidator {
         var report = ValidationReport(path: path)
         report.classNames = schema.label.classes
         report.classCounts = [Int](repeating: 0, count: schema.label.classes.count)
-        let reader = try CSVReader(path: path)
         guard let header = try reader.nextRecord() else {
             report.add(.emptyFile, row: 0, "the file is empty; expected a header row")
             return (report, nil)

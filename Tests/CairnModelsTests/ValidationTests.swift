@@ -220,3 +220,34 @@ func runMeasured(_ program: String, _ arguments: [String], output: String) throw
     }
     return ((status >> 8) & 0xFF, peak)
 }
+
+@Suite("Training refuses bad data")
+struct TrainingRefusalTests {
+    @Test(
+        "No training starts on a file that fails its schema",
+        arguments: [
+            ("a,colour,y\n1,red,no\n", "the schema's column 'b' is not in the header"),
+            ("a,b,colour,y\n1,2,red,no\n1,x,red,yes\n", "row 3, column 2 (b): 'x' is not a whole number"),
+            ("a,b,colour,y\n1,2,red,no\n11,2,red,yes\n", "row 3, column 1 (a): 11 is above the maximum 10.0"),
+            ("", "the file is empty; expected a header row"),
+            ("a,b,colour,y\n", "the file has a header and no data rows"),
+        ]
+    )
+    func refused(text: String, expected: String) throws {
+        let path = csvFile(text)
+        do {
+            _ = try LocalTraining.run(
+                csv: path,
+                schema: smallSchema,
+                kind: .logistic,
+                hidden: 0,
+                settings: TrainingSettings(),
+                testFraction: 0.25
+            )
+            Issue.record("training started")
+        } catch let error as DataError {
+            #expect(error.code == .invalidData)
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+}
