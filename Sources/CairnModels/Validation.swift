@@ -2,6 +2,8 @@
 /// problems with their row and column, the class balance and the row count.
 ///
 /// Rows are numbered from 1, the header being row 1; columns from 1, as a spreadsheet shows them.
+/// Problems say where and what is wrong, never the cell's value: data may be personal, and a
+/// report or error can end up in a log.
 public struct ValidationReport: Sendable, Codable, Hashable {
     /// A kind of problem.
     public enum Kind: String, Sendable, Codable, Hashable, CaseIterable {
@@ -242,7 +244,7 @@ public enum DataValidator {
                     } else {
                         problem(
                             .unknownCategory,
-                            "'\(cell.prefix(40))' is not one of \(feature.categories!.count) categories"
+                            "not one of the \(feature.categories!.count) categories"
                         )
                     }
                     slot += count
@@ -256,14 +258,14 @@ public enum DataValidator {
                 guard let value = parse(cell, integer: feature.type == .integer) else {
                     problem(
                         .wrongType,
-                        "'\(cell.prefix(40))' is not \(feature.type == .integer ? "a whole number" : "a finite number")"
+                        "not \(feature.type == .integer ? "a whole number" : "a finite number")"
                     )
                     continue
                 }
                 if let lo = feature.min, value < lo {
-                    problem(.outOfRange, "\(cell.prefix(40)) is below the minimum \(lo)")
+                    problem(.outOfRange, "below the minimum \(lo)")
                 } else if let hi = feature.max, value > hi {
-                    problem(.outOfRange, "\(cell.prefix(40)) is above the maximum \(hi)")
+                    problem(.outOfRange, "above the maximum \(hi)")
                 }
                 encoded[slot] = Float(value)
             }
@@ -281,7 +283,7 @@ public enum DataValidator {
                     row: row,
                     column: labelColumn + 1,
                     name: schema.label.name,
-                    "'\(labelCell.prefix(40))' is not a class of the schema"
+                    "not one of the schema's \(schema.label.classes.count) classes"
                 )
                 rowOK = false
             }
