@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto"]),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
+        .testTarget(name: "CairnAuditTests", dependencies: ["CairnAudit", "CairnCrypto", "CairnWire"]),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [
