@@ -236,6 +236,10 @@ public struct AuditError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// A leaf index or tree size beyond the log.
         public static let outOfRange = Code("outOfRange")
+        /// A checkpoint, note or key string is not well-formed.
+        public static let malformed = Code("malformed")
+        /// A note's signature is missing or does not verify.
+        public static let badSignature = Code("badSignature")
     }
 
     /// The kind of failure.

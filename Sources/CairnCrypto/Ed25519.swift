@@ -40,6 +40,12 @@ public enum Ed25519 {
             }
         }
 
+        /// Whether `signature` is a valid signature of a C2SP signed note's text by this key (see
+        /// ``PrivateKey/noteSignature(for:)``).
+        public func isValidNoteSignature(_ signature: [UInt8], for noteText: [UInt8]) -> Bool {
+            isValidRawSignature(signature, for: noteText)
+        }
+
         /// A short, stable name for this key that people can compare: `ed25519:` and the first
         /// 16 bytes of BLAKE2b-256 over the key in the ``Domain/keyFingerprint`` domain, in hex.
         public var fingerprint: String { keyFingerprint("ed25519", rawRepresentation) }
@@ -83,6 +89,16 @@ public enum Ed25519 {
         /// Signs `message` in `domain`.
         public func signature(for message: [UInt8], domain: Domain) throws -> [UInt8] {
             try rawSignature(for: domain.framing(message))
+        }
+
+        /// Signs the text of a C2SP signed note (c2sp.org/signed-note), whose format fixes the
+        /// signed bytes to the note text itself, with no prefix.
+        ///
+        /// Use it only with a key that signs nothing but notes (the audit log's checkpoint key):
+        /// for such a key, the note format (UTF-8 text ending in a newline, its first line naming
+        /// the log) is the whole domain, so no note signature can be read as another message.
+        public func noteSignature(for noteText: [UInt8]) throws -> [UInt8] {
+            try rawSignature(for: noteText)
         }
 
         /// Signs the bare message (RFC 8032 test vectors; not for protocol use).
