@@ -50,7 +50,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "CairnFuzzing", dependencies: ["CairnCrypto", "CairnWire", "CairnModels"]),
+        .target(name: "CairnFuzzing", dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit"]),
         .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-audit", dependencies: ["CairnCLI"]),

@@ -138,9 +138,9 @@ public enum SignedNote {
         guard note.hasSuffix("\n"), !hasControlCharacters(note) else { throw fail("it is not a note") }
         // The text ends at the last blank line: signature lines never contain one.
         let bytes = Array(note.utf8)
-        guard let blank = (1..<bytes.count).last(where: { bytes[$0] == 0x0A && bytes[$0 - 1] == 0x0A }) else {
-            throw fail("no signature block")
-        }
+        guard let blank = (1..<bytes.count).last(where: { bytes[$0] == 0x0A && bytes[$0 - 1] == 0x0A }),
+            blank + 1 < bytes.count - 1
+        else { throw fail("no signature block") }
         let text = String(decoding: bytes[..<blank], as: UTF8.self)
         let lines = String(decoding: bytes[(blank + 1)..<(bytes.count - 1)], as: UTF8.self)
             .split(separator: "\n", omittingEmptySubsequences: false)

@@ -1,3 +1,4 @@
+import CairnAudit
 import CairnWire
 
 @testable import CairnCrypto
@@ -14,7 +15,7 @@ public enum FuzzEntry {
     public static func run(_ input: [UInt8]) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 7 {
+        switch selector % 8 {
         case 0:
             _ = try? Keystore.parseHeader(body)
         case 1:
@@ -43,6 +44,15 @@ public enum FuzzEntry {
                     "report lost a problem"
                 )
             }
+        case 6:
+            if let entry = try? AuditEntry(decoding: body) {
+                // What decodes is canonical: it encodes back to the same bytes.
+                precondition((try? entry.encoded()) == body, "audit entry round trip changed the bytes")
+            }
+            let text = String(decoding: body, as: UTF8.self)
+            _ = try? Checkpoint(text: text)
+            _ = try? NoteVerifier(encoded: text)
+            _ = try? SignedNote.open(text, verifier: fuzzVerifier)
         default:
             if let file = try? ModelFile.decode(body) {
                 // What decodes re-encodes to a file that decodes to the same model.
@@ -53,6 +63,11 @@ public enum FuzzEntry {
             }
         }
     }
+
+    /// The Go sumdb test key's verifier, for fuzzing signed-note parsing.
+    private static let fuzzVerifier = try! NoteVerifier(
+        encoded: "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    )
 
     /// A schema with every feature type, for fuzzing the CSV validator.
     private static let fuzzSchema = DataSchema(

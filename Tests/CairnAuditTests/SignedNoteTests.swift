@@ -66,6 +66,8 @@ struct SignedNoteTests {
         #expect(try SignedNote.open(both, verifier: signer.verifier) == neumannText)
         for bad in [
             neumannText, note.replacingFirst("— ", "- "), note.replacingFirst("x08go", "!!!!!"), note + "\u{1}\n",
+            "\n\n",
+            neumannText + "\n",
         ] {
             #expect(throws: AuditError(.badSignature, "")) { try SignedNote.open(bad, verifier: signer.verifier) }
         }

@@ -1,0 +1,201 @@
+import CairnWire
+
+/// One entry of the audit log, and its canonical bytes (the Merkle leaf is
+/// ``RFC6962/leafHash(_:)`` of ``encoded()``).
+///
+/// An entry holds pseudonymous ids and digests only, never personal data: names and contact
+/// addresses live in a separate, erasable table, so erasing them never changes an entry.
+public struct AuditEntry: Hashable, Sendable {
+    /// What came of the action.
+    public enum Outcome: UInt8, Sendable, CaseIterable {
+        /// It was done.
+        case succeeded = 0
+        /// It was refused (authentication, authorisation, validation, rate limit).
+        case refused = 1
+        /// It failed on the broker's side.
+        case failed = 2
+    }
+
+    /// The encoding version, 1.
+    public static let schemaVersion: UInt16 = 1
+    /// The longest text field accepted: 1 KiB.
+    public static let maximumTextBytes = 1024
+    /// The most payload digests per entry: 16.
+    public static let maximumDigests = 16
+
+    /// The entry's position in the log, from 0.
+    public var sequence: UInt64
+    /// When it was appended: RFC 3339, UTC, whole seconds (`2026-11-24T03:25:00Z`).
+    public var time: String
+    /// Who acted: a pseudonymous id (a key fingerprint, `broker`, `operator:…`).
+    public var actor: String
+    /// What was done, as a label such as `participant.enrol` or `round.unmask`.
+    public var action: String
+    /// The kind of object acted on (`federation`, `round`, `licence`, …).
+    public var objectType: String
+    /// Its id.
+    public var objectID: String
+    /// What came of it.
+    public var outcome: Outcome
+    /// Why (for refusals and failures; may be empty). Never personal data.
+    public var reason: String
+    /// The request that caused it (may be empty).
+    public var requestID: String
+    /// Named SHA-256 or BLAKE2b-256 digests of payloads (32 bytes each), in a fixed order.
+    public var digests: [Digest]
+
+    /// A named 32-byte digest of a payload.
+    public struct Digest: Hashable, Sendable {
+        /// What was hashed, as a label (`model.parameters`, `licence.document`).
+        public var name: String
+        /// The digest.
+        public var bytes: [UInt8]
+
+        /// A digest; `bytes` must be 32 bytes (checked on encoding).
+        public init(name: String, bytes: [UInt8]) {
+            self.name = name
+            self.bytes = bytes
+        }
+    }
+
+    /// An entry; ``encoded()`` checks the fields.
+    public init(
+        sequence: UInt64,
+        time: String,
+        actor: String,
+        action: String,
+        objectType: String,
+        objectID: String,
+        outcome: Outcome,
+        reason: String = "",
+        requestID: String = "",
+        digests: [Digest] = []
+    ) {
+        self.sequence = sequence
+        self.time = time
+        self.actor = actor
+        self.action = action
+        self.objectType = objectType
+        self.objectID = objectID
+        self.outcome = outcome
+        self.reason = reason
+        self.requestID = requestID
+        self.digests = digests
+    }
+
+    /// The canonical bytes (`Protocol/README.md`, "Audit entries").
+    public func encoded() throws -> [UInt8] {
+        try check()
+        var w = ByteWriter()
+        w.u16(Self.schemaVersion)
+        w.u64(sequence)
+        w.string(time)
+        w.string(actor)
+        w.label(action)
+        w.label(objectType)
+        w.string(objectID)
+        w.u8(outcome.rawValue)
+        w.string(reason)
+        w.string(requestID)
+        w.u32(UInt32(digests.count))
+        for d in digests {
+            w.label(d.name)
+            w.raw(d.bytes)
+        }
+        return w.bytes
+    }
+
+    /// Decodes canonical bytes, refusing anything ``encoded()`` would not produce.
+    public init(decoding bytes: [UInt8]) throws {
+        var r = ByteReader(bytes)
+        do {
+            let version = try r.u16("schema version")
+            guard version == Self.schemaVersion else {
+                throw AuditError(
+                    .malformed,
+                    "audit entry schema version \(version); this reader knows \(Self.schemaVersion)"
+                )
+            }
+            let sequence = try r.u64("sequence")
+            let time = try r.string("time", maximum: Self.maximumTextBytes)
+            let actor = try r.string("actor", maximum: Self.maximumTextBytes)
+            let action = try r.label("action")
+            let objectType = try r.label("object type")
+            let objectID = try r.string("object id", maximum: Self.maximumTextBytes)
+            guard let outcome = Outcome(rawValue: try r.u8("outcome")) else {
+                throw AuditError(.malformed, "an audit entry has an unknown outcome")
+            }
+            let reason = try r.string("reason", maximum: Self.maximumTextBytes)
+            let requestID = try r.string("request id", maximum: Self.maximumTextBytes)
+            let count = try r.u32("digest count")
+            guard count <= Self.maximumDigests else {
+                throw AuditError(.malformed, "an audit entry has \(count) digests")
+            }
+            var digests: [Digest] = []
+            for _ in 0..<count {
+                let name = try r.label("digest name")
+                digests.append(Digest(name: name, bytes: try r.fixed(32, "digest")))
+            }
+            try r.finish()
+            self.init(
+                sequence: sequence,
+                time: time,
+                actor: actor,
+                action: action,
+                objectType: objectType,
+                objectID: objectID,
+                outcome: outcome,
+                reason: reason,
+                requestID: requestID,
+                digests: digests
+            )
+        } catch let error as WireError {
+            throw AuditError(.malformed, "not an audit entry: \(error.message)")
+        }
+        try check()
+    }
+
+    private func check() throws {
+        func fail(_ why: String) -> AuditError { AuditError(.malformed, "audit entry \(sequence): \(why)") }
+        guard Self.isCanonicalTime(time) else { throw fail("the time is not RFC 3339 UTC in whole seconds") }
+        for (name, text) in [("actor", actor), ("object id", objectID), ("reason", reason), ("request id", requestID)] {
+            guard text.utf8.count <= Self.maximumTextBytes, !text.unicodeScalars.contains(where: { $0.value < 0x20 })
+            else {
+                throw fail("the \(name) is too long or holds control characters")
+            }
+        }
+        guard !actor.isEmpty, !objectID.isEmpty else { throw fail("the actor and object id must not be empty") }
+        for label in [action, objectType] + digests.map(\.name) {
+            guard !label.isEmpty, label.utf8.count <= 64,
+                label.utf8.allSatisfy({
+                    ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 46 || $0 == 45 || $0 == 95
+                })
+            else { throw fail("'\(label)' is not a label (a–z, 0–9, '.', '-', '_'; 1–64 bytes)") }
+        }
+        guard digests.count <= Self.maximumDigests, digests.allSatisfy({ $0.bytes.count == 32 }) else {
+            throw fail("at most \(Self.maximumDigests) digests of 32 bytes each")
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` with a valid calendar date and time (leap seconds refused).
+    static func isCanonicalTime(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard b.count == 20, b[4] == 45, b[7] == 45, b[10] == 84, b[13] == 58, b[16] == 58, b[19] == 90 else {
+            return false
+        }
+        func number(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard b[i] >= 48, b[i] <= 57 else { return nil }
+                v = v * 10 + Int(b[i] - 48)
+            }
+            return v
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+            let minute = number(14..<16), let second = number(17..<19)
+        else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        return (1...12).contains(month) && day >= 1 && day <= days[month - 1] && hour < 24 && minute < 60 && second < 60
+    }
+}
