@@ -30,7 +30,7 @@ let package = Package(
         ),
         .target(name: "CairnWire"),
         .target(name: "CairnCrypto", dependencies: ["CSodium", "CairnWire"]),
-        .target(name: "CairnSIMD", dependencies: ["CairnCrypto"]),
+        .target(name: "CairnSIMD", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(name: "CairnSecAgg", dependencies: ["CairnCrypto", "CairnWire", "CairnSIMD"]),
         .target(name: "CairnAudit", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
@@ -63,7 +63,7 @@ let package = Package(
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
-        .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto"]),
+        .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(name: "CairnAuditTests", dependencies: ["CairnAudit", "CairnCrypto", "CairnWire"]),
         .testTarget(

@@ -1,5 +1,5 @@
 import CairnCrypto
-import CairnWire
+public import CairnWire
 
 /// A 32-byte SHA-256 digest in the audit log's Merkle tree.
 public struct MerkleHash: Hashable, Sendable, CustomStringConvertible {
@@ -225,39 +225,26 @@ public struct MerkleTree: Sendable {
 }
 
 /// An error raised by the audit log.
-///
-/// Equality compares ``code`` only.
-public struct AuditError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// A stable identifier for the kind of failure.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private let name: String
-        private init(_ name: String) { self.name = name }
-        public var description: String { name }
+public struct AuditError: CairnError {
+    /// The kinds of failure.
+    public typealias Code = ErrorCode<AuditError>
 
-        /// A leaf index or tree size beyond the log.
-        public static let outOfRange = Code("outOfRange")
-        /// A checkpoint, note or key string is not well-formed.
-        public static let malformed = Code("malformed")
-        /// A note's signature is missing or does not verify.
-        public static let badSignature = Code("badSignature")
-    }
-
-    /// The kind of failure.
     public let code: Code
-    /// What went wrong, for a person.
     public let message: String
-    /// Where the error was raised.
     public let location: String
 
-    /// Makes an error with its source location.
-    public init(_ code: Code, _ message: String, file: StaticString = #fileID, line: UInt = #line) {
+    public init(code: Code, message: String, location: String) {
         self.code = code
         self.message = message
-        self.location = "\(file):\(line)"
+        self.location = location
     }
+}
 
-    public var description: String { message }
-
-    public static func == (lhs: AuditError, rhs: AuditError) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+extension ErrorCode where Kind == AuditError {
+    /// A leaf index or tree size beyond the log.
+    public static let outOfRange = Self("outOfRange")
+    /// A checkpoint, note, key string or entry is not well-formed.
+    public static let malformed = Self("malformed")
+    /// A note's signature is missing or does not verify.
+    public static let badSignature = Self("badSignature")
 }

@@ -1,4 +1,5 @@
 public import CairnCrypto
+import CairnWire
 import FoundationEssentials
 
 /// A checkpoint of the audit log (c2sp.org/tlog-checkpoint): the log's origin, its size and its

@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// BLAKE2b (RFC 7693), optionally keyed, always domain-separated: the hashed bytes are
 /// `domain prefix ‖ message` (see ``Domain``).

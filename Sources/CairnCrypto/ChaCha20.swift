@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// The ChaCha20 keystream of RFC 8439: Cairn's pseudorandom generator for masks and for the
 /// randomness of stochastic rounding.

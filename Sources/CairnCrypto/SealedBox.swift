@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// Anonymous public-key encryption to an X25519 key (libsodium sealed boxes): an ephemeral key
 /// pair per message, so only the recipient can open it and the sender stays anonymous.

@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// libsodium's secretstream (XChaCha20-Poly1305 chunks) for large payloads: masked model updates,
 /// encrypted model containers.

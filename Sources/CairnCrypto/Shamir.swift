@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// Shamir secret sharing, t-of-n, of 32-byte secrets over the prime field of the Ed25519 group
 /// order L = 2^252 + 27742317777372353535851937790883648493, with libsodium's constant-time

@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// `sodium_init` runs once, on first use of any primitive (Swift globals initialise lazily and
 /// thread-safely). It fails only when the system offers no randomness source.

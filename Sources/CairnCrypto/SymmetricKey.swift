@@ -1,3 +1,5 @@
+import CairnWire
+
 /// A 256-bit symmetric key for ``XChaCha20Poly1305`` and ``SecretStream``.
 public struct SymmetricKey: Sendable {
     /// The size of a key in bytes.

@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// X25519 key agreement (RFC 7748), for per-round keys and licensee delivery keys.
 public enum X25519 {

@@ -1,4 +1,5 @@
 internal import CSodium
+import CairnWire
 
 /// XChaCha20-Poly1305 authenticated encryption with associated data (IETF construction, as in
 /// draft-irtf-cfrg-xchacha). The 24-byte nonce is large enough to be chosen at random.

@@ -1,3 +1,4 @@
+import CairnWire
 internal import Glibc
 
 /// Reads an RFC 4180 CSV file record by record in bounded memory (a 64 KiB read buffer plus

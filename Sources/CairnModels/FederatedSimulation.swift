@@ -1,4 +1,5 @@
 import CairnSIMD
+import CairnWire
 
 /// A plaintext, in-process federated-averaging (FedAvg) simulation: a dataset split across
 /// participants, rounds of local training from the global model, and the sample-weighted

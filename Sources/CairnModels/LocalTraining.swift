@@ -1,3 +1,5 @@
+import CairnWire
+
 /// Centralised (local) training of one participant's validated data, start to finish: validate,
 /// split off a stratified held-out part, standardise from the training part, train, evaluate.
 public struct LocalTraining: Sendable {

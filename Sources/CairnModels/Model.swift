@@ -1,3 +1,4 @@
+import CairnWire
 internal import Glibc
 
 /// The shape of a model and the layout of its parameters in one flat `Float` vector.

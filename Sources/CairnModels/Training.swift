@@ -1,4 +1,5 @@
 import CairnSIMD
+import CairnWire
 internal import Glibc
 
 /// How to train: optimiser, epochs, mini-batch size, learning rate, L2 penalty and seed.

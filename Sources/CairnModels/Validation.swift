@@ -1,3 +1,5 @@
+import CairnWire
+
 /// What ``DataValidator`` found in one CSV file: counts of every kind of problem, the first
 /// problems with their row and column, the class balance and the row count.
 ///

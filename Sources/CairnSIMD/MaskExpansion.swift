@@ -1,4 +1,5 @@
 public import CairnCrypto
+import CairnWire
 
 /// Pseudorandom masks of secure aggregation, added to or subtracted from a `UInt32` vector in place.
 ///

@@ -1,3 +1,5 @@
+import CairnWire
+
 /// Sums in Z_2^32: `UInt32` vectors added and subtracted coordinate by coordinate, wrapping.
 ///
 /// These are the sums of secure aggregation: masked fixed-point vectors whose masks cancel only

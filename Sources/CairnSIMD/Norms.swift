@@ -1,3 +1,5 @@
+import CairnWire
+
 /// L2 norms and clipping of float vectors (model deltas), in place.
 public enum Norms {
     /// The block size of the norm's fixed summation order: 2^16 coordinates.

@@ -1,4 +1,5 @@
 public import CairnCrypto
+import CairnWire
 
 /// The fixed-point encoding of a round: clip bound `c` and scale `s`.
 ///

@@ -1,3 +1,5 @@
+import CairnWire
+
 /// Weighted averages of float vectors: federated averaging (FedAvg) of plaintext updates.
 ///
 /// Arithmetic order, fixed so results are reproducible bit for bit: for each coordinate the sum

@@ -85,3 +85,17 @@ import Testing
         #expect(DurableFile.isDirectory(folder + "/sub") && !DurableFile.isDirectory(path))
     }
 }
+
+@Suite("Error types")
+struct ErrorTypeTests {
+    @Test("Errors compare and hash by code only, describe themselves by message, and record where they were raised")
+    func codeEquality() {
+        let a = WireError(.io, "cannot read a")
+        let b = WireError(.io, "cannot read b")
+        #expect(a == b && a.hashValue == b.hashValue)
+        #expect(a != WireError(.truncated, "cannot read a"))
+        #expect(a.description == "cannot read a")
+        #expect(a.location.hasPrefix("CairnWireTests/WireTests.swift:"))
+        #expect(WireError.Code.io.description == "io")
+    }
+}
