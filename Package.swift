@@ -20,7 +20,8 @@ let package = Package(
         .library(name: "CairnWire", targets: ["CairnWire"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -32,7 +33,10 @@ let package = Package(
         .target(name: "CairnCrypto", dependencies: ["CSodium", "CairnWire"]),
         .target(name: "CairnSIMD", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(name: "CairnSecAgg", dependencies: ["CairnCrypto", "CairnWire", "CairnSIMD"]),
-        .target(name: "CairnAudit", dependencies: ["CairnCrypto", "CairnWire"]),
+        .target(
+            name: "CairnAudit",
+            dependencies: ["CairnCrypto", "CairnWire", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
         .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(
@@ -65,7 +69,10 @@ let package = Package(
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
-        .testTarget(name: "CairnAuditTests", dependencies: ["CairnAudit", "CairnCrypto", "CairnWire"]),
+        .testTarget(
+            name: "CairnAuditTests",
+            dependencies: ["CairnAudit", "CairnCrypto", "CairnWire", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "CairnCLITests",
             dependencies: [

@@ -247,4 +247,6 @@ extension ErrorCode where Kind == AuditError {
     public static let malformed = Self("malformed")
     /// A note's signature is missing or does not verify.
     public static let badSignature = Self("badSignature")
+    /// The SQLite store failed (disk full, I/O error, a locked or corrupt file).
+    public static let storage = Self("storage")
 }

@@ -1,0 +1,104 @@
+import CairnWire
+import Foundation
+import GRDB
+import Testing
+
+@testable import CairnAudit
+
+func logEntry(_ sequence: UInt64, _ action: String = "participant.enrol") -> AuditEntry {
+    AuditEntry(
+        sequence: sequence,
+        time: "2026-11-24T03:25:00Z",
+        actor: "ed25519:\(sequence)",
+        action: action,
+        objectType: "federation",
+        objectID: "fed-1",
+        outcome: .succeeded
+    )
+}
+
+func temporaryDatabase() -> String {
+    let folder = NSTemporaryDirectory() + "cairn-audit-\(UUID().uuidString)"
+    try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    return folder + "/audit.sqlite"
+}
+
+@Suite("Audit log in SQLite")
+struct AuditLogTests {
+    @Test("Appends get consecutive sequence numbers; reopening rebuilds the same tree from stored leaves")
+    func appendAndReopen() throws {
+        let path = temporaryDatabase()
+        var reference = MerkleTree()
+        do {
+            let log = try AuditLog(path: path)
+            for i in 0..<100 {
+                let e = try log.append { logEntry($0) }
+                #expect(e.sequence == UInt64(i))
+                reference.append(RFC6962.leafHash(try e.encoded()))
+            }
+            #expect(try log.root() == reference.root())
+        }
+        let reopened = try AuditLog(path: path)
+        #expect(reopened.size == 100)
+        #expect(try reopened.root() == reference.root())
+        #expect(try reopened.entry(42) == logEntry(42))
+        let proof = try reopened.inclusionProof(index: 42)
+        #expect(
+            RFC6962.verifyInclusion(
+                leaf: reference.leaf(42),
+                index: 42,
+                size: 100,
+                proof: proof,
+                root: try reference.root()
+            )
+        )
+        #expect(throws: AuditError(.outOfRange, "")) { try reopened.entry(100) }
+    }
+
+    @Test("UPDATE and DELETE are aborted by triggers, even through raw SQL; the log is unchanged")
+    func appendOnly() throws {
+        let path = temporaryDatabase()
+        let log = try AuditLog(path: path)
+        for _ in 0..<3 { try log.append { logEntry($0) } }
+        let root = try log.root()
+        let queue = try DatabaseQueue(path: path)
+        for sql in [
+            "UPDATE entries SET entry = x'00' WHERE sequence = 1", "DELETE FROM entries WHERE sequence = 2",
+            "DELETE FROM entries",
+        ] {
+            do {
+                try queue.write { try $0.execute(sql: sql) }
+                Issue.record("\(sql) was allowed")
+            } catch let error as DatabaseError {
+                #expect(error.message == "audit entries are append-only")
+            }
+        }
+        #expect(try AuditLog(path: path).root() == root)
+    }
+
+    @Test("A bad entry or a wrong sequence appends nothing")
+    func refusals() throws {
+        let log = try AuditLog(path: temporaryDatabase())
+        try log.append { logEntry($0) }
+        #expect(throws: AuditError(.malformed, "")) { try log.append { logEntry($0, "Bad Action") } }
+        #expect(throws: AuditError(.malformed, "")) { try log.append { logEntry($0 + 5) } }
+        #expect(log.size == 1)
+        #expect(try log.append { logEntry($0) }.sequence == 1)
+    }
+
+    @Test("Concurrent appends from many tasks get distinct, consecutive sequence numbers")
+    func concurrentAppends() async throws {
+        let path = temporaryDatabase()
+        let log = try AuditLog(path: path)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask { for _ in 0..<25 { try log.append { logEntry($0) } } }
+            }
+            try await group.waitForAll()
+        }
+        #expect(log.size == 200)
+        let reopened = try AuditLog(path: path)
+        #expect(try reopened.root() == log.root())
+        #expect(try (0..<200).allSatisfy { try reopened.entry($0).sequence == UInt64($0) })
+    }
+}
