@@ -61,7 +61,90 @@ public final class AuditLog: Sendable {
                     """
             )
         }
+        m.registerMigration("v2: checkpoints") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE checkpoints (
+                        size INTEGER PRIMARY KEY,
+                        root BLOB NOT NULL CHECK (length(root) = 32),
+                        note TEXT NOT NULL
+                    );
+                    CREATE TRIGGER checkpoints_are_append_only_update BEFORE UPDATE ON checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+                    CREATE TRIGGER checkpoints_are_append_only_delete BEFORE DELETE ON checkpoints
+                    BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+                    """
+            )
+        }
         return m
+    }
+
+    /// The last checkpoint signed, as its signed note, or nil before the first.
+    public func latestCheckpoint() throws -> String? {
+        try storage {
+            try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            }
+        }
+    }
+
+    /// Signs a checkpoint of the whole log and stores it before returning it for publication.
+    ///
+    /// A new checkpoint is signed only after checking that the tree is consistent with the last
+    /// stored checkpoint (its root at its size, and a consistency proof from it verified against
+    /// the new root), so a log that lost or changed entries never gets a new signature. When the
+    /// log has not grown, the last checkpoint is returned as it was.
+    public func signCheckpoint(origin: String, signer: NoteSigner) throws -> String {
+        try storage {
+            try pool.writeWithoutTransaction { db in
+                let last = try Row.fetchOne(
+                    db,
+                    sql: "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+                )
+                let (size, root) = tree.withLock { t in (t.size, try? t.root()) }
+                guard let root else { throw AuditError(.malformed, "the audit tree has no root") }
+                if let last {
+                    let lastSize: Int = last["size"]
+                    guard let lastRoot = MerkleHash(Array(last["root"] as Data)) else {
+                        throw AuditError(.malformed, "the stored checkpoint has a malformed root")
+                    }
+                    if lastSize == size, lastRoot == root { return last["note"] as String }
+                    let proof = try tree.withLock { try $0.consistencyProof(from: lastSize, to: size) }
+                    guard lastSize <= size, (try? self.root(size: lastSize)) == lastRoot,
+                        RFC6962.verifyConsistency(
+                            oldSize: lastSize,
+                            newSize: size,
+                            oldRoot: lastRoot,
+                            newRoot: root,
+                            proof: proof
+                        )
+                    else {
+                        throw AuditError(
+                            .inconsistent,
+                            "the log of \(size) entries is not consistent with the last checkpoint (\(lastSize) entries); refusing to sign"
+                        )
+                    }
+                }
+                let note = try SignedNote.sign(Checkpoint(origin: origin, size: size, root: root).text, by: signer)
+                try db.inTransaction {
+                    try db.execute(
+                        sql: "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)",
+                        arguments: [size, Data(root.bytes), note]
+                    )
+                    return .commit
+                }
+                return note
+            }
+        }
+    }
+
+    /// Runs `body`, turning SQLite errors into ``AuditError`` `storage`.
+    private func storage<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError {
+            throw AuditError(.storage, "audit log storage: \(error.message ?? "SQLite error \(error.resultCode)")")
+        }
     }
 
     /// The number of entries.

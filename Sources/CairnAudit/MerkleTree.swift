@@ -249,4 +249,6 @@ extension ErrorCode where Kind == AuditError {
     public static let badSignature = Self("badSignature")
     /// The SQLite store failed (disk full, I/O error, a locked or corrupt file).
     public static let storage = Self("storage")
+    /// The log does not extend its last checkpoint: entries were lost or changed.
+    public static let inconsistent = Self("inconsistent")
 }

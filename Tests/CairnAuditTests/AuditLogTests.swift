@@ -1,3 +1,4 @@
+import CairnCrypto
 import CairnWire
 import Foundation
 import GRDB
@@ -100,5 +101,68 @@ struct AuditLogTests {
         let reopened = try AuditLog(path: path)
         #expect(try reopened.root() == log.root())
         #expect(try (0..<200).allSatisfy { try reopened.entry($0).sequence == UInt64($0) })
+    }
+}
+
+@Suite("Checkpoints of the audit log")
+struct AuditCheckpointTests {
+    @Test("Checkpoints are signed, stored before they are returned, and repeat when the log has not grown")
+    func signing() throws {
+        let path = temporaryDatabase()
+        let log = try AuditLog(path: path)
+        let signer = try NoteSigner(name: "cairn.example/log", key: .init())
+        #expect(try log.latestCheckpoint() == nil)
+        for _ in 0..<10 { try log.append { logEntry($0) } }
+        let first = try log.signCheckpoint(origin: "cairn.example/log", signer: signer)
+        let checkpoint = try Checkpoint(text: SignedNote.open(first, verifier: signer.verifier))
+        let root = try log.root()
+        #expect(checkpoint.size == 10 && checkpoint.root == root && checkpoint.origin == "cairn.example/log")
+        #expect(try AuditLog(path: path).latestCheckpoint() == first)
+        #expect(try log.signCheckpoint(origin: "cairn.example/log", signer: signer) == first)
+        for _ in 0..<5 { try log.append { logEntry($0) } }
+        let second = try Checkpoint(
+            text: SignedNote.open(
+                log.signCheckpoint(origin: "cairn.example/log", signer: signer),
+                verifier: signer.verifier
+            )
+        )
+        #expect(second.size == 15)
+        let proof = try log.consistencyProof(from: 10)
+        #expect(
+            RFC6962.verifyConsistency(
+                oldSize: 10,
+                newSize: 15,
+                oldRoot: checkpoint.root,
+                newRoot: second.root,
+                proof: proof
+            )
+        )
+    }
+
+    @Test("A log edited behind its back (triggers dropped, a row changed) gets no new checkpoint")
+    func tamperedLogIsNotSigned() throws {
+        let path = temporaryDatabase()
+        let signer = try NoteSigner(name: "cairn.example/log", key: .init())
+        let note: String
+        do {
+            let log = try AuditLog(path: path)
+            for _ in 0..<8 { try log.append { logEntry($0) } }
+            note = try log.signCheckpoint(origin: "cairn.example/log", signer: signer)
+        }
+        let forged = try logEntry(3, "participant.suspend").encoded()
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            try db.execute(sql: "DROP TRIGGER entries_are_append_only_update")
+            try db.execute(
+                sql: "UPDATE entries SET entry = ?, leaf = ? WHERE sequence = 3",
+                arguments: [Data(forged), Data(RFC6962.leafHash(forged).bytes)]
+            )
+        }
+        let log = try AuditLog(path: path)
+        try log.append { logEntry($0) }
+        #expect(throws: AuditError(.inconsistent, "")) {
+            try log.signCheckpoint(origin: "cairn.example/log", signer: signer)
+        }
+        #expect(try log.latestCheckpoint() == note)
     }
 }
