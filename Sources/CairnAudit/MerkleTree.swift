@@ -225,22 +225,12 @@ public struct MerkleTree: Sendable {
 }
 
 /// An error raised by the audit log.
-public struct AuditError: CairnError {
-    /// The kinds of failure.
-    public typealias Code = ErrorCode<AuditError>
+public typealias AuditError = CairnError<AuditErrorDomain>
 
-    public let code: Code
-    public let message: String
-    public let location: String
+/// The domain tag of ``AuditError``.
+public enum AuditErrorDomain: Sendable {}
 
-    public init(code: Code, message: String, location: String) {
-        self.code = code
-        self.message = message
-        self.location = location
-    }
-}
-
-extension ErrorCode where Kind == AuditError {
+extension ErrorCode where Domain == AuditErrorDomain {
     /// A leaf index or tree size beyond the log.
     public static let outOfRange = Self("outOfRange")
     /// A checkpoint, note, key string or entry is not well-formed.

@@ -3,22 +3,12 @@ public import CairnWire
 /// An error raised by Cairn's cryptography.
 ///
 /// Equality compares ``code`` only. Messages never contain key material, plaintext or shares.
-public struct CryptoError: CairnError {
-    /// The kinds of failure.
-    public typealias Code = ErrorCode<CryptoError>
+public typealias CryptoError = CairnError<CryptoErrorDomain>
 
-    public let code: Code
-    public let message: String
-    public let location: String
+/// The domain tag of ``CryptoError``.
+public enum CryptoErrorDomain: Sendable {}
 
-    public init(code: Code, message: String, location: String) {
-        self.code = code
-        self.message = message
-        self.location = location
-    }
-}
-
-extension ErrorCode where Kind == CryptoError {
+extension ErrorCode where Domain == CryptoErrorDomain {
     /// A key, nonce or header has the wrong size or is not a valid encoding.
     public static let invalidKey = Self("invalidKey")
     /// A peer's X25519 public key gave an all-zero (or low-order) shared secret.

@@ -3,22 +3,12 @@ public import CairnWire
 /// An error raised while reading data, schemas or model files, or while training.
 ///
 /// Equality compares ``code`` only.
-public struct DataError: CairnError {
-    /// The kinds of failure.
-    public typealias Code = ErrorCode<DataError>
+public typealias DataError = CairnError<DataErrorDomain>
 
-    public let code: Code
-    public let message: String
-    public let location: String
+/// The domain tag of ``DataError``.
+public enum DataErrorDomain: Sendable {}
 
-    public init(code: Code, message: String, location: String) {
-        self.code = code
-        self.message = message
-        self.location = location
-    }
-}
-
-extension ErrorCode where Kind == DataError {
+extension ErrorCode where Domain == DataErrorDomain {
     /// A file could not be opened, read or written.
     public static let io = Self("io")
     /// A CSV file is not well-formed (unterminated quote, bad UTF-8, an over-long row).

@@ -3,22 +3,12 @@ public import CairnWire
 /// An error raised by the averaging core.
 ///
 /// Messages name positions and sizes, never values: a value of a model update is private.
-public struct AveragingError: CairnError {
-    /// The kinds of failure.
-    public typealias Code = ErrorCode<AveragingError>
+public typealias AveragingError = CairnError<AveragingErrorDomain>
 
-    public let code: Code
-    public let message: String
-    public let location: String
+/// The domain tag of ``AveragingError``.
+public enum AveragingErrorDomain: Sendable {}
 
-    public init(code: Code, message: String, location: String) {
-        self.code = code
-        self.message = message
-        self.location = location
-    }
-}
-
-extension ErrorCode where Kind == AveragingError {
+extension ErrorCode where Domain == AveragingErrorDomain {
     /// Two vectors that must have the same length do not, a piece runs past its vector, or
     /// coordinates run past the 2^36 words of one keystream.
     public static let lengthMismatch = Self("lengthMismatch")

@@ -1,25 +1,26 @@
-/// The shape every Cairn error shares: a stable ``code``, a ``message`` for a person and the
-/// source ``location`` where it was raised. Equality and hashing use the code only, so tests and
-/// callers match on the kind of failure; the description is the message.
+/// Every Cairn error: a stable ``code``, a ``message`` for a person and the source ``location``
+/// where it was raised. Equality and hashing use the code only, so tests and callers match on the
+/// kind of failure; the description is the message.
 ///
-/// Each module has one error type (`WireError`, `CryptoError`, …) whose codes are
-/// ``ErrorCode`` values declared in an extension of `ErrorCode where Kind == ThatError`.
-public protocol CairnError: Error, Hashable, Sendable, CustomStringConvertible {
+/// Each module names its errors with a domain tag, `public typealias CryptoError =
+/// CairnError<CryptoErrorDomain>`, and declares its codes in `extension ErrorCode where Domain
+/// == CryptoErrorDomain`. Errors of different modules are different types.
+public struct CairnError<Domain>: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The kinds of failure of this domain.
+    public typealias Code = ErrorCode<Domain>
+
     /// The kind of failure.
-    var code: ErrorCode<Self> { get }
+    public let code: Code
     /// What went wrong, for a person. Never holds secrets, shares, updates or personal data.
-    var message: String { get }
+    public let message: String
     /// Where the error was raised (`file:line`).
-    var location: String { get }
+    public let location: String
 
-    /// An error from its parts.
-    init(code: ErrorCode<Self>, message: String, location: String)
-}
-
-extension CairnError {
     /// An error raised here, with its source location.
-    public init(_ code: ErrorCode<Self>, _ message: String, file: StaticString = #fileID, line: UInt = #line) {
-        self.init(code: code, message: message, location: "\(file):\(line)")
+    public init(_ code: Code, _ message: String, file: StaticString = #fileID, line: UInt = #line) {
+        self.code = code
+        self.message = message
+        self.location = "\(file):\(line)"
     }
 
     public var description: String { message }
@@ -29,12 +30,11 @@ extension CairnError {
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }
 
-/// A stable identifier for a kind of failure of the error type `Kind`: a name compared by value.
-/// Codes of different error types are different types and never compare equal.
-public struct ErrorCode<Kind>: Hashable, Sendable, CustomStringConvertible {
+/// A stable identifier for a kind of failure in `Domain`: a name compared by value.
+public struct ErrorCode<Domain>: Hashable, Sendable, CustomStringConvertible {
     private let name: String
 
-    /// A code named `name`; declare codes as statics in an extension constrained to `Kind`.
+    /// A code named `name`; declare codes as statics in an extension constrained to `Domain`.
     public init(_ name: String) { self.name = name }
 
     public var description: String { name }

@@ -2,22 +2,12 @@
 ///
 /// Equality compares ``code`` only, so tests and callers can match on the kind of failure
 /// while the ``message`` carries the detail for a person.
-public struct WireError: CairnError {
-    /// The kinds of failure.
-    public typealias Code = ErrorCode<WireError>
+public typealias WireError = CairnError<WireErrorDomain>
 
-    public let code: Code
-    public let message: String
-    public let location: String
+/// The domain tag of ``WireError``.
+public enum WireErrorDomain: Sendable {}
 
-    public init(code: Code, message: String, location: String) {
-        self.code = code
-        self.message = message
-        self.location = location
-    }
-}
-
-extension ErrorCode where Kind == WireError {
+extension ErrorCode where Domain == WireErrorDomain {
     /// The input ended before a field was complete.
     public static let truncated = Self("truncated")
     /// Bytes were left over after the last field.

@@ -1,3 +1,4 @@
+import CairnWire
 import Testing
 
 @testable import CairnCrypto

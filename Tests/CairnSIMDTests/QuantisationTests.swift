@@ -1,4 +1,5 @@
 import CairnCrypto
+import CairnWire
 import Testing
 
 @testable import CairnSIMD
