@@ -31,6 +31,14 @@ public enum RFC6962 {
         MerkleHash(unchecked: SHA256.hash([0x01], left.bytes, right.bytes))
     }
 
+    /// RFC 9162's "right-shift fn and sn until LSB(fn) is set or fn is 0" (after one shift at least).
+    private static func shiftPastEvenNodes(_ fn: inout Int, _ sn: inout Int) {
+        repeat {
+            fn >>= 1
+            sn >>= 1
+        } while fn & 1 == 0 && fn != 0
+    }
+
     /// The largest power of two smaller than `n` (n ≥ 2): the RFC's split point.
     static func split(_ n: Int) -> Int {
         var k = 1
@@ -55,12 +63,7 @@ public enum RFC6962 {
             guard sn != 0 else { return false }
             if fn & 1 == 1 || fn == sn {
                 r = nodeHash(p, r)
-                if fn & 1 == 0 {
-                    repeat {
-                        fn >>= 1
-                        sn >>= 1
-                    } while fn & 1 == 0 && fn != 0
-                }
+                if fn & 1 == 0 { shiftPastEvenNodes(&fn, &sn) }
             } else {
                 r = nodeHash(r, p)
             }
@@ -99,12 +102,7 @@ public enum RFC6962 {
             if fn & 1 == 1 || fn == sn {
                 fr = nodeHash(c, fr)
                 sr = nodeHash(c, sr)
-                if fn & 1 == 0 {
-                    repeat {
-                        fn >>= 1
-                        sn >>= 1
-                    } while fn & 1 == 0 && fn != 0
-                }
+                if fn & 1 == 0 { shiftPastEvenNodes(&fn, &sn) }
             } else {
                 sr = nodeHash(sr, c)
             }

@@ -68,11 +68,7 @@ extension NodeCommand {
         @Option(help: ArgumentHelp("Where to write the model (safetensors).", valueName: "file"))
         var output: String
 
-        @Option(help: "logistic (binary tasks), softmax or mlp. Default: logistic for binary tasks, else softmax.")
-        var model: ModelKindArgument?
-
-        @Option(help: "Hidden units of the MLP.")
-        var hidden = 64
+        @OptionGroup var shape: ModelOptions
 
         @Option(help: "sgd or adam.")
         var optimizer: OptimizerArgument = .adam
@@ -86,12 +82,6 @@ extension NodeCommand {
         @Option(help: "Step size.")
         var learningRate: Float = 0.01
 
-        @Option(help: "L2 penalty on weights: the loss gains l2/2 · Σ w².")
-        var l2: Float = 0.001
-
-        @Option(help: "Fixes the split, the initial weights and the order of rows.")
-        var seed: UInt64 = 1
-
         @Option(help: "Fraction of rows held out for evaluation (0 to hold out none).")
         var testFraction = 0.25
 
@@ -102,19 +92,18 @@ extension NodeCommand {
             guard (0..<1).contains(testFraction) else {
                 throw ValidationError("--test-fraction must be at least 0 and below 1")
             }
-            guard (1...4096).contains(hidden) else { throw ValidationError("--hidden must be 1 to 4096") }
         }
 
         func run() throws {
             let schemaFile = try DataSchema.load(from: input.schema)
-            let kind = model?.kind ?? (schemaFile.task == .binary ? .logistic : .softmax)
+            let kind = shape.kind(for: schemaFile)
             let settings = TrainingSettings(
                 optimizer: optimizer.optimizer,
                 epochs: epochs,
                 batchSize: batchSize,
                 learningRate: learningRate,
-                l2: l2,
-                seed: seed
+                l2: shape.l2,
+                seed: shape.seed
             )
             if !overwrite, DurableFile.exists(output) {
                 throw CLIError("\(output) exists; pass --overwrite to replace it")
@@ -123,7 +112,7 @@ extension NodeCommand {
                 csv: input.csv,
                 schema: schemaFile,
                 kind: kind,
-                hidden: hidden,
+                hidden: shape.hidden,
                 settings: settings,
                 testFraction: testFraction
             )
@@ -156,6 +145,30 @@ extension NodeCommand {
             )
             print("wrote \(output) and \(output).metrics.json")
         }
+    }
+}
+
+/// The model to train and the settings `train` and `simulate` share.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "logistic (binary tasks), softmax or mlp. Default: logistic for binary tasks, else softmax.")
+    var model: ModelKindArgument?
+
+    @Option(help: "Hidden units of the MLP.")
+    var hidden = 64
+
+    @Option(help: "L2 penalty on weights: the loss gains l2/2 · Σ w².")
+    var l2: Float = 0.001
+
+    @Option(help: "Fixes the split, the initial weights, the order of rows and any partition.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard (1...4096).contains(hidden) else { throw ValidationError("--hidden must be 1 to 4096") }
+    }
+
+    /// The chosen family, or the task's default.
+    func kind(for schema: DataSchema) -> ModelArchitecture.Kind {
+        model?.kind ?? (schema.task == .binary ? .logistic : .softmax)
     }
 }
 
@@ -283,11 +296,7 @@ extension NodeCommand {
         @Option(help: "Epochs each participant trains per round.")
         var localEpochs = 1
 
-        @Option(help: "logistic (binary tasks), softmax or mlp. Default: logistic for binary tasks, else softmax.")
-        var model: ModelKindArgument?
-
-        @Option(help: "Hidden units of the MLP.")
-        var hidden = 64
+        @OptionGroup var shape: ModelOptions
 
         @Option(help: "sgd or adam.")
         var optimizer: OptimizerArgument = .sgd
@@ -297,12 +306,6 @@ extension NodeCommand {
 
         @Option(help: "Step size.")
         var learningRate: Float = 0.05
-
-        @Option(help: "L2 penalty on weights.")
-        var l2: Float = 0.001
-
-        @Option(help: "Fixes the split, the partition, the initial weights and the order of rows.")
-        var seed: UInt64 = 1
 
         @Option(help: "Fraction of rows held out for evaluation.")
         var testFraction = 0.25
@@ -322,24 +325,24 @@ extension NodeCommand {
         func run() throws {
             let schema = try DataSchema.load(from: input.schema)
             let (data, _) = try DataValidator.load(input.csv, schema: schema)
-            let (trainRows, testRows) = data.stratifiedSplit(testFraction: testFraction, seed: seed)
+            let (trainRows, testRows) = data.stratifiedSplit(testFraction: testFraction, seed: shape.seed)
             let standardisation = Standardisation(of: data.subset(trainRows))
             let train = standardisation.apply(to: data.subset(trainRows))
             let test = standardisation.apply(to: data.subset(testRows))
-            let kind = model?.kind ?? (schema.task == .binary ? .logistic : .softmax)
+            let kind = shape.kind(for: schema)
             let architecture = try ModelArchitecture(
                 kind: kind,
                 inputs: data.inputCount,
                 classes: data.classCount,
-                hidden: hidden
+                hidden: shape.hidden
             )
             let local = TrainingSettings(
                 optimizer: optimizer.optimizer,
                 epochs: localEpochs,
                 batchSize: batchSize,
                 learningRate: learningRate,
-                l2: l2,
-                seed: seed
+                l2: shape.l2,
+                seed: shape.seed
             )
             let (_, curve) = try FederatedSimulation.run(
                 train: train,
@@ -350,7 +353,7 @@ extension NodeCommand {
                 local: local,
                 rounds: rounds
             )
-            var central = Model(architecture: architecture, seed: seed)
+            var central = Model(architecture: architecture, seed: shape.seed)
             var centralSettings = local
             centralSettings.epochs = rounds * localEpochs
             _ = try Trainer.train(&central, on: train, settings: centralSettings)
