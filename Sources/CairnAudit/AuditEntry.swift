@@ -1,4 +1,5 @@
 import CairnWire
+import Glibc
 
 /// One entry of the audit log, and its canonical bytes (the Merkle leaf is
 /// ``RFC6962/leafHash(_:)`` of ``encoded()``).
@@ -176,6 +177,42 @@ public struct AuditEntry: Hashable, Sendable {
             throw fail("at most \(Self.maximumDigests) digests of 32 bytes each")
         }
     }
+
+    /// A succeeded action on a person's record (`person.record`, `person.erase`).
+    init(personAction action: String, id: String, sequence: UInt64, time: String, actor: String) {
+        self.init(
+            sequence: sequence,
+            time: time,
+            actor: actor,
+            action: action,
+            objectType: "person",
+            objectID: id,
+            outcome: .succeeded
+        )
+    }
+
+    /// The canonical time of `seconds` since the Unix epoch (UTC, whole seconds).
+    public static func time(secondsSinceEpoch seconds: Int) -> String {
+        // Civil-from-days (H. Hinnant's algorithm), so no locale or time zone can change the text.
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let secondOfDay = seconds - days * 86400
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let y = String(year)
+        return String(repeating: "0", count: max(0, 4 - y.count)) + y + "-\(two(month))-\(two(day))T"
+            + "\(two(secondOfDay / 3600)):\(two(secondOfDay / 60 % 60)):\(two(secondOfDay % 60))Z"
+    }
+
+    /// The canonical time now.
+    public static func now() -> String { time(secondsSinceEpoch: Int(Glibc.time(nil))) }
 
     /// `YYYY-MM-DDTHH:MM:SSZ` with a valid calendar date and time (leap seconds refused).
     static func isCanonicalTime(_ s: String) -> Bool {

@@ -20,7 +20,10 @@ public final class AuditLog: Sendable {
     /// Opens (creating if needed) the log at `path`.
     public init(path: String) throws {
         var configuration = Configuration()
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        configuration.prepareDatabase { db in
+            // secure_delete overwrites erased personal data in the file instead of leaving it in free pages.
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON")
+        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
@@ -73,6 +76,18 @@ public final class AuditLog: Sendable {
                     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
                     CREATE TRIGGER checkpoints_are_append_only_delete BEFORE DELETE ON checkpoints
                     BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+                    """
+            )
+        }
+        m.registerMigration("v3: people") { db in
+            // Personal data, by pseudonymous id. Not part of the log: rows are replaced and erased.
+            try db.execute(
+                sql: """
+                    CREATE TABLE people (
+                        id TEXT PRIMARY KEY,
+                        display_name TEXT NOT NULL,
+                        contact TEXT NOT NULL
+                    );
                     """
             )
         }
@@ -154,32 +169,171 @@ public final class AuditLog: Sendable {
     /// Nothing is appended when `make` or the encoding throws.
     @discardableResult
     public func append(_ make: (UInt64) throws -> AuditEntry) throws -> AuditEntry {
+        try append(count: 1, make)[0]
+    }
+
+    /// Appends `count` entries in one transaction (one durable commit for all of them) and returns
+    /// them once it committed. Either all are appended or none.
+    @discardableResult
+    public func append(count: Int, _ make: (UInt64) throws -> AuditEntry) throws -> [AuditEntry] {
+        try append(count: count, make, alongside: { _ in })
+    }
+
+    /// The append itself; `alongside` runs in the same transaction (personal-data changes that
+    /// must commit together with the entry recording them).
+    private func append(
+        count: Int,
+        _ make: (UInt64) throws -> AuditEntry,
+        alongside: (Database) throws -> Void
+    ) throws -> [AuditEntry] {
+        precondition(count >= 1, "append at least one entry")
         do {
             // Holding the writer for the transaction and the tree update keeps the tree in commit
             // order; the tree grows only after the commit succeeded.
             return try pool.writeWithoutTransaction { db in
-                var appended: (entry: AuditEntry, leaf: MerkleHash)?
+                var appended: [(entry: AuditEntry, leaf: MerkleHash)] = []
                 try db.inTransaction {
-                    let next = try Int64.fetchOne(db, sql: "SELECT count(*) FROM entries") ?? 0
-                    let entry = try make(UInt64(next))
-                    guard entry.sequence == UInt64(next) else {
-                        throw AuditError(.malformed, "an entry for position \(next) carries sequence \(entry.sequence)")
-                    }
-                    let bytes = try entry.encoded()
-                    let leaf = RFC6962.leafHash(bytes)
-                    try db.execute(
-                        sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)",
-                        arguments: [next, Data(bytes), Data(leaf.bytes)]
+                    let first = try Int64.fetchOne(db, sql: "SELECT count(*) FROM entries") ?? 0
+                    let insert = try db.cachedStatement(
+                        sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)"
                     )
-                    appended = (entry, leaf)
+                    for next in first..<(first + Int64(count)) {
+                        let entry = try make(UInt64(next))
+                        guard entry.sequence == UInt64(next) else {
+                            throw AuditError(
+                                .malformed,
+                                "an entry for position \(next) carries sequence \(entry.sequence)"
+                            )
+                        }
+                        let bytes = try entry.encoded()
+                        let leaf = RFC6962.leafHash(bytes)
+                        try insert.execute(arguments: [next, Data(bytes), Data(leaf.bytes)])
+                        appended.append((entry, leaf))
+                    }
+                    try alongside(db)
                     return .commit
                 }
-                let (entry, leaf) = appended!
-                tree.withLock { $0.append(leaf) }
-                return entry
+                tree.withLock { t in for a in appended { t.append(a.leaf) } }
+                return appended.map(\.entry)
             }
         } catch let error as DatabaseError {
             throw AuditError(.storage, "cannot append to the audit log: \(error.message ?? "\(error.resultCode)")")
+        }
+    }
+
+    /// Calls `body` with each stored entry of `range` in order: its sequence number, its stored
+    /// bytes and its leaf hash as the tree holds it. Entries are read through a cursor, so memory
+    /// stays flat however long the log is.
+    public func forEachEntry(
+        in range: Range<Int>,
+        _ body: (_ sequence: Int, _ bytes: [UInt8], _ leaf: MerkleHash) throws -> Void
+    ) throws {
+        guard range.lowerBound >= 0, range.upperBound <= size else {
+            throw AuditError(.outOfRange, "no entries \(range) in a log of \(size)")
+        }
+        try storage {
+            try pool.read { db in
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: "SELECT sequence, entry FROM entries WHERE sequence >= ? AND sequence < ? ORDER BY sequence",
+                    arguments: [range.lowerBound, range.upperBound]
+                )
+                var expected = range.lowerBound
+                while let row = try rows.next() {
+                    let sequence: Int = row["sequence"]
+                    guard sequence == expected else {
+                        throw AuditError(.malformed, "audit entry \(expected) is missing from the store")
+                    }
+                    let leaf = tree.withLock { $0.leaf(sequence) }
+                    try body(sequence, Array(row["entry"] as Data), leaf)
+                    expected += 1
+                }
+                guard expected == range.upperBound else {
+                    throw AuditError(.malformed, "audit entry \(expected) is missing from the store")
+                }
+            }
+        }
+    }
+
+    /// Every stored checkpoint as (size, root), oldest first.
+    public func checkpoints() throws -> [(size: Int, root: MerkleHash)] {
+        try storage {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT size, root FROM checkpoints ORDER BY size").map { row in
+                    guard let root = MerkleHash(Array(row["root"] as Data)) else {
+                        throw AuditError(.malformed, "a stored checkpoint has a malformed root")
+                    }
+                    return (row["size"], root)
+                }
+            }
+        }
+    }
+
+    // MARK: Personal data
+
+    /// A person's personal data, held apart from the log under a pseudonymous id.
+    public struct Person: Hashable, Sendable {
+        /// The pseudonymous id the log uses (a key fingerprint, `operator:…`).
+        public var id: String
+        /// A display name.
+        public var displayName: String
+        /// A contact address (e-mail, telephone).
+        public var contact: String
+
+        /// A record.
+        public init(id: String, displayName: String, contact: String) {
+            self.id = id
+            self.displayName = displayName
+            self.contact = contact
+        }
+    }
+
+    /// Records (or replaces) a person's personal data, and appends `person.record` by `actor`
+    /// in the same transaction. The entry names the pseudonymous id only.
+    @discardableResult
+    public func recordPerson(_ person: Person, actor: String, time: String) throws -> AuditEntry {
+        for (name, text) in [("id", person.id), ("display name", person.displayName), ("contact", person.contact)] {
+            guard !text.isEmpty, text.utf8.count <= AuditEntry.maximumTextBytes,
+                !text.unicodeScalars.contains(where: { $0.value < 0x20 })
+            else {
+                throw AuditError(.malformed, "a person's \(name) must be 1–1024 bytes without control characters")
+            }
+        }
+        return try append(
+            count: 1,
+            { AuditEntry(personAction: "person.record", id: person.id, sequence: $0, time: time, actor: actor) },
+            alongside: { db in
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO people (id, display_name, contact) VALUES (?, ?, ?)",
+                    arguments: [person.id, person.displayName, person.contact]
+                )
+            }
+        )[0]
+    }
+
+    /// Erases a person's personal data and appends `person.erase` in the same transaction. The
+    /// log's entries are untouched, so every hash, proof and checkpoint stays valid. Refused when
+    /// nothing is held for `id`.
+    @discardableResult
+    public func erasePerson(_ id: String, actor: String, time: String) throws -> AuditEntry {
+        try append(
+            count: 1,
+            { AuditEntry(personAction: "person.erase", id: id, sequence: $0, time: time, actor: actor) },
+            alongside: { db in
+                try db.execute(sql: "DELETE FROM people WHERE id = ?", arguments: [id])
+                guard db.changesCount == 1 else { throw AuditError(.outOfRange, "no personal data is held for \(id)") }
+            }
+        )[0]
+    }
+
+    /// The personal data held, by id.
+    public func people() throws -> [Person] {
+        try storage {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, display_name, contact FROM people ORDER BY id").map {
+                    Person(id: $0["id"], displayName: $0["display_name"], contact: $0["contact"])
+                }
+            }
         }
     }
 

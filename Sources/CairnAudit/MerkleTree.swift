@@ -239,4 +239,7 @@ extension ErrorCode where Domain == AuditErrorDomain {
     public static let storage = Self("storage")
     /// The log does not extend its last checkpoint: entries were lost or changed.
     public static let inconsistent = Self("inconsistent")
+    /// An exported bundle does not verify: a file, an entry, a proof or a signature was changed,
+    /// removed or added.
+    public static let tampered = Self("tampered")
 }

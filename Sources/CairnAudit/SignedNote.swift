@@ -107,7 +107,9 @@ public struct NoteVerifier: Hashable, Sendable {
         let parts = encoded.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3 else { throw fail("expected name+id+key") }
         try checkKeyName(parts[0])
-        guard let key = Data(base64Encoded: parts[2]).map(Array.init), key.count == 33, key[0] == 0x01 else {
+        guard let key = Data(base64Encoded: parts[2]).map(Array.init), key.count == 33, key[0] == 0x01,
+            Data(key).base64EncodedString() == parts[2]
+        else {
             throw fail("the key is not base64 of 0x01 and 32 bytes")
         }
         self.init(name: parts[0], publicKey: try Ed25519.PublicKey(rawRepresentation: Array(key[1...])))
@@ -151,7 +153,10 @@ public enum SignedNote {
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count == 3, fields[0] == "—",
                 let blob = Data(base64Encoded: String(fields[2])).map(Array.init),
-                blob.count >= 4
+                blob.count >= 4,
+                // Only the canonical spelling: a base64 text whose unused bits differ would be a
+                // second, equally "valid" note with the same signature.
+                Data(blob).base64EncodedString() == fields[2]
             else { throw fail("a signature line is malformed") }
             let id = blob.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             guard fields[1] == verifier.name, id == verifier.keyID else { continue }

@@ -28,6 +28,11 @@ struct SignedNoteTests {
         )
         let verifier = try NoteVerifier(encoded: "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
         #expect(try SignedNote.open(note, verifier: verifier) == neumannText)
+        // "N" differs from "M" only in the two bits base64 leaves unused here: same bytes, second spelling.
+        let respelled = note.replacingOccurrences(of: "JnAM=", with: "JnAN=")
+        let blob = "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnA"
+        #expect(Data(base64Encoded: blob + "M=") == Data(base64Encoded: blob + "N="))
+        #expect(throws: AuditError(.badSignature, "")) { try SignedNote.open(respelled, verifier: verifier) }
     }
 
     @Test("Checkpoints: text layout, parsing, signing and opening")
