@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(
             name: "CairnCLITests",
             dependencies: [
-                "CairnCLI", "CairnCrypto", "CairnWire", "CairnNode",
+                "CairnCLI", "CairnCrypto", "CairnWire", "CairnNode", "CairnBroker", "CairnAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["Golden"]

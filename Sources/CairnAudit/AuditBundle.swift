@@ -393,6 +393,74 @@ public enum AuditBundle {
         }
     }
 
+    // MARK: Single proofs
+
+    /// The proof document of entry `sequence` (what `cairn-audit prove` prints): the entry's
+    /// JSON line, its proof line (leaf hash and inclusion proof) and the latest signed checkpoint,
+    /// which must cover the entry.
+    public static func proofDocument(log: AuditLog, sequence: Int) throws -> String {
+        guard let note = try log.latestCheckpoint() else {
+            throw AuditError(.outOfRange, "the log has no signed checkpoint yet")
+        }
+        let size = try checkpointSize(note)
+        guard sequence >= 0, sequence < size else {
+            throw AuditError(
+                .outOfRange,
+                "entry \(sequence) is not covered by the latest checkpoint (\(size) entries); sign a new one first"
+            )
+        }
+        var document = ""
+        try log.forEachEntry(in: sequence..<(sequence + 1)) { _, bytes, leaf in
+            let proof = try log.inclusionProof(index: sequence, size: size)
+            document =
+                BundleText.jsonLine(try AuditEntry(decoding: bytes))
+                + BundleText.proofLine("sequence", sequence, "leaf", leaf, proof) + note
+        }
+        return document
+    }
+
+    /// Verifies a proof document with the checkpoint key and returns the entry and checkpoint.
+    public static func verifyProofDocument(
+        _ document: [UInt8],
+        verifier: NoteVerifier
+    ) throws -> (
+        AuditEntry, Checkpoint
+    ) {
+        func bad(_ why: String) -> AuditError { AuditError(.tampered, "proof: \(why)") }
+        let parts = lines(document, separator: [0x0A])
+        guard parts.count >= 3 else { throw bad("expected an entry line, a proof line and a checkpoint") }
+        let entry: AuditEntry
+        let (sequence, leaf, proof): (Int, MerkleHash, [MerkleHash])
+        let checkpoint: Checkpoint
+        do {
+            entry = try BundleText.entry(jsonLine: parts[0])
+            (sequence, leaf, proof) = try BundleText.proof(line: parts[1], "sequence", "leaf")
+            let note = String(decoding: document[(parts[1].endIndex + 1)...], as: UTF8.self)
+            checkpoint = try Checkpoint(text: SignedNote.open(note, verifier: verifier))
+        } catch let error as AuditError { throw bad(error.message) }
+        guard sequence == Int(entry.sequence), leaf == RFC6962.leafHash(try entry.encoded()) else {
+            throw bad("entry \(entry.sequence) does not hash to the proved leaf")
+        }
+        guard
+            RFC6962.verifyInclusion(
+                leaf: leaf,
+                index: sequence,
+                size: checkpoint.size,
+                proof: proof,
+                root: checkpoint.root
+            )
+        else { throw bad("entry \(sequence): the inclusion proof does not lead to the checkpoint's root") }
+        return (entry, checkpoint)
+    }
+
+    private static func checkpointSize(_ note: String) throws -> Int {
+        let lines = note.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count > 2, let size = Int(lines[1]) else {
+            throw AuditError(.malformed, "a stored checkpoint is malformed")
+        }
+        return size
+    }
+
     /// `bytes` split into lines that each end with `separator`; a final line without it is kept
     /// (and then fails the canonical checks).
     static func lines(_ bytes: [UInt8], separator: [UInt8]) -> [ArraySlice<UInt8>] {

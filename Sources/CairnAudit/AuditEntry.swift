@@ -15,6 +15,15 @@ public struct AuditEntry: Hashable, Sendable {
         case refused = 1
         /// It failed on the broker's side.
         case failed = 2
+
+        /// `succeeded`, `refused` or `failed`, as exports and reports write it.
+        public var name: String {
+            switch self {
+            case .succeeded: "succeeded"
+            case .refused: "refused"
+            case .failed: "failed"
+            }
+        }
     }
 
     /// The encoding version, 1.

@@ -109,6 +109,7 @@ public final class AuditLog: Sendable {
     /// stored checkpoint (its root at its size, and a consistency proof from it verified against
     /// the new root), so a log that lost or changed entries never gets a new signature. When the
     /// log has not grown, the last checkpoint is returned as it was.
+    @discardableResult
     public func signCheckpoint(origin: String, signer: NoteSigner) throws -> String {
         try storage {
             try pool.writeWithoutTransaction { db in

@@ -27,20 +27,12 @@ enum BundleText {
         "[" + hashes.map { "\"\($0)\"" }.joined(separator: ",") + "]"
     }
 
-    static func outcomeName(_ o: AuditEntry.Outcome) -> String {
-        switch o {
-        case .succeeded: "succeeded"
-        case .refused: "refused"
-        case .failed: "failed"
-        }
-    }
-
     /// The entry's JSON line (with its newline).
     static func jsonLine(_ e: AuditEntry) -> String {
         let digests = e.digests.map { "{\"name\":\(json($0.name)),\"hex\":\"\(Hex.encode($0.bytes))\"}" }
         return "{\"sequence\":\(e.sequence),\"time\":\(json(e.time)),\"actor\":\(json(e.actor)),"
             + "\"action\":\(json(e.action)),\"object_type\":\(json(e.objectType)),\"object_id\":\(json(e.objectID)),"
-            + "\"outcome\":\"\(outcomeName(e.outcome))\",\"reason\":\(json(e.reason)),"
+            + "\"outcome\":\"\(e.outcome.name)\",\"reason\":\(json(e.reason)),"
             + "\"request_id\":\(json(e.requestID)),\"digests\":[\(digests.joined(separator: ","))]}\n"
     }
 
@@ -77,7 +69,7 @@ enum BundleText {
         }
         r.expect("]}")
         try r.finish("an entry line")
-        guard let outcome = AuditEntry.Outcome.allCases.first(where: { outcomeName($0) == outcomeText }) else {
+        guard let outcome = AuditEntry.Outcome.allCases.first(where: { $0.name == outcomeText }) else {
             throw AuditError(.malformed, "unknown outcome \(json(outcomeText))")
         }
         let entry = AuditEntry(
@@ -144,7 +136,7 @@ enum BundleText {
         }
         let digests = e.digests.map { "\($0.name)=\(Hex.encode($0.bytes))" }.joined(separator: ";")
         return [
-            "\(e.sequence)", e.time, e.actor, e.action, e.objectType, e.objectID, outcomeName(e.outcome), e.reason,
+            "\(e.sequence)", e.time, e.actor, e.action, e.objectType, e.objectID, e.outcome.name, e.reason,
             e.requestID, digests,
         ].map(field).joined(separator: ",") + "\r\n"
     }

@@ -68,6 +68,9 @@ public struct NoteSigner: Sendable {
         self.key = key
     }
 
+    /// Refuses a key name that is empty or holds spaces, `+` or control characters.
+    public static func checkName(_ name: String) throws { try checkKeyName(name) }
+
     /// The matching verifier.
     public var verifier: NoteVerifier {
         NoteVerifier(name: name, publicKey: key.publicKey)
@@ -104,7 +107,8 @@ public struct NoteVerifier: Hashable, Sendable {
     /// Parses a verifier-key string, checking that its key ID matches its name and key.
     public init(encoded: String) throws {
         func fail(_ why: String) -> AuditError { AuditError(.malformed, "not a note verifier key: \(why)") }
-        let parts = encoded.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+        // The name holds no '+', but base64 key data may: split at the first two only.
+        let parts = encoded.split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3 else { throw fail("expected name+id+key") }
         try checkKeyName(parts[0])
         guard let key = Data(base64Encoded: parts[2]).map(Array.init), key.count == 33, key[0] == 0x01,

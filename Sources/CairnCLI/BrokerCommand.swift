@@ -1,5 +1,8 @@
 import ArgumentParser
+import CairnAudit
+import CairnBroker
 import CairnWire
+import Glibc
 
 /// `cairn-broker`: the broker daemon and its admin commands.
 struct BrokerCommand: ParsableCommand {
@@ -7,27 +10,79 @@ struct BrokerCommand: ParsableCommand {
         commandName: "cairn-broker",
         abstract: "The Cairn broker: secure aggregation, access control, audit trail and licensed model delivery.",
         discussion: """
-            This release (\(CairnVersion.software)) is the foundation only. The daemon (init, serve) and \
-            its admin commands are not implemented yet: this command answers --help and --version and \
-            does nothing else.
+            This release (\(CairnVersion.software)) creates a broker's data folder (keys, configuration and \
+            audit log). The daemon (serve) and its admin commands are not implemented yet.
             """,
-        version: CairnVersion.software
+        version: CairnVersion.software,
+        subcommands: [Init.self]
     )
 
     init() {}
 }
 
-/// `cairn-audit`: export, verify and report on the broker's audit trail.
-struct AuditCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "cairn-audit",
-        abstract: "Export the Cairn audit trail as a verifiable bundle, verify it offline, and report on it.",
-        discussion: """
-            This release (\(CairnVersion.software)) is the foundation only. export, verify, report and prove \
-            are not implemented yet: this command answers --help and --version and does nothing else.
-            """,
-        version: CairnVersion.software
+/// The broker's data folder, shared by `cairn-broker` and `cairn-audit`.
+struct BrokerDataOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The broker's data folder. Default: $CAIRN_BROKER_DATA, else ~/.cairn/broker.",
+            valueName: "folder"
+        )
     )
+    var dataDir: String?
 
-    init() {}
+    var resolved: String {
+        if let dataDir { return dataDir }
+        if let fromEnvironment = getenv("CAIRN_BROKER_DATA") { return String(cString: fromEnvironment) }
+        let user = getenv("HOME").map { String(cString: $0) } ?? "."
+        return user + "/.cairn/broker"
+    }
+
+    func open() throws -> BrokerHome { try BrokerHome(path: resolved) }
+}
+
+extension BrokerCommand {
+    /// `cairn-broker init`.
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the broker's data folder: keys, configuration and audit log.",
+            discussion: """
+                Makes fresh Ed25519 identity, checkpoint and licence keys in <data-dir>/broker.keystore \
+                (Argon2id, mode 0600), writes <data-dir>/broker.json (the log's origin and the GDPR Art. 30 \
+                record of processing, which you should review), starts the audit log <data-dir>/audit.sqlite \
+                with a broker.init entry and a signed checkpoint, and writes <data-dir>/checkpoint.pub, the \
+                public key auditors need to verify exports. Never replaces an existing keystore.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var passphrase: PassphraseOptions
+
+        @Option(help: "The audit log's origin: a schema-less URL naming this exchange, e.g. cairn.example/exchange.")
+        var origin: String = "cairn.local/exchange"
+
+        @Option(help: "The data controller named in the record of processing.")
+        var controller: String = "the operator of this broker (edit broker.json)"
+
+        @Option(help: "The controller's contact address.")
+        var contact: String = "not set (edit broker.json)"
+
+        @Option(help: "Argon2id cost: interactive (64 MiB), moderate (256 MiB) or sensitive (1 GiB).")
+        var kdf: KDFStrength = .moderate
+
+        func run() throws {
+            let config = BrokerConfig(
+                origin: origin,
+                processing: .cairnDefaults(controller: controller, contact: contact)
+            )
+            let home = try BrokerHome.create(
+                path: data.resolved,
+                config: config,
+                passphrase: try passphrase.read(newKeystore: true),
+                parameters: kdf.parameters
+            )
+            print("created broker data folder \(home.path)")
+            print("checkpoint key: \(try home.verifier().encoded)")
+        }
+    }
 }

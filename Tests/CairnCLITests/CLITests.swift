@@ -1,7 +1,10 @@
 import ArgumentParser
+import CairnAudit
+import CairnBroker
 import CairnCrypto
 import CairnNode
 import CairnWire
+import Foundation
 import Glibc
 import Testing
 
@@ -12,13 +15,22 @@ import Testing
     /// Regenerate with `CAIRN_UPDATE_GOLDEN=1 swift test --filter CLITests`.
     @Test(arguments: [
         "cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-node data check",
-        "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit",
+        "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit", "cairn-broker init",
+        "cairn-audit export", "cairn-audit verify", "cairn-audit report", "cairn-audit prove",
+        "cairn-audit people erase",
     ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
         switch command {
         case "cairn-broker": help = BrokerCommand.helpMessage(columns: 100)
         case "cairn-audit": help = AuditCommand.helpMessage(columns: 100)
+        case "cairn-broker init": help = BrokerCommand.helpMessage(for: BrokerCommand.Init.self, columns: 100)
+        case "cairn-audit export": help = AuditCommand.helpMessage(for: AuditCommand.Export.self, columns: 100)
+        case "cairn-audit verify": help = AuditCommand.helpMessage(for: AuditCommand.Verify.self, columns: 100)
+        case "cairn-audit report": help = AuditCommand.helpMessage(for: AuditCommand.Report.self, columns: 100)
+        case "cairn-audit prove": help = AuditCommand.helpMessage(for: AuditCommand.Prove.self, columns: 100)
+        case "cairn-audit people erase":
+            help = AuditCommand.helpMessage(for: AuditCommand.People.Erase.self, columns: 100)
         case "cairn-node": help = NodeCommand.helpMessage(columns: 100)
         case "cairn-node init": help = NodeCommand.helpMessage(for: NodeCommand.Init.self, columns: 100)
         case "cairn-node data check": help = NodeCommand.helpMessage(for: NodeCommand.Check.self, columns: 100)
@@ -41,9 +53,8 @@ import Testing
         #expect(AuditCommand.configuration.version == CairnVersion.software)
     }
 
-    @Test func brokerAndAuditAcceptNoSubcommandYet() {
+    @Test func brokerHasNoDaemonYet() {
         #expect(throws: (any Error).self) { try BrokerCommand.parseAsRoot(["serve"]) }
-        #expect(throws: (any Error).self) { try AuditCommand.parseAsRoot(["export"]) }
     }
 
     @Test func nodeInitThenIdentityUnlocksWithThePassphraseOnly() throws {
@@ -89,4 +100,151 @@ import Testing
 
 extension String {
     fileprivate var replacingSpaces: String { String(map { $0 == " " ? "-" : $0 }) }
+}
+
+@Suite("cairn-broker init and cairn-audit, end to end")
+struct AuditCLITests {
+    @Test(
+        "init, record a person, export, verify, prove, erase, report without the datum, verify against a later bundle"
+    )
+    func auditLifecycle() throws {
+        let folder = String(cString: mkdtemp(strdup("/tmp/cairn-audit-cli-XXXXXX")))
+        defer { _ = system("rm -rf '\(folder)'") }
+        try DurableFile.write(Array("a long enough passphrase\n".utf8), to: folder + "/pp", replace: false)
+        let data = folder + "/broker"
+        let pp = ["--data-dir", data, "--passphrase-file", folder + "/pp"]
+        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) throws {
+            var parsed = try command.parseAsRoot(arguments)
+            try parsed.run()
+        }
+        try run(
+            BrokerCommand.self,
+            ["init", "--kdf", "interactive", "--origin", "cairn.test/x", "--controller", "Example Ltd"] + pp
+        )
+        #expect(throws: WireError(.io, "")) { try run(BrokerCommand.self, ["init", "--kdf", "interactive"] + pp) }
+        try run(
+            AuditCommand.self,
+            [
+                "people", "record", "ed25519:ada", "--name", "Dr Ada <Example>", "--contact", "ada@example.org",
+                "--data-dir", data,
+            ]
+        )
+        try run(AuditCommand.self, ["export", "--out", folder + "/b1"] + pp)
+        let key = data + "/checkpoint.pub"
+        try run(AuditCommand.self, ["verify", folder + "/b1", "--key", key])
+
+        let home = try BrokerHome(path: data)
+        let log = try home.openLog()
+        #expect(log.size == 3)
+        #expect(try log.entry(0).action == "broker.init" && log.entry(1).action == "person.record")
+        #expect(try log.entry(2).action == "audit.export" && log.entry(2).actor == "operator")
+        let report = try ComplianceReport(log: log, config: home.config, generated: "2026-11-24T05:00:00Z")
+        #expect(report.render(.markdown).contains("| (a) Controller | Example Ltd, not set (edit broker.json) |"))
+        #expect(report.render(.markdown).contains("| Personal-data records held now | 1 |"))
+
+        // A proof of one entry, saved and verified; a tampered copy is refused.
+        let proof = try AuditBundle.proofDocument(log: log, sequence: 1)
+        try DurableFile.write(Array(proof.utf8), to: folder + "/p1", replace: false)
+        try run(AuditCommand.self, ["verify", folder + "/p1", "--key", key])
+        try DurableFile.write(
+            Array(proof.replacingOccurrences(of: "ed25519:ada", with: "ed25519:bob").utf8),
+            to: folder + "/p2",
+            replace: false
+        )
+        #expect(throws: AuditError(.tampered, "")) {
+            try run(AuditCommand.self, ["verify", folder + "/p2", "--key", key])
+        }
+        #expect(throws: AuditError(.outOfRange, "")) {
+            try run(AuditCommand.self, ["prove", "--sequence", "3", "--data-dir", data])
+        }
+
+        // Erasure: the report loses the name, verification stays green, old and new bundles agree.
+        try run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
+        #expect(throws: AuditError(.outOfRange, "")) {
+            try run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
+        }
+        try run(AuditCommand.self, ["export", "--out", folder + "/b2"] + pp)
+        try run(AuditCommand.self, ["verify", folder + "/b1", "--key", key, "--later", folder + "/b2"])
+        let after = try ComplianceReport(
+            log: try home.openLog(),
+            config: home.config,
+            generated: "2026-11-24T05:00:00Z"
+        )
+        for format in ComplianceReport.Format.allCases {
+            #expect(!after.render(format).contains("Ada"))
+        }
+        #expect(after.render(.markdown).contains("| Personal-data records held now | 0 |"))
+        #expect(throws: (any Error).self) {
+            try run(AuditCommand.self, ["export", "--out", folder + "/b3", "--from", "yesterday"] + pp)
+        }
+        #expect(!DurableFile.exists(folder + "/b3"))
+    }
+
+    @Test("The report: participation per round, lineage by parameter digest, licences, refusals, HTML escaped")
+    func reportSections() throws {
+        let folder = String(cString: mkdtemp(strdup("/tmp/cairn-report-XXXXXX")))
+        defer { _ = system("rm -rf '\(folder)'") }
+        let log = try AuditLog(path: folder + "/audit.sqlite")
+        let parameters = SHA256.hash(Array("weights".utf8))
+        func add(
+            _ actor: String,
+            _ action: String,
+            _ type: String,
+            _ id: String,
+            _ outcome: AuditEntry.Outcome = .succeeded,
+            reason: String = "",
+            digests: [AuditEntry.Digest] = []
+        ) throws {
+            try log.append {
+                AuditEntry(
+                    sequence: $0,
+                    time: "2026-11-24T04:00:0\($0)Z",
+                    actor: actor,
+                    action: action,
+                    objectType: type,
+                    objectID: id,
+                    outcome: outcome,
+                    reason: reason,
+                    digests: digests
+                )
+            }
+        }
+        try log.recordPerson(
+            .init(id: "p:1", displayName: "<Ann>", contact: "a@x"),
+            actor: "operator",
+            time: "2026-11-24T03:00:00Z"
+        )
+        try add("p:1", "round.submit", "round", "fed/round-1")
+        try add("p:2", "round.submit", "round", "fed/round-1")
+        try add("p:3", "round.submit", "round", "fed/round-1", .refused, reason: "stale timestamp")
+        try add(
+            "broker",
+            "round.aggregate",
+            "round",
+            "fed/round-1",
+            digests: [.init(name: "model.parameters", bytes: parameters)]
+        )
+        try add(
+            "broker",
+            "model.publish",
+            "model",
+            "fed/model@1",
+            digests: [.init(name: "model.parameters", bytes: parameters)]
+        )
+        try add("operator", "licence.issue", "licence", "lic-1")
+        let config = BrokerConfig(origin: "cairn.test/x", processing: .cairnDefaults(controller: "C", contact: "c@x"))
+        let report = try ComplianceReport(log: log, config: config, generated: "2026-11-24T05:00:00Z")
+        let md = report.render(.markdown)
+        #expect(md.contains("| fed/round-1 | 2 | 1 | p:1 (\\<Ann\\>), p:2 |"))
+        #expect(
+            md.contains(
+                "| fed/model@1 | 2026-11-24T04:00:05Z | fed/round-1 | 2 | \(Hex.encode(parameters.prefix(8)))… |"
+            )
+        )
+        #expect(md.contains("| 2026-11-24T04:00:06Z | licence.issue | lic-1 | operator | succeeded |"))
+        #expect(md.contains("| 2026-11-24T04:00:03Z | p:3 | round.submit | round fed/round-1 | stale timestamp |"))
+        #expect(md.contains("1 requests were refused."))
+        let html = report.render(.html)
+        #expect(html.contains("<td>p:1 (&lt;Ann&gt;), p:2</td>") && !html.contains("<Ann>"))
+    }
 }

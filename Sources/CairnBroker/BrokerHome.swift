@@ -1,0 +1,218 @@
+public import CairnAudit
+public import CairnCrypto
+import CairnWire
+import Foundation
+
+/// The broker's data folder (`Keys/README.md` for the keys):
+/// - `broker.keystore`: the identity, checkpoint and licence keys (Ed25519), passphrase-protected;
+/// - `broker.json`: the configuration (``BrokerConfig``);
+/// - `audit.sqlite`: the audit log (``AuditLog``), with its personal-data table;
+/// - `checkpoint.pub`: the checkpoint key's C2SP verifier string, the one thing auditors need.
+public struct BrokerHome: Sendable {
+    /// The keystore's file name.
+    public static let keystoreFileName = "broker.keystore"
+    /// The configuration's file name.
+    public static let configFileName = "broker.json"
+    /// The audit log's file name.
+    public static let auditFileName = "audit.sqlite"
+    /// The checkpoint verifier key's file name.
+    public static let verifierFileName = "checkpoint.pub"
+    /// Key names in the keystore.
+    public static let identityKeyName = "identity"
+    /// The checkpoint key signs audit checkpoints and bundle manifests, nothing else.
+    public static let checkpointKeyName = "checkpoint"
+    /// The licence key signs model metadata, licences and container headers (issue #8).
+    public static let licenceKeyName = "licence"
+
+    /// The folder.
+    public let path: String
+    /// Its configuration.
+    public let config: BrokerConfig
+
+    /// Opens an existing data folder (reads the configuration; unlocks nothing).
+    public init(path: String) throws {
+        let file = path + "/" + Self.configFileName
+        guard DurableFile.exists(file) else {
+            throw WireError(
+                .io,
+                "\(path) is not a broker data folder (no \(Self.configFileName)); run cairn-broker init"
+            )
+        }
+        self.path = path
+        config = try BrokerConfig(json: try DurableFile.read(file, maximum: 1 << 20), source: file)
+    }
+
+    /// Creates the data folder (mode 0700) with fresh keys, the configuration, the audit log
+    /// (its first entry `broker.init`, then a signed checkpoint) and `checkpoint.pub`. Refuses a
+    /// folder that already holds a keystore.
+    @discardableResult
+    public static func create(
+        path: String,
+        config: BrokerConfig,
+        passphrase: SecretBytes,
+        parameters: Keystore.KDFParameters = .moderate
+    ) throws -> BrokerHome {
+        let keystorePath = path + "/" + keystoreFileName
+        if DurableFile.exists(keystorePath) {
+            throw WireError(.io, "\(keystorePath) already exists; refusing to replace the broker's keys")
+        }
+        try config.check()
+        try DurableFile.makeDirectory(path)
+        let identity = try Ed25519.PrivateKey()
+        let checkpoint = try Ed25519.PrivateKey()
+        let keystore = try Keystore(entries: [
+            .init(name: identityKeyName, ed25519: identity),
+            .init(name: checkpointKeyName, ed25519: checkpoint),
+            .init(name: licenceKeyName, ed25519: try Ed25519.PrivateKey()),
+        ])
+        try keystore.write(to: keystorePath, passphrase: passphrase, parameters: parameters)
+        try DurableFile.write(config.json(), to: path + "/" + configFileName, replace: false)
+        let signer = try NoteSigner(name: config.origin, key: checkpoint)
+        try DurableFile.write(
+            Array((signer.verifier.encoded + "\n").utf8),
+            to: path + "/" + verifierFileName,
+            mode: 0o644,
+            replace: true
+        )
+        let home = try BrokerHome(path: path)
+        let log = try home.openLog()
+        try log.append {
+            AuditEntry(
+                sequence: $0,
+                time: AuditEntry.now(),
+                actor: "broker:" + identity.publicKey.fingerprint,
+                action: "broker.init",
+                objectType: "broker",
+                objectID: config.origin,
+                outcome: .succeeded
+            )
+        }
+        try log.signCheckpoint(origin: config.origin, signer: signer)
+        return home
+    }
+
+    /// Opens the audit log.
+    public func openLog() throws -> AuditLog { try AuditLog(path: path + "/" + Self.auditFileName) }
+
+    /// The checkpoint verifier key, from `checkpoint.pub`.
+    public func verifier() throws -> NoteVerifier {
+        let text = String(
+            decoding: try DurableFile.read(path + "/" + Self.verifierFileName, maximum: 4096),
+            as: UTF8.self
+        )
+        return try NoteVerifier(encoded: text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Unlocks the keystore and returns the checkpoint signer.
+    public func checkpointSigner(passphrase: SecretBytes) throws -> NoteSigner {
+        let keystore = try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
+        let signer = try NoteSigner(name: config.origin, key: try keystore.ed25519Key(named: Self.checkpointKeyName))
+        guard signer.verifier == (try verifier()) else {
+            throw WireError(.invalidValue, "\(Self.verifierFileName) does not hold this keystore's checkpoint key")
+        }
+        return signer
+    }
+}
+
+/// The broker's configuration file, `broker.json` (JSON, `cairn-broker-config/v1`).
+public struct BrokerConfig: Codable, Hashable, Sendable {
+    /// The format tag.
+    public static let formatTag = "cairn-broker-config/v1"
+
+    /// Always ``formatTag``.
+    public var format = BrokerConfig.formatTag
+    /// The audit log's origin (a schema-less URL such as `cairn.example/exchange`); the name of
+    /// its checkpoint key.
+    public var origin: String
+    /// The GDPR Art. 30 record of processing the compliance report prints.
+    public var processing: ProcessingRecord
+
+    /// A configuration.
+    public init(origin: String, processing: ProcessingRecord) {
+        self.origin = origin
+        self.processing = processing
+    }
+
+    /// GDPR Art. 30(1) record of processing activities: who processes what, why, for whom, for how
+    /// long and how it is protected.
+    public struct ProcessingRecord: Codable, Hashable, Sendable {
+        /// (a) The controller's name.
+        public var controller: String
+        /// (a) Its contact details.
+        public var controllerContact: String
+        /// (a) The data protection officer's contact, if any.
+        public var dataProtectionOfficer: String
+        /// (b) The purposes of the processing.
+        public var purposes: [String]
+        /// (c) The categories of data subjects.
+        public var dataSubjects: [String]
+        /// (c) The categories of personal data.
+        public var personalData: [String]
+        /// (d) The categories of recipients.
+        public var recipients: [String]
+        /// (e) Transfers to third countries or international organisations.
+        public var transfers: String
+        /// (f) The time limits for erasure.
+        public var retention: String
+        /// (g) The technical and organisational security measures.
+        public var securityMeasures: [String]
+
+        /// Cairn's processing as it is built, for `controller` reachable at `contact`.
+        public static func cairnDefaults(controller: String, contact: String) -> ProcessingRecord {
+            ProcessingRecord(
+                controller: controller,
+                controllerContact: contact,
+                dataProtectionOfficer: "none designated",
+                purposes: [
+                    "Coordinating federated training of shared models without collecting participants' data",
+                    "Controlling access to, licensing and delivering the resulting models",
+                    "Keeping a tamper-evident audit trail for accountability (GDPR Art. 5(2))",
+                ],
+                dataSubjects: [
+                    "Representatives of participating organisations", "Representatives of licensees",
+                    "Broker operators",
+                ],
+                personalData: [
+                    "Display names and contact addresses, held apart from the audit log and erasable",
+                    "Pseudonymous key fingerprints in audit entries",
+                ],
+                recipients: [
+                    "Auditors and regulators given an audit export", "Participants and licensees (their own records)",
+                ],
+                transfers: "none",
+                retention:
+                    "Contact data until erased on request or when the organisation leaves; audit entries hold no personal data and are kept for the life of the federation",
+                securityMeasures: [
+                    "Training data never leaves participants; updates are masked by secure aggregation",
+                    "Every request signed with Ed25519; keys in Argon2id-protected keystores",
+                    "Append-only SQLite log with an RFC 6962 Merkle tree and signed checkpoints",
+                    "Erased personal data overwritten in the database file (SQLite secure_delete)",
+                ]
+            )
+        }
+    }
+
+    /// Decodes `broker.json`; `source` names the file in errors.
+    public init(json: [UInt8], source: String) throws {
+        do {
+            self = try JSONDecoder().decode(BrokerConfig.self, from: Data(json))
+        } catch {
+            throw WireError(.invalidValue, "\(source) is not a valid broker configuration: \(error)")
+        }
+        guard format == Self.formatTag else {
+            throw WireError(.invalidValue, "\(source): format '\(format)' is not \(Self.formatTag)")
+        }
+        try check()
+    }
+
+    /// Pretty JSON with sorted keys, ending in a newline.
+    public func json() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self)) + [0x0A]
+    }
+
+    func check() throws {
+        try NoteSigner.checkName(origin)
+    }
+}

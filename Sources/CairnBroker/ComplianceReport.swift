@@ -1,0 +1,224 @@
+public import CairnAudit
+import CairnWire
+
+/// The human-readable compliance report `cairn-audit report` prints, in Markdown or HTML.
+///
+/// It is read from the audit log (entries are pseudonymous; display names come from the erasable
+/// personal-data table, so an erased person appears by pseudonym only) and the broker's
+/// configuration (the GDPR Art. 30 record). Sections: summary, activity by action, participation
+/// per round, model lineage, licences and deliveries, refused requests, record of processing.
+public struct ComplianceReport: Sendable {
+    /// One section: a title, paragraphs and an optional table.
+    struct Section: Sendable {
+        var title: String
+        var paragraphs: [String] = []
+        var headers: [String] = []
+        var rows: [[String]] = []
+    }
+
+    /// The output format.
+    public enum Format: String, Sendable, CaseIterable {
+        /// GitHub-flavoured Markdown.
+        case markdown
+        /// A standalone HTML page.
+        case html
+    }
+
+    /// The most rows listed in the refused-requests table (the count is always complete).
+    public static let maximumListedRefusals = 1000
+
+    let title: String
+    let sections: [Section]
+
+    /// Builds the report from `log` and `config`; `generated` is the canonical time printed.
+    public init(log: AuditLog, config: BrokerConfig, generated: String) throws {
+        var names: [String: String] = [:]
+        for person in try log.people() { names[person.id] = person.displayName }
+        func who(_ id: String) -> String { names[id].map { "\(id) (\($0))" } ?? id }
+
+        var activity: [String: [Int]] = [:]
+        var rounds: [String: (accepted: Set<String>, refused: Int)] = [:]
+        var roundOrder: [String] = []
+        var aggregates: [[UInt8]: String] = [:]
+        var published: [[String]] = []
+        var licensing: [[String]] = []
+        var refusals: [[String]] = []
+        var refusalCount = 0
+        var first: String?
+        var last: String?
+        try log.forEachEntry(in: 0..<log.size) { _, bytes, _ in
+            let e = try AuditEntry(decoding: bytes)
+            first = first ?? e.time
+            last = e.time
+            activity[e.action, default: [0, 0, 0]][Int(e.outcome.rawValue)] += 1
+            let parameters = e.digests.first { $0.name == "model.parameters" }?.bytes
+            switch e.action {
+            case "round.submit":
+                if rounds[e.objectID] == nil { roundOrder.append(e.objectID) }
+                if e.outcome == .succeeded {
+                    rounds[e.objectID, default: ([], 0)].accepted.insert(e.actor)
+                } else {
+                    rounds[e.objectID, default: ([], 0)].refused += 1
+                }
+            case "round.aggregate" where e.outcome == .succeeded:
+                if let parameters { aggregates[parameters] = e.objectID }
+            case "model.publish" where e.outcome == .succeeded:
+                let round = parameters.flatMap { aggregates[$0] }
+                published.append([
+                    e.objectID, e.time, round ?? "unknown", round.map { "\(rounds[$0]?.accepted.count ?? 0)" } ?? "—",
+                    parameters.map { Hex.encode($0.prefix(8)) + "…" } ?? "—",
+                ])
+            case _ where e.action.hasPrefix("licence.") || e.action == "model.deliver":
+                licensing.append([e.time, e.action, e.objectID, who(e.actor), e.outcome.name])
+            default: break
+            }
+            if e.outcome == .refused {
+                refusalCount += 1
+                if refusals.count < Self.maximumListedRefusals {
+                    refusals.append([e.time, who(e.actor), e.action, "\(e.objectType) \(e.objectID)", e.reason])
+                }
+            }
+        }
+
+        let checkpoint = try log.latestCheckpoint().flatMap { note in
+            note.split(separator: "\n", omittingEmptySubsequences: false).prefix(3).map(String.init)
+        }
+        var summary = Section(title: "Summary")
+        summary.headers = ["Item", "Value"]
+        summary.rows = [
+            ["Log origin", config.origin], ["Generated", generated], ["Entries", "\(log.size)"],
+            ["Period", first.map { "\($0) to \(last!)" } ?? "no entries"],
+            ["Latest signed checkpoint", checkpoint.map { "\($0[1]) entries, root \($0[2])" } ?? "none yet"],
+        ]
+        summary.paragraphs = [
+            "Entries name people by pseudonymous id only; display names come from the erasable personal-data table. Check the log itself with `cairn-audit export` and `cairn-audit verify`."
+        ]
+
+        var byAction = Section(title: "Activity by action", headers: ["Action", "Succeeded", "Refused", "Failed"])
+        byAction.rows = activity.keys.sorted().map { [$0] + activity[$0]!.map(String.init) }
+
+        var participation = Section(
+            title: "Participation per round",
+            headers: ["Round", "Contributors", "Refused submissions", "Participants"]
+        )
+        participation.rows = roundOrder.map { id in
+            let r = rounds[id]!
+            return [id, "\(r.accepted.count)", "\(r.refused)", r.accepted.sorted().map(who).joined(separator: ", ")]
+        }
+        if participation.rows.isEmpty { participation.paragraphs = ["No round submissions are recorded."] }
+
+        var lineage = Section(
+            title: "Model lineage",
+            headers: ["Model version", "Published", "From round", "Contributors", "Parameter digest"]
+        )
+        lineage.rows = published
+        lineage.paragraphs = [
+            published.isEmpty
+                ? "No model versions are recorded."
+                : "A version's round is the round whose aggregate has the same parameter digest."
+        ]
+
+        var licences = Section(
+            title: "Licences and deliveries",
+            headers: ["Time", "Action", "Licence or delivery", "Actor", "Outcome"]
+        )
+        licences.rows = licensing
+        if licensing.isEmpty { licences.paragraphs = ["No licences or deliveries are recorded."] }
+
+        var refused = Section(title: "Refused requests", headers: ["Time", "Actor", "Action", "Object", "Reason"])
+        refused.rows = refusals
+        refused.paragraphs = [
+            refusalCount > refusals.count
+                ? "\(refusalCount) requests were refused; the first \(refusals.count) are listed."
+                : "\(refusalCount) requests were refused."
+        ]
+
+        let p = config.processing
+        var article30 = Section(
+            title: "Record of processing activities (GDPR Art. 30(1))",
+            headers: ["Item", "Record"]
+        )
+        article30.rows = [
+            ["(a) Controller", "\(p.controller), \(p.controllerContact)"],
+            ["(a) Data protection officer", p.dataProtectionOfficer],
+            ["(b) Purposes", p.purposes.joined(separator: "; ")],
+            ["(c) Categories of data subjects", p.dataSubjects.joined(separator: "; ")],
+            ["(c) Categories of personal data", p.personalData.joined(separator: "; ")],
+            ["(d) Categories of recipients", p.recipients.joined(separator: "; ")],
+            ["(e) Transfers to third countries", p.transfers], ["(f) Time limits for erasure", p.retention],
+            ["(g) Security measures", p.securityMeasures.joined(separator: "; ")],
+            ["Personal-data records held now", "\(names.count)"],
+        ]
+        title = "Cairn compliance report: \(config.origin)"
+        sections = [summary, byAction, participation, lineage, licences, refused, article30]
+    }
+
+    /// The report in `format`.
+    public func render(_ format: Format) -> String {
+        switch format {
+        case .markdown: markdown
+        case .html: html
+        }
+    }
+
+    var markdown: String {
+        func cell(_ s: String) -> String {
+            var out = ""
+            for c in s {
+                if "\\|*_`<>[]".contains(c) { out.append("\\") }
+                out.append(c)
+            }
+            return out
+        }
+        var out = "# \(cell(title))\n"
+        for s in sections {
+            out += "\n## \(s.title)\n"
+            for p in s.paragraphs { out += "\n" + p + "\n" }
+            guard !s.rows.isEmpty else { continue }
+            out += "\n| " + s.headers.map(cell).joined(separator: " | ") + " |\n"
+            out += "|" + String(repeating: "---|", count: s.headers.count) + "\n"
+            for row in s.rows { out += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
+        }
+        return out
+    }
+
+    var html: String {
+        func escape(_ s: String) -> String {
+            var out = ""
+            for c in s {
+                switch c {
+                case "&": out += "&amp;"
+                case "<": out += "&lt;"
+                case ">": out += "&gt;"
+                case "\"": out += "&quot;"
+                case "'": out += "&#39;"
+                default: out.append(c)
+                }
+            }
+            return out
+        }
+        func inline(_ s: String) -> String {
+            // Backticks in the fixed paragraphs become <code>; all text is escaped first.
+            let parts = escape(s).split(separator: "`", omittingEmptySubsequences: false)
+            return parts.enumerated().map { $0.offset % 2 == 1 ? "<code>\($0.element)</code>" : String($0.element) }
+                .joined()
+        }
+        var out = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
+            <style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}\
+            td,th{border:1px solid #999;padding:.2em .5em;text-align:left;vertical-align:top}</style></head><body>
+            <h1>\(escape(title))</h1>
+
+            """
+        for s in sections {
+            out += "<h2>\(escape(s.title))</h2>\n"
+            for p in s.paragraphs { out += "<p>\(inline(p))</p>\n" }
+            guard !s.rows.isEmpty else { continue }
+            out += "<table>\n<tr>" + s.headers.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
+            for row in s.rows { out += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
+            out += "</table>\n"
+        }
+        return out + "</body></html>\n"
+    }
+}

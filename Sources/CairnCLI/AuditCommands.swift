@@ -1,0 +1,271 @@
+import ArgumentParser
+import CairnAudit
+import CairnBroker
+import CairnWire
+
+/// `cairn-audit`: export, verify and report on the broker's audit trail.
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cairn-audit",
+        abstract: "Export the Cairn audit trail as a verifiable bundle, verify it offline, and report on it.",
+        discussion: """
+            The broker keeps an append-only log of every decision in <data-dir>/audit.sqlite, hashed into \
+            an RFC 6962 Merkle tree whose checkpoints it signs. export, report, prove, checkpoint and people \
+            work on the broker's data folder; verify needs only a bundle (or proof) and the broker's \
+            checkpoint key (<data-dir>/checkpoint.pub), so anyone can run it without trusting the operator.
+            """,
+        version: CairnVersion.software,
+        subcommands: [Export.self, Verify.self, Report.self, Prove.self, SignCheckpoint.self, People.self]
+    )
+
+    init() {}
+}
+
+/// Who is acting, for the audit entries a command appends.
+struct OperatorOptions: ParsableArguments {
+    @Option(
+        name: .customLong("operator"),
+        help: ArgumentHelp("The pseudonymous id recorded as the actor (never a name).", valueName: "id")
+    )
+    var id: String = "operator"
+}
+
+extension AuditCommand {
+    /// `cairn-audit export`.
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a verifiable bundle of the audit log (all of it, or the entries a filter keeps).",
+            discussion: """
+                Records the export itself (an audit.export entry), signs a checkpoint covering it (only if the \
+                log is consistent with the last checkpoint), then writes <out>/: entries.jsonl and entries.csv, \
+                leaves.bin (whole-log exports) or proofs.jsonl (filtered exports: one inclusion proof per \
+                entry), consistency.jsonl (proofs from every earlier checkpoint), the signed checkpoint, and a \
+                signed manifest with the SHA-256 of every file. Needs the keystore passphrase (the checkpoint \
+                key signs). <out> must not exist; it appears only when complete.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var actor: OperatorOptions
+
+        @Option(help: ArgumentHelp("The bundle folder to create.", valueName: "folder"))
+        var out: String
+
+        @Option(help: "Only entries at or after this time (RFC 3339 UTC, e.g. 2026-11-24T00:00:00Z).")
+        var from: String?
+        @Option(help: "Only entries before this time (RFC 3339 UTC).")
+        var to: String?
+        @Option(name: .customLong("actor"), help: "Only entries by this actor id.")
+        var byActor: String?
+        @Option(help: "Only entries with this action, e.g. round.submit.")
+        var action: String?
+
+        func run() throws {
+            let home = try data.open()
+            let signer = try home.checkpointSigner(passphrase: try passphrase.read(newKeystore: false))
+            let summary = try AuditBundle.export(
+                log: try home.openLog(),
+                origin: home.config.origin,
+                signer: signer,
+                filter: .init(from: from, to: to, actor: byActor, action: action),
+                actor: actor.id,
+                to: out
+            )
+            print("exported \(summary.entryCount) of \(summary.logSize) entries to \(out)")
+            print("export id \(summary.exportID), checkpoint root \(summary.root)")
+        }
+    }
+
+    /// `cairn-audit verify`.
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify a bundle (or a proof from prove) offline with only the broker's checkpoint key.",
+            discussion: """
+                Checks the manifest's and the checkpoint's signatures, recomputes every entry's leaf hash and \
+                the root (or each inclusion proof), checks the CSV against the JSON lines, the consistency \
+                proofs and every file's SHA-256. On the first problem it names the file and, for entries, the \
+                first bad entry and why, and exits with status 1. With --later, also checks that the later \
+                bundle's log extends this one's (no entry changed or removed in between).
+                """
+        )
+
+        @Argument(help: ArgumentHelp("A bundle folder, or a proof file written by prove.", valueName: "path"))
+        var path: String
+
+        @Option(help: "The checkpoint key: the text of checkpoint.pub (name+id+key), or a path to that file.")
+        var key: String
+
+        @Option(help: ArgumentHelp("A later bundle of the same log to check this one against.", valueName: "folder"))
+        var later: String?
+
+        func run() throws {
+            let verifier = try readVerifier(key)
+            if !DurableFile.isDirectory(path) {
+                let (entry, checkpoint) = try AuditBundle.verifyProofDocument(
+                    try DurableFile.read(path, maximum: 1 << 20),
+                    verifier: verifier
+                )
+                print(
+                    "OK: entry \(entry.sequence) (\(entry.action)) is in the log \(checkpoint.origin) of \(checkpoint.size) entries"
+                )
+                return
+            }
+            let summary = try AuditBundle.verify(directory: path, verifier: verifier)
+            print(
+                "OK: \(summary.entryCount) entries of the log \(summary.origin) (\(summary.logSize) entries, root \(summary.root))"
+            )
+            if let later {
+                let newer = try AuditBundle.verify(directory: later, verifier: verifier)
+                try AuditBundle.checkConsistency(earlier: summary, later: newer)
+                print("OK: the later bundle's log (\(newer.logSize) entries) extends this one")
+            }
+        }
+    }
+
+    /// `cairn-audit report`.
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a compliance report (Markdown or HTML) from the audit log and the broker's configuration.",
+            discussion: """
+                Participation per round, model lineage, licences and deliveries, refused requests, activity by \
+                action, and a GDPR Art. 30 record of processing filled from broker.json. People appear by \
+                pseudonymous id, with a display name while one is held; erased data never appears. Reads only.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+
+        @Option(help: "markdown or html.")
+        var format: ReportFormat = .markdown
+
+        @Option(help: ArgumentHelp("Write the report here instead of standard output.", valueName: "path"))
+        var out: String?
+
+        func run() throws {
+            let home = try data.open()
+            let report = try ComplianceReport(log: try home.openLog(), config: home.config, generated: AuditEntry.now())
+            let text = report.render(format.format)
+            if let out {
+                try DurableFile.write(Array(text.utf8), to: out, mode: 0o644, replace: true)
+                print("wrote \(out)")
+            } else {
+                print(text, terminator: "")
+            }
+        }
+    }
+
+    /// `cairn-audit prove`.
+    struct Prove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the inclusion proof of one entry against the latest signed checkpoint.",
+            discussion: """
+                Prints the entry's JSON line, its leaf hash and inclusion proof, and the signed checkpoint: \
+                save it to a file and anyone can check it with `cairn-audit verify <file> --key …`. An entry \
+                newer than the latest checkpoint needs `cairn-audit checkpoint` first.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+
+        @Option(help: "The entry's sequence number (from 0).")
+        var sequence: Int
+
+        func run() throws {
+            print(try AuditBundle.proofDocument(log: try data.open().openLog(), sequence: sequence), terminator: "")
+        }
+    }
+
+    /// `cairn-audit checkpoint`.
+    struct SignCheckpoint: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
+            abstract: "Sign and print a checkpoint of the whole log.",
+            discussion: """
+                Refuses when the log is not consistent with the last checkpoint (entries changed or lost). \
+                Prints the last checkpoint again when the log has not grown. Needs the keystore passphrase.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var passphrase: PassphraseOptions
+
+        func run() throws {
+            let home = try data.open()
+            let signer = try home.checkpointSigner(passphrase: try passphrase.read(newKeystore: false))
+            print(try home.openLog().signCheckpoint(origin: home.config.origin, signer: signer), terminator: "")
+        }
+    }
+
+    /// `cairn-audit people`.
+    struct People: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Personal data held apart from the log: record, list, erase.",
+            subcommands: [Record.self, List.self, Erase.self]
+        )
+
+        struct Record: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Record (or replace) the display name and contact of a pseudonymous id.",
+                discussion: "Appends a person.record entry that names the id only."
+            )
+            @OptionGroup var data: BrokerDataOptions
+            @OptionGroup var actor: OperatorOptions
+            @Argument(help: "The pseudonymous id (e.g. a key fingerprint).") var id: String
+            @Option(help: "The display name.") var name: String
+            @Option(help: "The contact address.") var contact: String
+
+            func run() throws {
+                let entry = try data.open().openLog().recordPerson(
+                    .init(id: id, displayName: name, contact: contact),
+                    actor: actor.id,
+                    time: AuditEntry.now()
+                )
+                print("recorded personal data for \(id) (audit entry \(entry.sequence))")
+            }
+        }
+
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List the personal data held, by id.")
+            @OptionGroup var data: BrokerDataOptions
+
+            func run() throws {
+                for p in try data.open().openLog().people() { print("\(p.id)\t\(p.displayName)\t\(p.contact)") }
+            }
+        }
+
+        struct Erase: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Erase a person's personal data (GDPR Art. 17).",
+                discussion: """
+                    Deletes the record and overwrites it in the database file; appends a person.erase entry. \
+                    The log's entries hold no personal data, so every hash, proof and checkpoint stays valid.
+                    """
+            )
+            @OptionGroup var data: BrokerDataOptions
+            @OptionGroup var actor: OperatorOptions
+            @Argument(help: "The pseudonymous id.") var id: String
+
+            func run() throws {
+                let entry = try data.open().openLog().erasePerson(id, actor: actor.id, time: AuditEntry.now())
+                print("erased the personal data of \(id) (audit entry \(entry.sequence))")
+            }
+        }
+    }
+}
+
+/// `--format` values of `report`.
+enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
+    case markdown, html
+    var format: ComplianceReport.Format { ComplianceReport.Format(rawValue: rawValue)! }
+}
+
+/// A verifier key given inline or as a path to a file holding it.
+private func readVerifier(_ key: String) throws -> NoteVerifier {
+    if let inline = try? NoteVerifier(encoded: key) { return inline }
+    guard DurableFile.exists(key) else {
+        throw CLIError("--key is neither a checkpoint key (name+id+key) nor a readable file")
+    }
+    let text = String(decoding: try DurableFile.read(key, maximum: 4096), as: UTF8.self)
+    return try NoteVerifier(encoded: String(text.filter { !$0.isWhitespace }))
+}
