@@ -61,8 +61,9 @@ let package = Package(
         .executableTarget(
             name: "cairn-bench",
             dependencies: [
-                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels",
+                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels", "CairnAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),

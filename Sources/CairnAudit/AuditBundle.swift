@@ -259,7 +259,8 @@ public enum AuditBundle {
             let expected = all ? index : previous + 1
             let place = "entry \(expected) (entries.jsonl line \(index + 1))"
             let entry: AuditEntry
-            do { entry = try BundleText.entry(jsonLine: line) } catch let error as AuditError {
+            let encoded: [UInt8]
+            do { (entry, encoded) = try BundleText.entryAndBytes(jsonLine: line) } catch let error as AuditError {
                 throw bad("\(place): \(error.message)")
             }
             let sequence = Int(entry.sequence)
@@ -277,7 +278,7 @@ public enum AuditBundle {
             }
             let name = "entry \(sequence) (entries.jsonl line \(index + 1))"
             guard manifest.filter.admits(entry) else { throw bad("\(name): the export's filter excludes it") }
-            let leaf = RFC6962.leafHash(try entry.encoded())
+            let leaf = RFC6962.leafHash(encoded)
             if all {
                 guard leaf == leaves[sequence] else {
                     throw bad("\(name): it does not hash to leaf \(sequence) of the checkpoint's tree")
@@ -304,7 +305,7 @@ public enum AuditBundle {
                 else { throw bad("\(name): its inclusion proof does not lead to the checkpoint's root") }
             }
             guard index + 1 < csvLines.count,
-                Array(csvLines[index + 1]) == Array(BundleText.csvRow(entry).utf8.dropLast(2))
+                csvLines[index + 1].elementsEqual(BundleText.csvRow(entry).utf8.dropLast(2))
             else { throw bad("\(name): entries.csv row \(index + 2) does not match it") }
             previous = sequence
         }

@@ -26,6 +26,10 @@ public final class AuditLog: Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL, after
+            // prepareDatabase ran: set FULL again on the one writer connection, so every commit
+            // syncs the WAL before an append returns.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
             let leaves = try pool.read { db in
                 try Row.fetchAll(db, sql: "SELECT sequence, leaf FROM entries ORDER BY sequence").enumerated().map {
@@ -161,6 +165,11 @@ public final class AuditLog: Sendable {
         } catch let error as DatabaseError {
             throw AuditError(.storage, "audit log storage: \(error.message ?? "SQLite error \(error.resultCode)")")
         }
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (2 = FULL), for tests.
+    var writerSynchronousMode: Int {
+        get throws { try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 } }
     }
 
     /// The number of entries.

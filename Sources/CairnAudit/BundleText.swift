@@ -37,7 +37,10 @@ enum BundleText {
     }
 
     /// Parses a JSON line (without its newline) in exactly the form ``jsonLine(_:)`` writes.
-    static func entry(jsonLine line: ArraySlice<UInt8>) throws -> AuditEntry {
+    static func entry(jsonLine line: ArraySlice<UInt8>) throws -> AuditEntry { try entryAndBytes(jsonLine: line).0 }
+
+    /// The entry of a JSON line and its canonical bytes (checked once, as the log checks them).
+    static func entryAndBytes(jsonLine line: ArraySlice<UInt8>) throws -> (AuditEntry, [UInt8]) {
         var r = Reader(line)
         r.expect("{\"sequence\":")
         let sequence = r.integer()
@@ -84,8 +87,7 @@ enum BundleText {
             requestID: requestID,
             digests: digests
         )
-        _ = try entry.encoded()  // checks every field as the log does
-        return entry
+        return (entry, try entry.encoded())
     }
 
     /// A proof line: `{"sequence":N,"leaf":"…","proof":["…",…]}` (inclusion) or
@@ -131,7 +133,7 @@ enum BundleText {
     /// a comma or a quote; digests are `name=hex` joined by `;`.
     static func csvRow(_ e: AuditEntry) -> String {
         func field(_ s: String) -> String {
-            s.contains(",") || s.contains("\"")
+            s.utf8.contains(44) || s.utf8.contains(34)
                 ? "\"" + String(s.flatMap { $0 == "\"" ? ["\"", "\""] : [$0] }) + "\"" : s
         }
         let digests = e.digests.map { "\($0.name)=\(Hex.encode($0.bytes))" }.joined(separator: ";")

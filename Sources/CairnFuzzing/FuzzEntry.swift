@@ -1,6 +1,6 @@
-import CairnAudit
 import CairnWire
 
+@testable import CairnAudit
 @testable import CairnCrypto
 @testable import CairnModels
 
@@ -53,6 +53,18 @@ public enum FuzzEntry {
             _ = try? Checkpoint(text: text)
             _ = try? NoteVerifier(encoded: text)
             _ = try? SignedNote.open(text, verifier: fuzzVerifier)
+            // Bundle lines: what parses is canonical, so it prints back to the same bytes.
+            if let entry = try? BundleText.entry(jsonLine: body[...]) {
+                precondition(Array(BundleText.jsonLine(entry).utf8.dropLast()) == body, "entry line round trip changed")
+            }
+            if let (n, hash, proof) = try? BundleText.proof(line: body[...], "sequence", "leaf") {
+                precondition(
+                    Array(BundleText.proofLine("sequence", n, "leaf", hash, proof).utf8.dropLast()) == body,
+                    "proof line round trip changed"
+                )
+            }
+            _ = try? AuditBundle.Manifest(text)
+            _ = try? AuditBundle.verifyProofDocument(body, verifier: fuzzVerifier)
         default:
             if let file = try? ModelFile.decode(body) {
                 // What decodes re-encodes to a file that decodes to the same model.

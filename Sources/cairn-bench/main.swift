@@ -12,14 +12,23 @@ struct Bench: ParsableCommand {
             sums and weighted averages of n = 10 and 100 vectors of 10^6 and 10^7 coordinates against \
             a plain read-and-reduce loop and numpy, mask expansion and quantisation against \
             libsodium's raw ChaCha20 keystream, on one core and on all); training (samples per second \
-            of the logistic, softmax and MLP trainers on the digits data against numpy). Run it as: \
+            of the logistic, softmax and MLP trainers on the digits data against numpy); audit (durable \
+            and batched audit-log appends against raw SQLite inserts of the same rows with the same \
+            durability, and offline verification of a 10^6-entry bundle against hashing alone). \
+            crash-writer and crash-check are the halves of scripts/audit-crash. Run it as: \
             swift run -c release cairn-bench averaging --json
             """,
         version: CairnVersion.software
     )
 
-    @Argument(help: "What to measure: crypto, averaging or training.")
+    @Argument(help: "What to measure: crypto, averaging, training or audit (or crash-writer, crash-check).")
     var area: String
+
+    @Option(help: ArgumentHelp("crash-writer and crash-check: the audit log file.", valueName: "path"))
+    var database: String?
+
+    @Option(help: ArgumentHelp("crash-check: the writer's output (its acknowledgements).", valueName: "path"))
+    var acked: String?
 
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
@@ -28,16 +37,25 @@ struct Bench: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        guard ["crypto", "averaging", "training"].contains(area) else {
-            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training")
+        guard ["crypto", "averaging", "training", "audit", "crash-writer", "crash-check"].contains(area) else {
+            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training, audit")
+        }
+        if area.hasPrefix("crash-"), database == nil || (area == "crash-check" && acked == nil) {
+            throw ValidationError("\(area) needs --database (and crash-check --acked)")
         }
     }
 
     func run() throws {
+        if area == "crash-writer" { try AuditCrash.write(database: database!) }
+        if area == "crash-check" {
+            print(try AuditCrash.check(database: database!, ackedFile: acked!))
+            return
+        }
         let report =
             switch area {
             case "crypto": try CryptoBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
+            case "audit": try AuditBench(quick: quick).run()
             default: try TrainingBench(quick: quick).run()
             }
         print(json ? report.json : report.table)

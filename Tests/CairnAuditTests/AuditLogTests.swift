@@ -40,6 +40,7 @@ struct AuditLogTests {
             #expect(try log.root() == reference.root())
         }
         let reopened = try AuditLog(path: path)
+        #expect(try reopened.writerSynchronousMode == 2)  // FULL: every commit syncs the WAL
         #expect(reopened.size == 100)
         #expect(try reopened.root() == reference.root())
         #expect(try reopened.entry(42) == logEntry(42))
