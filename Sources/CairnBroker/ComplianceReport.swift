@@ -6,7 +6,8 @@ import CairnWire
 /// It is read from the audit log (entries are pseudonymous; display names come from the erasable
 /// personal-data table, so an erased person appears by pseudonym only) and the broker's
 /// configuration (the GDPR Art. 30 record). Sections: summary, activity by action, participation
-/// per round, model lineage, licences and deliveries, refused requests, record of processing.
+/// per round, model lineage, licences and deliveries, refused requests, personal data held, record
+/// of processing.
 public struct ComplianceReport: Sendable {
     /// One section: a title, paragraphs and an optional table.
     struct Section: Sendable {
@@ -33,7 +34,8 @@ public struct ComplianceReport: Sendable {
     /// Builds the report from `log` and `config`; `generated` is the canonical time printed.
     public init(log: AuditLog, config: BrokerConfig, generated: String) throws {
         var names: [String: String] = [:]
-        for person in try log.people() { names[person.id] = person.displayName }
+        let people = try log.people()
+        for person in people { names[person.id] = person.displayName }
         func who(_ id: String) -> String { names[id].map { "\(id) (\($0))" } ?? id }
 
         var activity: [String: [Int]] = [:]
@@ -133,6 +135,12 @@ public struct ComplianceReport: Sendable {
                 : "\(refusalCount) requests were refused."
         ]
 
+        var held = Section(title: "Personal data held", headers: ["Pseudonymous id", "Display name"])
+        held.rows = people.map { [$0.id, $0.displayName] }
+        held.paragraphs = [
+            "Held apart from the log and erasable (`cairn-audit people erase`); contact addresses are not printed. \(people.count) records."
+        ]
+
         let p = config.processing
         var article30 = Section(
             title: "Record of processing activities (GDPR Art. 30(1))",
@@ -150,7 +158,7 @@ public struct ComplianceReport: Sendable {
             ["Personal-data records held now", "\(names.count)"],
         ]
         title = "Cairn compliance report: \(config.origin)"
-        sections = [summary, byAction, participation, lineage, licences, refused, article30]
+        sections = [summary, byAction, participation, lineage, licences, refused, held, article30]
     }
 
     /// The report in `format`.

@@ -141,6 +141,8 @@ struct AuditCLITests {
         let report = try ComplianceReport(log: log, config: home.config, generated: "2026-11-24T05:00:00Z")
         #expect(report.render(.markdown).contains("| (a) Controller | Example Ltd, not set (edit broker.json) |"))
         #expect(report.render(.markdown).contains("| Personal-data records held now | 1 |"))
+        #expect(report.render(.markdown).contains("| ed25519:ada | Dr Ada \\<Example\\> |"))
+        #expect(report.render(.html).contains("<td>ed25519:ada</td><td>Dr Ada &lt;Example&gt;</td>"))
 
         // A proof of one entry, saved and verified; a tampered copy is refused.
         let proof = try AuditBundle.proofDocument(log: log, sequence: 1)
