@@ -191,20 +191,7 @@ public struct ComplianceReport: Sendable {
     }
 
     var html: String {
-        func escape(_ s: String) -> String {
-            var out = ""
-            for c in s {
-                switch c {
-                case "&": out += "&amp;"
-                case "<": out += "&lt;"
-                case ">": out += "&gt;"
-                case "\"": out += "&quot;"
-                case "'": out += "&#39;"
-                default: out.append(c)
-                }
-            }
-            return out
-        }
+        let escape = XMLText.escape
         func inline(_ s: String) -> String {
             // Backticks in the fixed paragraphs become <code>; all text is escaped first.
             let parts = escape(s).split(separator: "`", omittingEmptySubsequences: false)

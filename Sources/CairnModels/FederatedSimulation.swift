@@ -126,7 +126,7 @@ public func accuracySVG(_ series: [(label: String, points: [Double])], title: St
     var svg =
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    svg += "<text x=\"\(left)\" y=\"24\" font-size=\"14\">\(escapeXML(title))</text>\n"
+    svg += "<text x=\"\(left)\" y=\"24\" font-size=\"14\">\(XMLText.escape(title))</text>\n"
     for step in 0...4 {
         let v = low + (high - low) * Double(step) / 4
         svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(v))\" y2=\"\(y(v))\" stroke=\"#ddd\"/>"
@@ -139,21 +139,7 @@ public func accuracySVG(_ series: [(label: String, points: [Double])], title: St
         let points = s.points.enumerated().map { "\(x($0.offset)),\(y($0.element))" }.joined(separator: " ")
         svg += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
         svg +=
-            "<text x=\"\(width - right + 10)\" y=\"\(top + 20 * Double(k))\" fill=\"\(colour)\">\(escapeXML(s.label))</text>\n"
+            "<text x=\"\(width - right + 10)\" y=\"\(top + 20 * Double(k))\" fill=\"\(colour)\">\(XMLText.escape(s.label))</text>\n"
     }
     return svg + "</svg>\n"
-}
-
-private func escapeXML(_ s: String) -> String {
-    var out = ""
-    for c in s {
-        switch c {
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "&": out += "&amp;"
-        case "\"": out += "&quot;"
-        default: out.append(c)
-        }
-    }
-    return out
 }
