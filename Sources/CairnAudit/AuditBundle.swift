@@ -73,7 +73,7 @@ public enum AuditBundle {
         public var origin: String
         /// The id of the export (the object id of its `audit.export` entry).
         public var exportID: String
-        /// The checkpoint's size and root.
+        /// The checkpoint's size (the number of entries in the log it covers).
         public var logSize: Int
         /// The checkpoint's root.
         public var root: MerkleHash
