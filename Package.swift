@@ -69,6 +69,10 @@ let package = Package(
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),
         .testTarget(name: "CairnCryptoTests", dependencies: ["CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnSIMDTests", dependencies: ["CairnSIMD", "CairnCrypto", "CairnWire"]),
+        .testTarget(
+            name: "CairnSecAggTests",
+            dependencies: ["CairnSecAgg", "CairnCrypto", "CairnWire", "CairnSIMD"]
+        ),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(
             name: "CairnAuditTests",

@@ -1,4 +1,5 @@
 internal import CSodium
+public import CairnWire
 
 /// Secret material (keys, seeds, shares, plaintext key files) in memory that is zeroed when released.
 ///
@@ -30,6 +31,31 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
     /// Copies `bytes` into zeroed-on-release memory. The caller remains responsible for its own copy.
     public convenience init(copying bytes: some Collection<UInt8>) {
         self.init(count: bytes.count) { buffer in buffer.copyBytes(from: bytes) }
+    }
+
+    /// The bytes of `parts`, one after another, in one zeroed-on-release buffer.
+    public convenience init(concatenating parts: [SecretBytes]) {
+        self.init(count: parts.reduce(0) { $0 + $1.count }) { buffer in
+            var offset = 0
+            for part in parts {
+                part.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemory(from: $0) }
+                offset += part.count
+            }
+        }
+    }
+
+    /// A copy of the bytes in `range`.
+    public func subrange(_ range: Range<Int>) -> SecretBytes {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "range outside the secret")
+        return withUnsafeBytes { SecretBytes(copying: $0[range]) }
+    }
+
+    /// Takes the bytes a writer holds (a saved state with keys in it) and zeroes the writer's
+    /// buffer. Give the writer enough capacity up front: bytes left behind by an earlier
+    /// reallocation cannot be reached to zero them.
+    public convenience init(draining writer: inout ByteWriter) {
+        self.init(copying: writer.bytes)
+        writer.withUnsafeMutableBytes { if let base = $0.baseAddress { sodium_memzero(base, $0.count) } }
     }
 
     /// Fresh random bytes from the operating system's CSPRNG.
@@ -74,5 +100,14 @@ public enum ConstantTime {
     /// Whether `a` and `b` are equal; only the lengths (which are public) affect the timing.
     public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         a.withUnsafeBytes { a in b.withUnsafeBytes { b in equals(a, b) } }
+    }
+}
+
+extension ByteReader {
+    /// Reads exactly `count` secret bytes into ``SecretBytes``, zeroing the temporary copy.
+    public mutating func secret(_ count: Int, _ field: String) throws(WireError) -> SecretBytes {
+        var raw = try fixed(count, field)
+        defer { raw.withUnsafeMutableBytes { if let base = $0.baseAddress { sodium_memzero(base, $0.count) } } }
+        return SecretBytes(copying: raw)
     }
 }

@@ -51,6 +51,29 @@ public struct ByteReader: Sendable {
         return Array(bytes[offset..<offset + count])
     }
 
+    /// Reads `count` little-endian 32-bit words in one copy (a masked vector).
+    public mutating func u32Words(_ count: Int, _ field: String) throws(WireError) -> [UInt32] {
+        guard count >= 0, count <= remaining / 4 else {
+            throw WireError(
+                .truncated,
+                "\(field): needs \(count) words at offset \(offset), only \(remaining) bytes left"
+            )
+        }
+        let start = offset
+        offset += 4 * count
+        return [UInt32](unsafeUninitializedCapacity: count) { words, initialized in
+            bytes.withUnsafeBytes { raw in
+                UnsafeMutableRawBufferPointer(words).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[start..<start + 4 * count])
+                )
+            }
+            #if _endian(big)
+            for i in 0..<count { words[i] = UInt32(littleEndian: words[i]) }
+            #endif
+            initialized = count
+        }
+    }
+
     /// Reads a 32-bit length, refuses it above `maximum`, then reads that many bytes.
     public mutating func lengthPrefixed(_ field: String, maximum: Int) throws(WireError) -> [UInt8] {
         let length = try u32(field + " length")

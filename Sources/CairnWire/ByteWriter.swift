@@ -31,6 +31,15 @@ public struct ByteWriter: Sendable {
     /// Appends bytes as they are: for fields whose size the format fixes (keys, digests, nonces).
     public mutating func raw(_ value: some Sequence<UInt8>) { bytes.append(contentsOf: value) }
 
+    /// Appends 32-bit words, little-endian, with no count (a masked vector).
+    public mutating func u32Words(_ words: UnsafeBufferPointer<UInt32>) {
+        #if _endian(big)
+        for word in words { u32(word) }
+        #else
+        bytes.append(contentsOf: UnsafeRawBufferPointer(words))
+        #endif
+    }
+
     /// Appends a 32-bit length, then the bytes.
     public mutating func lengthPrefixed(_ value: [UInt8]) {
         precondition(value.count <= Int(UInt32.max), "byte string too long for a 32-bit length")
@@ -47,6 +56,11 @@ public struct ByteWriter: Sendable {
         precondition(utf8.count <= Int(UInt8.max), "label longer than 255 bytes")
         u8(UInt8(utf8.count))
         bytes.append(contentsOf: utf8)
+    }
+
+    /// Calls `body` with the written bytes, writable in place (to zero secrets once copied out).
+    public mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeMutableBytes(body)
     }
 
     private mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
