@@ -116,7 +116,7 @@ public struct SecAggClient: Sendable {
     /// signature by its roster identity or this participant's own keys replaced or missing
     /// (``SecAggError/Code/badSignature``), and a list too short to ever finish (``SecAggError/Code/aborted``).
     public mutating func shareKeys(_ list: KeyList) throws -> ShareKeys {
-        if phase == .sharedKeys, let sent, let session, session.keys == list { return sent }
+        if let sent, let session, session.keys == list { return sent }
         guard phase == .advertised else { throw wrongPhase("share keys") }
         guard list.configDigest == config.digest else {
             throw SecAggError(
