@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "cairn-bench",
             dependencies: [
-                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels", "CairnAudit",
+                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels", "CairnAudit", "CairnSecAgg",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]

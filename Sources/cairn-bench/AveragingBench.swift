@@ -246,8 +246,8 @@ extension Float: Reducible {
     @inline(__always) static func fold(_ a: inout SIMD16<Float>, _ b: SIMD16<Float>) { a += b }
 }
 
-/// libsodium's raw keystream for `buffer`, split across `p.threads` threads.
-private func rawKeystreamPieces(_ buffer: UnsafeMutableRawBufferPointer, _ key: [UInt8], _ p: Parallelism) {
+/// libsodium's raw keystream for `buffer`, split across `p.threads` threads (the floor of every mask).
+func rawKeystreamPieces(_ buffer: UnsafeMutableRawBufferPointer, _ key: [UInt8], _ p: Parallelism) {
     let pieces = p.threads
     let work = { (k: Int) in
         let lo = buffer.count * k / pieces / 64 * 64

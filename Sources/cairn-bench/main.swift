@@ -14,14 +14,17 @@ struct Bench: ParsableCommand {
             libsodium's raw ChaCha20 keystream, on one core and on all); training (samples per second \
             of the logistic, softmax and MLP trainers on the digits data against numpy); audit (durable \
             and batched audit-log appends against raw SQLite inserts of the same rows with the same \
-            durability, and offline verification of a 10^6-entry bundle against hashing alone). \
+            durability, and offline verification of a 10^6-entry bundle against hashing alone); secagg (a SecAgg+ round of \
+            n = 100 participants with D = 10^6 and 10% dropping after ShareKeys: a participant's \
+            masking and the server's unmasking against libsodium's raw ChaCha20 keystream for the same \
+            expansions, and the bytes each participant uploads against 4·D). \
             crash-writer and crash-check are the halves of scripts/audit-crash. Run it as: \
             swift run -c release cairn-bench averaging --json
             """,
         version: CairnVersion.software
     )
 
-    @Argument(help: "What to measure: crypto, averaging, training or audit (or crash-writer, crash-check).")
+    @Argument(help: "What to measure: crypto, averaging, training, audit or secagg (or crash-writer, crash-check).")
     var area: String
 
     @Option(help: ArgumentHelp("crash-writer and crash-check: the audit log file.", valueName: "path"))
@@ -37,8 +40,9 @@ struct Bench: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        guard ["crypto", "averaging", "training", "audit", "crash-writer", "crash-check"].contains(area) else {
-            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training, audit")
+        guard ["crypto", "averaging", "training", "audit", "secagg", "crash-writer", "crash-check"].contains(area)
+        else {
+            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training, audit, secagg")
         }
         if area.hasPrefix("crash-"), database == nil || (area == "crash-check" && acked == nil) {
             throw ValidationError("\(area) needs --database (and crash-check --acked)")
@@ -56,6 +60,7 @@ struct Bench: ParsableCommand {
             case "crypto": try CryptoBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
             case "audit": try AuditBench(quick: quick).run()
+            case "secagg": try SecAggBench(quick: quick).run()
             default: try TrainingBench(quick: quick).run()
             }
         print(json ? report.json : report.table)

@@ -43,7 +43,8 @@ import Testing
                     #expect(error.message.hasPrefix("\(type.name) refused: "))
                 }
             }
-            expectRefusal(.malformed, "\(type.name) refused: 1 unexpected bytes after the end at offset \(bytes.count)") {
+            expectRefusal(.malformed, "\(type.name) refused: 1 unexpected bytes after the end at offset \(bytes.count)")
+            {
                 _ = try codec(bytes + [0])
             }
             var retyped = bytes

@@ -26,7 +26,10 @@ import Testing
             dropped: (request.dropped + [v]).sorted(),
             signatures: request.signatures
         )
-        expectRefusal(.bothShares, "asked for both shares of participant \(v): it is listed as a survivor and as dropped") {
+        expectRefusal(
+            .bothShares,
+            "asked for both shares of participant \(v): it is listed as a survivor and as dropped"
+        ) {
             _ = try h.clients[0].unmask(lying)
         }
         // Nothing was revealed: the honest request is still answered.
@@ -79,7 +82,10 @@ import Testing
         let substitute = try X25519.PrivateKey().publicKey
         expectRefusal(.badSignature, reason) {
             _ = try h.clients[0].shareKeys(
-                replacing(2, .init(index: 2, encryptionKey: e.encryptionKey, maskKey: substitute, signature: e.signature))
+                replacing(
+                    2,
+                    .init(index: 2, encryptionKey: e.encryptionKey, maskKey: substitute, signature: e.signature)
+                )
             )
         }
         // Participant 3's keys and signature presented as participant 2's.
@@ -88,13 +94,20 @@ import Testing
             _ = try h.clients[0].shareKeys(
                 replacing(
                     2,
-                    .init(index: 2, encryptionKey: other.encryptionKey, maskKey: other.maskKey, signature: other.signature)
+                    .init(
+                        index: 2,
+                        encryptionKey: other.encryptionKey,
+                        maskKey: other.maskKey,
+                        signature: other.signature
+                    )
                 )
             )
         }
         // The client itself left out.
         expectRefusal(.badSignature, "the key list leaves out this participant (0)") {
-            _ = try h.clients[0].shareKeys(KeyList(configDigest: list.configDigest, entries: Array(list.entries.dropFirst())))
+            _ = try h.clients[0].shareKeys(
+                KeyList(configDigest: list.configDigest, entries: Array(list.entries.dropFirst()))
+            )
         }
         // Nothing was accepted: the honest list still works.
         #expect(try h.clients[0].shareKeys(list).shares.count == 4)
@@ -116,7 +129,9 @@ import Testing
         let signature = try h.clients[0].signSurvivors(request)
         try h.server.receive(signature)
         expectRefusal(.inconsistentSurvivors, "this participant already signed a different survivor set") {
-            _ = try h.clients[0].signSurvivors(ConsistencyRequest(session: session, survivors: Array(request.survivors.dropLast())))
+            _ = try h.clients[0].signSurvivors(
+                ConsistencyRequest(session: session, survivors: Array(request.survivors.dropLast()))
+            )
         }
         for i in 1..<6 { try h.server.receive(h.clients[i].signSurvivors(request)) }
         let unmask = try h.server.closeChecking()
@@ -136,7 +151,10 @@ import Testing
         var bytes = forged[1].signature
         bytes[0] ^= 0x80
         forged[1] = .init(signer: forged[1].signer, signature: bytes)
-        expectRefusal(.badSignature, "the signature of participant \(forged[1].signer) on the survivor set does not verify") {
+        expectRefusal(
+            .badSignature,
+            "the signature of participant \(forged[1].signer) on the survivor set does not verify"
+        ) {
             _ = try h.clients[0].unmask(
                 UnmaskRequest(session: session, survivors: unmask.survivors, dropped: [], signatures: forged)
             )
@@ -171,7 +189,9 @@ import Testing
             .inconsistentSurvivors,
             "survivor \(withheld) is a neighbour that sent this participant no shares, so it cannot have masked its input"
         ) {
-            _ = try h.clients[0].signSurvivors(ConsistencyRequest(session: full.session, survivors: [0, 1, 2, 3, 4, 5]))
+            _ = try h.clients[0].signSurvivors(
+                ConsistencyRequest(session: full.session, survivors: [0, 1, 2, 3, 4, 5])
+            )
         }
     }
 
@@ -188,7 +208,8 @@ import Testing
         try a.toUnmasking()
         try b.advertise()
         try c.advertise()
-        let replay = "the key list is for another round configuration (federation, round or roster): refused as a replay"
+        let replay =
+            "the key list is for another round configuration (federation, round or roster): refused as a replay"
         expectRefusal(.wrongSession, replay) { _ = try b.clients[0].shareKeys(a.keyList!) }
         expectRefusal(.wrongSession, replay) { _ = try c.clients[0].shareKeys(a.keyList!) }
         // Round 7's signed keys relabelled with round 8's digest: the signature no longer verifies.
@@ -209,7 +230,10 @@ import Testing
             "the ConsistencyRequest belongs to another session (round, federation or key list): refused"
         ) { _ = try b.clients[0].signSurvivors(a.consistency!) }
         try b.check()
-        expectRefusal(.wrongSession, "the UnmaskRequest belongs to another session (round, federation or key list): refused") {
+        expectRefusal(
+            .wrongSession,
+            "the UnmaskRequest belongs to another session (round, federation or key list): refused"
+        ) {
             _ = try b.clients[0].unmask(a.unmask!)
         }
         // Round 7's encrypted shares re-addressed under round 8's session id do not open.
@@ -222,7 +246,9 @@ import Testing
             recipient: 0,
             shares: own.shares.map { mine in a.deliveries[0]!.shares.first { $0.peer == mine.peer } ?? mine }
         )
-        let peer = try #require(forged.shares.first { s in a.deliveries[0]!.shares.contains { $0.peer == s.peer } }?.peer)
+        let peer = try #require(
+            forged.shares.first { s in a.deliveries[0]!.shares.contains { $0.peer == s.peer } }?.peer
+        )
         expectRefusal(.badShare, "the share from participant \(peer) does not open (tampered, misrouted or replayed)") {
             _ = try d.clients[0].maskInput(forged, input: d.inputs[0], sampleCount: 1)
         }

@@ -1,7 +1,7 @@
 import CairnCrypto
-import Foundation
 import CairnSIMD
 import CairnWire
+import Foundation
 import Testing
 
 @testable import CairnSecAgg
@@ -29,7 +29,10 @@ import Testing
         #expect(abs(p.reduce(0, +) - 1) < 1e-12)
         for limit in [0.5, 0.1, 0.01, 1e-3, 1e-5] {
             let expected = (0...5).first { b in p[(b + 1)...].reduce(0, +) <= limit } ?? 5
-            #expect(RoundParameters.tailBound(population: 19, marked: 5, draws: 8, logLimit: Foundation.log(limit)) == expected)
+            #expect(
+                RoundParameters.tailBound(population: 19, marked: 5, draws: 8, logLimit: Foundation.log(limit))
+                    == expected
+            )
         }
     }
 
@@ -61,7 +64,8 @@ import Testing
         expectRefusal(.unsafeConfiguration, "k = 5 neighbours: k must be even and 2…9, or exactly n − 1 = 9") {
             _ = try config(keys, RoundParameters(neighbours: 5, threshold: 4, signatureThreshold: 6))
         }
-        expectRefusal(.unsafeConfiguration, "the sample-count sum could overflow: 10 × 500000000 must stay below 2^32") {
+        expectRefusal(.unsafeConfiguration, "the sample-count sum could overflow: 10 × 500000000 must stay below 2^32")
+        {
             _ = try config(
                 keys,
                 RoundParameters(neighbours: 6, threshold: 4, signatureThreshold: 6),

@@ -1,0 +1,166 @@
+import CairnCrypto
+import CairnSIMD
+import CairnSecAgg
+
+/// `cairn-bench secagg`: whole SecAgg+ rounds in one process, n = 100 participants, D = 10^6,
+/// parameters by the rule for 10% dropouts and 5% corrupt, 10% of participants dropping after
+/// ShareKeys. Each participant and the server run on one core (a participant is one machine).
+///
+/// - client-mask: one participant's masking (`k_u + 1` keystream expansions of `4·(D + 1)`
+///   bytes, added into its vector) as GB/s of keystream; floor = libsodium's raw ChaCha20
+///   keystream rate measured in the same run. Per-participant seconds are in the params.
+/// - server-unmask: rebuilding every secret and removing every mask, as GB/s of keystream over the
+///   server's expansions; same floor.
+/// - upload: the bytes of one participant's MaskedInput against `4·D`; the key and share
+///   messages are listed beside it.
+///
+/// The round's result is checked against the plain sum of the survivors' inputs; a wrong sum
+/// fails the benchmark.
+struct SecAggBench {
+    let quick: Bool
+
+    func run() throws -> BenchReport {
+        var report = BenchReport(area: "secagg")
+        let n = quick ? 20 : 100
+        let d = quick ? 100_000 : 1_000_000
+        let parameters = try RoundParameters.choose(participants: n, dropoutFraction: 0.1, corruptFraction: 0.05)
+        let keys = try (0..<n).map { _ in try Ed25519.PrivateKey() }
+        let config = try RoundConfig(
+            federation: "bench",
+            round: 1,
+            baseModelDigest: [UInt8](repeating: 0, count: 32),
+            dimension: d,
+            quantisation: QuantisationParameters(scale: 65_536, clipBound: 1),
+            maximumSampleCount: 1_000_000,
+            roster: keys.map(\.publicKey),
+            parameters: parameters
+        )
+        let droppers = Set((0..<n).filter { $0 % 10 == 3 })
+        let inputs = try (0..<n).map { i in try randomWords(d, seed: UInt8(i % 251)) }
+        var server = SecAggServer(config: config)
+        server.parallelism = .serial
+        var clients = try keys.map { try SecAggClient(config: config, identity: $0) }
+        var keyBytes = 0
+        var shareBytes = 0
+        for i in 0..<n {
+            let message = try clients[i].advertise()
+            keyBytes = message.encoded.count
+            try server.receive(message)
+        }
+        let list = try server.closeAdvertising()
+        for i in 0..<n {
+            let message = try clients[i].shareKeys(list)
+            shareBytes = max(shareBytes, message.encoded.count)
+            try server.receive(message)
+        }
+        let deliveries = try server.closeSharing()
+
+        // The floor: libsodium's raw keystream over one masked vector, best of several.
+        let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * config.wordCount, alignment: 64)
+        defer { raw.deallocate() }
+        let rawKey = [UInt8](repeating: 7, count: 32)
+        var rawSeconds = Double.infinity
+        for _ in 0..<(quick ? 3 : 9) {
+            rawSeconds = min(rawSeconds, seconds { rawKeystreamPieces(raw, rawKey, .serial) })
+        }
+        let rawRate = Double(4 * config.wordCount) / rawSeconds / 1e9
+
+        var clientSeconds: [Double] = []
+        var clientExpansions: [Int] = []
+        var maskedBytes = 0
+        for i in 0..<n where !droppers.contains(i) {
+            var masked: MaskedInput?
+            let elapsed = try seconds {
+                masked = try clients[i].maskInput(
+                    deliveries[i],
+                    input: inputs[i],
+                    sampleCount: 10,
+                    parallelism: .serial
+                )
+            }
+            clientSeconds.append(elapsed)
+            clientExpansions.append(deliveries[i].shares.count + 1)
+            maskedBytes = masked!.encoded.count
+            try server.receive(masked!)
+        }
+        let request = try server.closeMasking()
+        var consistencyBytes = 0
+        for i in 0..<n where !droppers.contains(i) {
+            let signature = try clients[i].signSurvivors(request)
+            consistencyBytes = signature.encoded.count
+            try server.receive(signature)
+        }
+        let unmask = try server.closeChecking()
+        var unmaskBytes = 0
+        for i in 0..<n where !droppers.contains(i) {
+            let response = try clients[i].unmask(unmask)
+            unmaskBytes = max(unmaskBytes, response.encoded.count)
+            try server.receive(response)
+        }
+        let expansions = server.unmaskingExpansions
+        var result: AggregateResult?
+        let serverSeconds = try seconds { result = try server.finish() }
+
+        var expected = [UInt32](repeating: 0, count: d)
+        for i in 0..<n where !droppers.contains(i) {
+            for j in 0..<d { expected[j] &+= inputs[i][j] }
+        }
+        guard result?.sum == expected, result?.sampleCount == UInt32(10 * (n - droppers.count)) else {
+            throw BenchError("the unmasked sum differs from the plain sum of the survivors' inputs")
+        }
+
+        let meanSeconds = clientSeconds.reduce(0, +) / Double(clientSeconds.count)
+        let meanExpansions = Double(clientExpansions.reduce(0, +)) / Double(clientExpansions.count)
+        let gbPerExpansion = Double(4 * config.wordCount) / 1e9
+        let base = [("n", "\(n)"), ("D", "\(d)"), ("k", "\(parameters.neighbours)"), ("t", "\(parameters.threshold)")]
+        report.cases.append(
+            BenchCase(
+                name: "client-mask",
+                params: base + [
+                    ("dropped", "\(droppers.count)"), ("expansions", format(meanExpansions)),
+                    ("seconds", format(meanSeconds)),
+                    ("floor-seconds", format(meanExpansions * gbPerExpansion / rawRate)),
+                ],
+                value: meanExpansions * gbPerExpansion / meanSeconds,
+                unit: "GB/s",
+                floor: rawRate
+            )
+        )
+        report.cases.append(
+            BenchCase(
+                name: "server-unmask",
+                params: base + [
+                    ("expansions", "\(expansions)"), ("seconds", format(serverSeconds)),
+                    ("floor-seconds", format(Double(expansions) * gbPerExpansion / rawRate)),
+                ],
+                value: Double(expansions) * gbPerExpansion / serverSeconds,
+                unit: "GB/s",
+                floor: rawRate
+            )
+        )
+        report.cases.append(
+            BenchCase(
+                name: "upload-masked-input",
+                params: [
+                    ("D", "\(d)"), ("advertise-bytes", "\(keyBytes)"), ("share-keys-bytes", "\(shareBytes)"),
+                    ("signature-bytes", "\(consistencyBytes)"), ("unmask-bytes", "\(unmaskBytes)"),
+                    ("overhead-percent", format(Double(maskedBytes - 4 * d) / Double(4 * d) * 100)),
+                ],
+                value: Double(maskedBytes),
+                unit: "bytes",
+                floor: Double(4 * d)
+            )
+        )
+        return report
+    }
+
+    private func format(_ x: Double) -> String { "\((x * 10000).rounded() / 10000)" }
+
+    /// Pseudorandom words from the project's PRG (fast; the values do not matter, only their sum).
+    private func randomWords(_ count: Int, seed: UInt8) throws -> [UInt32] {
+        var out = [UInt32](repeating: 0, count: count)
+        let stream = try ChaCha20Keystream(seed: SecretBytes(copying: [UInt8](repeating: seed, count: 32)))
+        try out.withUnsafeMutableBufferPointer { try MaskExpansion.add(stream, to: $0, parallelism: .allCores) }
+        return out
+    }
+}
