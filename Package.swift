@@ -54,7 +54,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "CairnFuzzing", dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit"]),
+        .target(
+            name: "CairnFuzzing",
+            dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit", "CairnSecAgg"]
+        ),
         .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-audit", dependencies: ["CairnCLI"]),

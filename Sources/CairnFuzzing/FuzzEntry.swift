@@ -3,6 +3,7 @@ import CairnWire
 @testable import CairnAudit
 @testable import CairnCrypto
 @testable import CairnModels
+@testable import CairnSecAgg
 
 /// One fuzz input through Cairn's decoders of untrusted bytes. The libFuzzer target
 /// (`FuzzTesting/run`) calls it millions of times; the test suite replays the saved inputs in
@@ -15,7 +16,7 @@ public enum FuzzEntry {
     public static func run(_ input: [UInt8]) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 8 {
+        switch selector % 9 {
         case 0:
             _ = try? Keystore.parseHeader(body)
         case 1:
@@ -65,6 +66,8 @@ public enum FuzzEntry {
             }
             _ = try? AuditBundle.Manifest(text)
             _ = try? AuditBundle.verifyProofDocument(body, verifier: fuzzVerifier)
+        case 8:
+            secureAggregation(body)
         default:
             if let file = try? ModelFile.decode(body) {
                 // What decodes re-encodes to a file that decodes to the same model.
@@ -74,6 +77,24 @@ public enum FuzzEntry {
                 )
             }
         }
+    }
+
+    /// Every SecAgg+ message decoder and the round configuration: what decodes is canonical,
+    /// so it encodes back to the same bytes.
+    private static func secureAggregation(_ body: [UInt8]) {
+        func roundTrip(_ encoded: [UInt8]?, _ name: String) {
+            if let encoded { precondition(encoded == body, "\(name) round trip changed the bytes") }
+        }
+        roundTrip((try? AdvertiseKeys(decoding: body))?.encoded, "AdvertiseKeys")
+        roundTrip((try? KeyList(decoding: body))?.encoded, "KeyList")
+        roundTrip((try? ShareKeys(decoding: body))?.encoded, "ShareKeys")
+        roundTrip((try? ShareDelivery(decoding: body))?.encoded, "ShareDelivery")
+        roundTrip((try? MaskedInput(decoding: body))?.encoded, "MaskedInput")
+        roundTrip((try? ConsistencyRequest(decoding: body))?.encoded, "ConsistencyRequest")
+        roundTrip((try? ConsistencySignature(decoding: body))?.encoded, "ConsistencySignature")
+        roundTrip((try? UnmaskRequest(decoding: body))?.encoded, "UnmaskRequest")
+        roundTrip((try? UnmaskResponse(decoding: body))?.encoded, "UnmaskResponse")
+        roundTrip((try? RoundConfig(decoding: body))?.encoded, "RoundConfig")
     }
 
     /// The Go sumdb test key's verifier, for fuzzing signed-note parsing.

@@ -56,7 +56,7 @@ public struct AdvertiseKeys: Sendable, Hashable {
         self.entry = entry
     }
 
-    /// `01 ‖ config digest ‖ entry`.
+    /// `version ‖ 01 ‖ config digest ‖ entry`.
     public var encoded: [UInt8] {
         var w = header(.advertiseKeys, configDigest)
         entry.write(&w)
@@ -146,7 +146,7 @@ public struct KeyList: Sendable, Hashable {
         self.entries = entries
     }
 
-    /// `02 ‖ config digest ‖ u32 count ‖ entries`.
+    /// `version ‖ 02 ‖ config digest ‖ u32 count ‖ entries`.
     public var encoded: [UInt8] {
         var w = header(.keyList, configDigest, capacity: 40 + 162 * entries.count)
         w.u32(UInt32(entries.count))
@@ -230,7 +230,7 @@ public struct ShareKeys: Sendable, Hashable {
         self.shares = shares
     }
 
-    /// `03 ‖ session ‖ sender ‖ u32 count ‖ (peer ‖ nonce ‖ ciphertext)*`.
+    /// `version ‖ 03 ‖ session ‖ sender ‖ u32 count ‖ (peer ‖ nonce ‖ ciphertext)*`.
     public var encoded: [UInt8] { encodeShares(.shareKeys, session, sender, shares) }
 
     /// Decodes a message.
@@ -257,7 +257,7 @@ public struct ShareDelivery: Sendable, Hashable {
         self.shares = shares
     }
 
-    /// `04 ‖ session ‖ recipient ‖ u32 count ‖ (peer ‖ nonce ‖ ciphertext)*`.
+    /// `version ‖ 04 ‖ session ‖ recipient ‖ u32 count ‖ (peer ‖ nonce ‖ ciphertext)*`.
     public var encoded: [UInt8] { encodeShares(.shareDelivery, session, recipient, shares) }
 
     /// Decodes a message.
@@ -284,7 +284,7 @@ public struct MaskedInput: Sendable, Hashable {
         self.words = words
     }
 
-    /// `05 ‖ session ‖ sender ‖ u32 count ‖ u32 words`.
+    /// `version ‖ 05 ‖ session ‖ sender ‖ u32 count ‖ u32 words`.
     public var encoded: [UInt8] {
         var w = header(.maskedInput, session, capacity: 40 + 4 * words.count)
         w.u16(sender)
@@ -320,7 +320,7 @@ public struct ConsistencyRequest: Sendable, Hashable {
         self.survivors = survivors
     }
 
-    /// `06 ‖ session ‖ u32 count ‖ u16 indices`.
+    /// `version ‖ 06 ‖ session ‖ u32 count ‖ u16 indices`.
     public var encoded: [UInt8] {
         var w = header(.consistencyRequest, session)
         w.indices(survivors)
@@ -351,7 +351,7 @@ public struct ConsistencySignature: Sendable, Hashable {
         self.signature = signature
     }
 
-    /// `07 ‖ session ‖ sender ‖ signature`.
+    /// `version ‖ 07 ‖ session ‖ sender ‖ signature`.
     public var encoded: [UInt8] {
         var w = header(.consistencySignature, session)
         w.u16(sender)
@@ -402,7 +402,7 @@ public struct UnmaskRequest: Sendable, Hashable {
         self.signatures = signatures
     }
 
-    /// `08 ‖ session ‖ survivors ‖ dropped ‖ u32 count ‖ (signer ‖ signature)*`.
+    /// `version ‖ 08 ‖ session ‖ survivors ‖ dropped ‖ u32 count ‖ (signer ‖ signature)*`.
     public var encoded: [UInt8] {
         var w = header(
             .unmaskRequest,
@@ -482,7 +482,7 @@ public struct UnmaskResponse: Sendable {
         self.shares = shares
     }
 
-    /// `09 ‖ session ‖ sender ‖ u32 count ‖ (peer ‖ kind ‖ value)*`. Holds secrets: send it over
+    /// `version ‖ 09 ‖ session ‖ sender ‖ u32 count ‖ (peer ‖ kind ‖ value)*`. Holds secrets: send it over
     /// an encrypted channel to the broker only.
     public var encoded: [UInt8] {
         var w = ByteWriter(capacity: 48 + 67 * shares.count)
@@ -491,6 +491,7 @@ public struct UnmaskResponse: Sendable {
     }
 
     func write(_ w: inout ByteWriter) {
+        w.u16(CairnVersion.wire)
         w.u8(MessageType.unmaskResponse.rawValue)
         w.raw(session)
         w.u16(sender)
@@ -509,6 +510,7 @@ public struct UnmaskResponse: Sendable {
 
     /// Reads a whole message (type byte included) from a longer encoding.
     init(_ r: inout ByteReader) throws {
+        try readVersion(&r)
         guard try r.u8("type") == MessageType.unmaskResponse.rawValue else {
             throw WireError(.invalidValue, "type: not an UnmaskResponse")
         }
@@ -535,9 +537,11 @@ public struct UnmaskResponse: Sendable {
     }
 }
 
-/// The type byte and the 32-byte binding (config digest or session id) every message starts with.
+/// The wire version, the type byte and the 32-byte binding (config digest or session id) every
+/// message starts with.
 func header(_ type: MessageType, _ binding: [UInt8], capacity: Int = 128) -> ByteWriter {
     var w = ByteWriter(capacity: capacity)
+    w.u16(CairnVersion.wire)
     w.u8(type.rawValue)
     w.raw(binding)
     return w
@@ -556,6 +560,7 @@ func encodeShares(_ type: MessageType, _ session: [UInt8], _ party: UInt16, _ sh
 func decode<T>(_ bytes: [UInt8], _ type: MessageType, _ body: (inout ByteReader) throws -> T) throws -> T {
     var r = ByteReader(bytes)
     do {
+        try readVersion(&r)
         let found = try r.u8("type")
         guard found == type.rawValue else {
             let name = MessageType(rawValue: found)?.name ?? "unknown type \(found)"
@@ -568,6 +573,14 @@ func decode<T>(_ bytes: [UInt8], _ type: MessageType, _ body: (inout ByteReader)
         throw error
     } catch {
         throw SecAggError(.malformed, "\(type.name) refused: \(error)")
+    }
+}
+
+/// Reads the `u16` wire version and refuses any other than ``CairnVersion/wire``.
+func readVersion(_ r: inout ByteReader) throws {
+    let version = try r.u16("version")
+    guard version == CairnVersion.wire else {
+        throw WireError(.invalidValue, "version: wire version \(version); this build implements \(CairnVersion.wire)")
     }
 }
 

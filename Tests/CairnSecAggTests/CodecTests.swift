@@ -48,10 +48,15 @@ import Testing
                 _ = try codec(bytes + [0])
             }
             var retyped = bytes
-            retyped[0] = type.rawValue % 9 + 1
-            let other = MessageType(rawValue: retyped[0])!.name
+            retyped[2] = type.rawValue % 9 + 1
+            let other = MessageType(rawValue: retyped[2])!.name
             expectRefusal(.malformed, "\(type.name) refused: type: this is \(other), not \(type.name)") {
                 _ = try codec(retyped)
+            }
+            var reversioned = bytes
+            reversioned[0] = 2
+            expectRefusal(.malformed, "\(type.name) refused: version: wire version 2; this build implements 1") {
+                _ = try codec(reversioned)
             }
         }
     }
@@ -65,28 +70,28 @@ import Testing
             return bytes
         }
         expectRefusal(.malformed, "KeyList refused: entries: 10001 exceeds 10000") {
-            _ = try KeyList(decoding: withCount(.keyList, at: 33, 10_001))
+            _ = try KeyList(decoding: withCount(.keyList, at: 35, 10_001))
         }
         expectRefusal(.malformed, "ShareKeys refused: shares: 4294967295 exceeds 10000") {
-            _ = try ShareKeys(decoding: withCount(.shareKeys, at: 35, .max))
+            _ = try ShareKeys(decoding: withCount(.shareKeys, at: 37, .max))
         }
         expectRefusal(.malformed, "MaskedInput refused: word count: 268435458 is outside 2…268435457") {
-            _ = try MaskedInput(decoding: withCount(.maskedInput, at: 35, (1 << 28) + 2))
+            _ = try MaskedInput(decoding: withCount(.maskedInput, at: 37, (1 << 28) + 2))
         }
         expectRefusal(.malformed, "ConsistencyRequest refused: survivors: 70000 exceeds 10000") {
-            _ = try ConsistencyRequest(decoding: withCount(.consistencyRequest, at: 33, 70_000))
+            _ = try ConsistencyRequest(decoding: withCount(.consistencyRequest, at: 35, 70_000))
         }
     }
 
     /// Lists must be strictly ascending: one value has one encoding.
     @Test func unorderedListsRefused() throws {
         var request = ConsistencyRequest(session: [UInt8](repeating: 0, count: 32), survivors: [1, 2, 3]).encoded
-        request.swapAt(37, 39)
+        request.swapAt(39, 41)
         expectRefusal(.malformed, "ConsistencyRequest refused: survivors: index 1 is not above the one before it") {
             _ = try ConsistencyRequest(decoding: request)
         }
         var response = try Self.samples().first { $0.0 == .unmaskResponse }!.1
-        response[41] = 7  // type, session, sender and count take 39 bytes; the first peer 2 more
+        response[43] = 7  // version, type, session, sender and count take 41 bytes; the first peer 2 more
         expectRefusal(.malformed, "UnmaskResponse refused: kind: 7 is neither 0 (self mask) nor 1 (mask key)") {
             _ = try UnmaskResponse(decoding: response)
         }

@@ -27,7 +27,9 @@ import Testing
             parameters: RoundParameters(neighbours: 2, threshold: 2, signatureThreshold: 3)
         )
         let secrets = try (0..<5).map { i in
-            func seed(_ tag: UInt8) -> SecretBytes { SecretBytes(copying: [UInt8](repeating: tag &+ UInt8(i), count: 32)) }
+            func seed(_ tag: UInt8) -> SecretBytes {
+                SecretBytes(copying: [UInt8](repeating: tag &+ UInt8(i), count: 32))
+            }
             return try RoundSecrets(
                 encryptionKey: X25519.PrivateKey(rawRepresentation: seed(0x10)),
                 maskKey: X25519.PrivateKey(rawRepresentation: seed(0x20)),
@@ -65,7 +67,12 @@ import Testing
         let session = try Session(config: config, keys: list)
         var masked: [MaskedInput] = []
         for i in 0..<5 {
-            let m = try clients[i].maskInput(deliveries[i], input: inputs[i], sampleCount: UInt32(10 + i), parallelism: .serial)
+            let m = try clients[i].maskInput(
+                deliveries[i],
+                input: inputs[i],
+                sampleCount: UInt32(10 + i),
+                parallelism: .serial
+            )
             masked.append(m)
             try server.receive(m)
         }
@@ -117,9 +124,11 @@ import Testing
             }
         }
         var document: [String: Any] = [
-            "description": "SecAgg+ test vectors (Protocol/README.md, \"Secure aggregation\"); byte strings in hex, words as integers",
+            "description":
+                "SecAgg+ test vectors (Protocol/README.md, \"Secure aggregation\"); byte strings in hex, words as integers",
             "config": [
-                "federation": config.federation, "round": Int(config.round), "baseModelDigest": hex(config.baseModelDigest),
+                "federation": config.federation, "round": Int(config.round),
+                "baseModelDigest": hex(config.baseModelDigest),
                 "dimension": config.dimension, "scaleBits": Int(config.quantisation.scale.bitPattern),
                 "clipBoundBits": Int(config.quantisation.clipBound.bitPattern),
                 "maximumSampleCount": Int(config.maximumSampleCount), "neighbours": config.neighbours,
@@ -139,9 +148,19 @@ import Testing
             // One encrypted share (0 → its first neighbour) and one Shamir split, from this run.
             let v = session.neighbours[0]!.first!
             let share = deliveries[Int(v)].shares.first { $0.peer == 0 }!
-            let key = try session.shareKey(secrets[Int(v)].encryptionKey, peerKey: session.entry(0)!.encryptionKey, sender: 0, recipient: v)
+            let key = try session.shareKey(
+                secrets[Int(v)].encryptionKey,
+                peerKey: session.entry(0)!.encryptionKey,
+                sender: 0,
+                recipient: v
+            )
             let ad = session.shareAssociatedData(sender: 0, recipient: v)
-            let plaintext = try XChaCha20Poly1305.open(share.ciphertext, key: key, nonce: share.nonce, authenticating: ad)
+            let plaintext = try XChaCha20Poly1305.open(
+                share.ciphertext,
+                key: key,
+                nonce: share.nonce,
+                authenticating: ad
+            )
             document["encryptedShare"] = [
                 "sender": 0, "recipient": Int(v), "key": hex(key.bytes), "nonce": hex(share.nonce.bytes),
                 "associatedData": hex(ad), "plaintext": hex(plaintext), "ciphertext": hex(share.ciphertext),
@@ -159,7 +178,10 @@ import Testing
     }
 
     static func serialise(_ document: [String: Any]) throws -> Data {
-        try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)
+        try JSONSerialization.data(
+            withJSONObject: document,
+            options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        ) + Data("\n".utf8)
     }
 
     @Test func vectorsMatch() throws {
@@ -186,7 +208,10 @@ import Testing
         #expect(sealed == (try bytes(share["ciphertext"])))
         let shamir = try #require(stored["shamir"] as? [String: Any])
         let shares = try #require(shamir["shares"] as? [[String: Any]]).map {
-            try Shamir.Share(index: UInt16(try #require($0["index"] as? Int)), value: SecretBytes(copying: try bytes($0["value"])))
+            try Shamir.Share(
+                index: UInt16(try #require($0["index"] as? Int)),
+                value: SecretBytes(copying: try bytes($0["value"]))
+            )
         }
         for chosen in [Array(shares.prefix(3)), Array(shares.suffix(3)), [shares[0], shares[2], shares[4]]] {
             #expect(Self.hex(try Shamir.combine(chosen, threshold: 3)) == (shamir["secret"] as? String))
