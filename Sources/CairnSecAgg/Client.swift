@@ -131,6 +131,7 @@ public struct SecAggClient: Sendable {
                 "only \(list.entries.count) participants advertised keys; the round needs \(needed), so it cannot finish"
             )
         }
+        try list.checkOrder()
         var seen = Set<[UInt8]>()
         for entry in list.entries {
             guard entry.isValid(for: config) else {

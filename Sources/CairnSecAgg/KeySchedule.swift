@@ -35,13 +35,17 @@ public struct Session: Sendable {
     public let members: [UInt16]
     /// Each member's neighbours, ascending.
     public let neighbours: [UInt16: [UInt16]]
+    /// Each member's position in ``members`` (and in the key list).
+    private let positions: [UInt16: Int]
 
     /// Opens a session on a checked key list.
     init(config: RoundConfig, keys: KeyList) throws {
+        members = keys.entries.map(\.index)
+        try keys.checkOrder()
         self.config = config
         self.keys = keys
         id = try BLAKE2b.hash(keys.encoded, domain: .secAggSession)
-        members = keys.entries.map(\.index)
+        positions = Dictionary(uniqueKeysWithValues: members.enumerated().map { ($1, $0) })
         neighbours = Self.ring(members: members, session: id, k: config.neighbours)
     }
 
@@ -149,7 +153,6 @@ public struct Session: Sendable {
 
     /// The advertised keys of `index`.
     func entry(_ index: UInt16) -> KeyList.Entry? {
-        guard let position = members.firstIndex(of: index) else { return nil }
-        return keys.entries[position]
+        positions[index].map { keys.entries[$0] }
     }
 }

@@ -146,6 +146,13 @@ public struct KeyList: Sendable, Hashable {
         self.entries = entries
     }
 
+    /// Refuses entries that are not strictly ascending by index (one participant listed twice).
+    func checkOrder() throws {
+        guard zip(entries, entries.dropFirst()).allSatisfy({ $0.index < $1.index }) else {
+            throw SecAggError(.malformed, "the key list is not in strictly ascending roster order")
+        }
+    }
+
     /// `version ‖ 02 ‖ config digest ‖ u32 count ‖ entries`.
     public var encoded: [UInt8] {
         var w = header(.keyList, configDigest, capacity: 40 + 162 * entries.count)

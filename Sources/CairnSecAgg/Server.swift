@@ -282,7 +282,7 @@ public struct SecAggServer: Sendable {
                 )
             }
             for v in dropped {
-                let partners = survivors.filter { session.areNeighbours($0, v) }
+                let partners = (session.neighbours[v] ?? []).filter(masked.contains)
                 guard !partners.isEmpty, let entry = session.entry(v) else { continue }
                 let key = try X25519.PrivateKey(rawRepresentation: secret(v, .maskKey))
                 guard key.publicKey == entry.maskKey else {

@@ -109,6 +109,10 @@ import Testing
                 KeyList(configDigest: list.configDigest, entries: Array(list.entries.dropFirst()))
             )
         }
+        // Entries out of order or repeated (a list built in memory; the decoder refuses them too).
+        expectRefusal(.malformed, "the key list is not in strictly ascending roster order") {
+            _ = try h.clients[0].shareKeys(replacing(3, list.entries[2]))
+        }
         // Nothing was accepted: the honest list still works.
         #expect(try h.clients[0].shareKeys(list).shares.count == 4)
     }
