@@ -18,12 +18,31 @@ import CairnSecAgg
 /// fails the benchmark.
 struct SecAggBench {
     let quick: Bool
+    /// `n`, `D`, `k` and `t` when chosen on the command line (`k` and `t` otherwise by the rule).
+    var participants: Int?
+    var dimension: Int?
+    var neighbours: Int?
+    var threshold: Int?
+    /// The fraction of participants that drop out, and the phase in which they stop answering.
+    var dropoutFraction = 0.1
+    var dropPhase = RoundPhase.maskedInput
 
     func run() throws -> BenchReport {
         var report = BenchReport(area: "secagg")
-        let n = quick ? 20 : 100
-        let d = quick ? 100_000 : 1_000_000
-        let parameters = try RoundParameters.choose(participants: n, dropoutFraction: 0.1, corruptFraction: 0.05)
+        let n = participants ?? (quick ? 20 : 100)
+        let d = dimension ?? (quick ? 100_000 : 1_000_000)
+        var parameters = try RoundParameters.choose(
+            participants: n,
+            dropoutFraction: dropoutFraction,
+            corruptFraction: 0.05
+        )
+        if let neighbours, let threshold {
+            parameters = RoundParameters(
+                neighbours: neighbours,
+                threshold: threshold,
+                signatureThreshold: parameters.signatureThreshold
+            )
+        }
         let keys = try (0..<n).map { _ in try Ed25519.PrivateKey() }
         let config = try RoundConfig(
             federation: "bench",
@@ -35,25 +54,30 @@ struct SecAggBench {
             roster: keys.map(\.publicKey),
             parameters: parameters
         )
-        let droppers = Set((0..<n).filter { $0 % 10 == 3 })
+        // Spread evenly over the roster: every ⌈1/fraction⌉-th participant, up to ⌈fraction·n⌉ of them.
+        let dropCount = Int((dropoutFraction * Double(n) - 1e-9).rounded(.up))
+        let droppers = Set((0..<dropCount).map { $0 * n / max(dropCount, 1) + min(3, n / max(dropCount, 1) - 1) })
+        func sends(_ i: Int, _ phase: RoundPhase) -> Bool { !droppers.contains(i) || phase < dropPhase }
+        let counted = (0..<n).filter { sends($0, .maskedInput) }
         let inputs = try (0..<n).map { i in try randomWords(d, seed: UInt8(i % 251)) }
         var server = SecAggServer(config: config)
         server.parallelism = .serial
         var clients = try keys.map { try SecAggClient(config: config, identity: $0) }
         var keyBytes = 0
         var shareBytes = 0
-        for i in 0..<n {
+        for i in 0..<n where sends(i, .advertiseKeys) {
             let message = try clients[i].advertise()
             keyBytes = message.encoded.count
             try server.receive(message)
         }
         let list = try server.closeAdvertising()
-        for i in 0..<n {
+        for i in 0..<n where sends(i, .shareKeys) {
             let message = try clients[i].shareKeys(list)
             shareBytes = max(shareBytes, message.encoded.count)
             try server.receive(message)
         }
-        let deliveries = try server.closeSharing()
+        var deliveries: [Int: ShareDelivery] = [:]
+        for delivery in try server.closeSharing() { deliveries[Int(delivery.recipient)] = delivery }
 
         // The floor: libsodium's raw keystream over one masked vector, best of several.
         let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * config.wordCount, alignment: 64)
@@ -68,31 +92,27 @@ struct SecAggBench {
         var clientSeconds: [Double] = []
         var clientExpansions: [Int] = []
         var maskedBytes = 0
-        for i in 0..<n where !droppers.contains(i) {
+        for i in counted {
+            guard let delivery = deliveries[i] else { continue }
             var masked: MaskedInput?
             let elapsed = try seconds {
-                masked = try clients[i].maskInput(
-                    deliveries[i],
-                    input: inputs[i],
-                    sampleCount: 10,
-                    parallelism: .serial
-                )
+                masked = try clients[i].maskInput(delivery, input: inputs[i], sampleCount: 10, parallelism: .serial)
             }
             clientSeconds.append(elapsed)
-            clientExpansions.append(deliveries[i].shares.count + 1)
+            clientExpansions.append(delivery.shares.count + 1)
             maskedBytes = masked!.encoded.count
             try server.receive(masked!)
         }
         let request = try server.closeMasking()
         var consistencyBytes = 0
-        for i in 0..<n where !droppers.contains(i) {
+        for i in counted where sends(i, .consistencyCheck) {
             let signature = try clients[i].signSurvivors(request)
             consistencyBytes = signature.encoded.count
             try server.receive(signature)
         }
         let unmask = try server.closeChecking()
         var unmaskBytes = 0
-        for i in 0..<n where !droppers.contains(i) {
+        for i in counted where sends(i, .consistencyCheck) && sends(i, .unmasking) {
             let response = try clients[i].unmask(unmask)
             unmaskBytes = max(unmaskBytes, response.encoded.count)
             try server.receive(response)
@@ -102,10 +122,10 @@ struct SecAggBench {
         let serverSeconds = try seconds { result = try server.finish() }
 
         var expected = [UInt32](repeating: 0, count: d)
-        for i in 0..<n where !droppers.contains(i) {
+        for i in counted {
             for j in 0..<d { expected[j] &+= inputs[i][j] }
         }
-        guard result?.sum == expected, result?.sampleCount == UInt32(10 * (n - droppers.count)) else {
+        guard result?.sum == expected, result?.sampleCount == UInt32(10 * counted.count) else {
             throw BenchError("the unmasked sum differs from the plain sum of the survivors' inputs")
         }
 
@@ -117,7 +137,8 @@ struct SecAggBench {
             BenchCase(
                 name: "client-mask",
                 params: base + [
-                    ("dropped", "\(droppers.count)"), ("expansions", format(meanExpansions)),
+                    ("dropped", "\(droppers.count)"), ("drop-at", "\(dropPhase)"),
+                    ("expansions", format(meanExpansions)),
                     ("seconds", format(meanSeconds)),
                     ("floor-seconds", format(meanExpansions * gbPerExpansion / rawRate)),
                 ],

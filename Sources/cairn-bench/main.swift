@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnSecAgg
 import CairnWire
 
 /// `cairn-bench <area>`: measures one area of Cairn against a reference measured in the same run.
@@ -33,6 +34,32 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("crash-check: the writer's output (its acknowledgements).", valueName: "path"))
     var acked: String?
 
+    @Option(help: ArgumentHelp("secagg: participants n (default 100).", valueName: "n"))
+    var participants: Int?
+
+    @Option(help: ArgumentHelp("secagg: model coordinates D (default 10^6).", valueName: "D"))
+    var dimension: Int?
+
+    @Option(
+        help: ArgumentHelp("secagg: neighbours k (with --threshold; default by the parameter rule).", valueName: "k")
+    )
+    var neighbours: Int?
+
+    @Option(help: ArgumentHelp("secagg: Shamir threshold t (with --neighbours).", valueName: "t"))
+    var threshold: Int?
+
+    @Option(help: ArgumentHelp("secagg: fraction of participants that drop out (default 0.1).", valueName: "fraction"))
+    var dropoutFraction = 0.1
+
+    @Option(
+        help: ArgumentHelp(
+            "secagg: the phase in which they stop answering: advertise, share, mask (default: they shared keys, then "
+                + "send no masked input), sign or unmask.",
+            valueName: "phase"
+        )
+    )
+    var dropAt = "mask"
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
@@ -44,10 +71,22 @@ struct Bench: ParsableCommand {
         else {
             throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training, audit, secagg")
         }
+        if (neighbours == nil) != (threshold == nil) {
+            throw ValidationError("--neighbours and --threshold go together")
+        }
+        guard Self.phases[dropAt] != nil else {
+            throw ValidationError("unknown phase '\(dropAt)'; available: advertise, share, mask, sign, unmask")
+        }
+        guard (0..<1).contains(dropoutFraction) else { throw ValidationError("--dropout-fraction must be in [0, 1)") }
         if area.hasPrefix("crash-"), database == nil || (area == "crash-check" && acked == nil) {
             throw ValidationError("\(area) needs --database (and crash-check --acked)")
         }
     }
+
+    static let phases: [String: RoundPhase] = [
+        "advertise": .advertiseKeys, "share": .shareKeys, "mask": .maskedInput, "sign": .consistencyCheck,
+        "unmask": .unmasking,
+    ]
 
     func run() throws {
         if area == "crash-writer" { try AuditCrash.write(database: database!) }
@@ -60,7 +99,16 @@ struct Bench: ParsableCommand {
             case "crypto": try CryptoBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
             case "audit": try AuditBench(quick: quick).run()
-            case "secagg": try SecAggBench(quick: quick).run()
+            case "secagg":
+                try SecAggBench(
+                    quick: quick,
+                    participants: participants,
+                    dimension: dimension,
+                    neighbours: neighbours,
+                    threshold: threshold,
+                    dropoutFraction: dropoutFraction,
+                    dropPhase: Self.phases[dropAt]!
+                ).run()
             default: try TrainingBench(quick: quick).run()
             }
         print(json ? report.json : report.table)
