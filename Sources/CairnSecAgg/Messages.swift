@@ -165,16 +165,7 @@ public struct KeyList: Sendable, Hashable {
     public init(decoding bytes: [UInt8]) throws {
         (configDigest, entries) = try decode(bytes, .keyList) { r in
             let digest = try r.fixed(32, "config digest")
-            let count = try r.count("entries")
-            var entries: [Entry] = []
-            for _ in 0..<count {
-                let entry = try Entry(&r)
-                guard entries.last.map({ $0.index < entry.index }) ?? true else {
-                    throw WireError(.invalidValue, "entries: index \(entry.index) is not above the one before it")
-                }
-                entries.append(entry)
-            }
-            return (digest, entries)
+            return (digest, try r.ascending("entries", "index", \.index) { try Entry(&$0) })
         }
     }
 }
@@ -208,16 +199,7 @@ public struct EncryptedShare: Sendable, Hashable {
     }
 
     static func list(_ r: inout ByteReader) throws -> [EncryptedShare] {
-        let count = try r.count("shares")
-        var shares: [EncryptedShare] = []
-        for _ in 0..<count {
-            let share = try EncryptedShare(&r)
-            guard shares.last.map({ $0.peer < share.peer }) ?? true else {
-                throw WireError(.invalidValue, "shares: peer \(share.peer) is not above the one before it")
-            }
-            shares.append(share)
-        }
-        return shares
+        try r.ascending("shares", "peer", \.peer) { try EncryptedShare(&$0) }
     }
 }
 
@@ -432,15 +414,10 @@ public struct UnmaskRequest: Sendable, Hashable {
             let session = try r.fixed(32, "session")
             let survivors = try r.indices("survivors")
             let dropped = try r.indices("dropped")
-            let count = try r.count("signatures")
-            var signatures: [Signature] = []
-            for _ in 0..<count {
-                let signer = try r.u16("signer")
-                guard signatures.last.map({ $0.signer < signer }) ?? true else {
-                    throw WireError(.invalidValue, "signatures: signer \(signer) is not above the one before it")
-                }
-                signatures.append(
-                    Signature(signer: signer, signature: try r.fixed(Ed25519.signatureByteCount, "signature"))
+            let signatures = try r.ascending("signatures", "signer", \.signer) {
+                Signature(
+                    signer: try $0.u16("signer"),
+                    signature: try $0.fixed(Ed25519.signatureByteCount, "signature")
                 )
             }
             return (session, survivors, dropped, signatures)
@@ -527,20 +504,14 @@ public struct UnmaskResponse: Sendable {
     private init(body r: inout ByteReader) throws {
         session = try r.fixed(32, "session")
         sender = try r.u16("sender")
-        let count = try r.count("shares")
-        var shares: [Revealed] = []
-        for _ in 0..<count {
+        shares = try r.ascending("shares", "peer", \.peer) { r in
             let peer = try r.u16("peer")
-            guard shares.last.map({ $0.peer < peer }) ?? true else {
-                throw WireError(.invalidValue, "shares: peer \(peer) is not above the one before it")
-            }
             let rawKind = try r.u8("kind")
             guard let kind = ShareKind(rawValue: rawKind) else {
                 throw WireError(.invalidValue, "kind: \(rawKind) is neither 0 (self mask) nor 1 (mask key)")
             }
-            shares.append(Revealed(peer: peer, kind: kind, value: try r.secret(Shamir.shareValueByteCount, "value")))
+            return Revealed(peer: peer, kind: kind, value: try r.secret(Shamir.shareValueByteCount, "value"))
         }
-        self.shares = shares
     }
 }
 
@@ -611,15 +582,25 @@ extension ByteReader {
 
     /// A strictly ascending list of roster indices.
     mutating func indices(_ field: String) throws -> [UInt16] {
+        try ascending(field, "index", \.self) { try $0.u16(field) }
+    }
+
+    /// A `u32` count, then that many elements read by `element`, whose `key` (a roster index) must
+    /// be strictly ascending: one list has one encoding.
+    mutating func ascending<T>(
+        _ field: String,
+        _ keyName: String,
+        _ key: (T) -> UInt16,
+        _ element: (inout ByteReader) throws -> T
+    ) throws -> [T] {
         let count = try count(field)
-        var list: [UInt16] = []
-        list.reserveCapacity(count)
+        var list: [T] = []
         for _ in 0..<count {
-            let index = try u16(field)
-            guard list.last.map({ $0 < index }) ?? true else {
-                throw WireError(.invalidValue, "\(field): index \(index) is not above the one before it")
+            let item = try element(&self)
+            if let last = list.last, key(last) >= key(item) {
+                throw WireError(.invalidValue, "\(field): \(keyName) \(key(item)) is not above the one before it")
             }
-            list.append(index)
+            list.append(item)
         }
         return list
     }
