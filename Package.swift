@@ -22,6 +22,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,19 +46,38 @@ let package = Package(
         ),
         .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
         .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
+        .target(name: "CairnExchange", dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnModels"]),
         .target(
             name: "CairnBroker",
-            dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnAudit", "CairnModels", "CairnLicensing"]
+            dependencies: [
+                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnSecAgg", "CairnAudit", "CairnModels",
+                "CairnLicensing", "CairnExchange",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .target(
             name: "CairnNode",
-            dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnModels", "CairnLicensing"]
+            dependencies: [
+                "CairnCrypto", "CairnWire", "CairnSIMD", "CairnSecAgg", "CairnModels", "CairnLicensing",
+                "CairnExchange",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "CairnCLI",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnBroker", "CairnNode", "CairnAudit", "CairnModels",
+                "CairnExchange",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -75,6 +101,16 @@ let package = Package(
         .testTarget(
             name: "CairnSecAggTests",
             dependencies: ["CairnSecAgg", "CairnCrypto", "CairnWire", "CairnSIMD"]
+        ),
+        .testTarget(
+            name: "CairnExchangeTests",
+            dependencies: [
+                "CairnExchange", "CairnBroker", "CairnNode", "CairnCrypto", "CairnWire", "CairnSecAgg",
+                "CairnAudit", "CairnModels",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(

@@ -62,8 +62,8 @@ public struct SecAggClient: Sendable {
     public private(set) var phase: Phase = .created
 
     private let identity: Ed25519.PrivateKey
-    private let secrets: RoundSecrets
-    private var session: Session?
+    let secrets: RoundSecrets
+    private(set) var session: Session?
     private var sent: ShareKeys?
     /// Neighbour → its self-mask share ‖ mask-key share (128 bytes), for those that sent shares.
     private var received: [UInt16: SecretBytes] = [:]

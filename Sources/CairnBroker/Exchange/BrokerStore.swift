@@ -1,0 +1,145 @@
+import CairnAudit
+import CairnWire
+import CairnExchange
+import Foundation
+import GRDB
+
+/// The broker's state in SQLite (`broker.sqlite` in the data folder): members, federations,
+/// invites, seen nonces, rounds with the SecAgg+ server state at each phase boundary, the
+/// messages each phase hands out, who answered what, and the model of every round.
+///
+/// WAL mode with `synchronous = FULL`: a change is on disk before the request that made it is
+/// answered. Invariants that span rows change inside one write transaction.
+final class BrokerStore: Sendable {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            try Self.migrator.migrate(pool)
+        } catch let error as DatabaseError {
+            throw ExchangeError(.internal, "\(path): \(error.message ?? "SQLite error \(error.resultCode)")")
+        }
+    }
+
+    /// Migrations are never edited once shipped; a change is a new migration.
+    private static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: exchange") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE members (
+                        key BLOB PRIMARY KEY CHECK (length(key) = 32),
+                        role TEXT NOT NULL,
+                        federation TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        enrolled INTEGER NOT NULL,
+                        delivery_key BLOB
+                    );
+                    CREATE TABLE federations (
+                        id TEXT PRIMARY KEY,
+                        spec TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        rounds_left INTEGER NOT NULL,
+                        created INTEGER NOT NULL
+                    );
+                    CREATE TABLE models (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        digest BLOB NOT NULL,
+                        parameters BLOB NOT NULL,
+                        contributors INTEGER NOT NULL,
+                        PRIMARY KEY (federation, round)
+                    );
+                    CREATE TABLE invites (
+                        digest BLOB PRIMARY KEY,
+                        federation TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        expires INTEGER NOT NULL,
+                        used_by BLOB
+                    );
+                    CREATE TABLE nonces (
+                        key BLOB NOT NULL,
+                        nonce BLOB NOT NULL,
+                        time INTEGER NOT NULL,
+                        PRIMARY KEY (key, nonce)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE rounds (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        phase TEXT NOT NULL,
+                        deadline INTEGER NOT NULL,
+                        config BLOB NOT NULL,
+                        server BLOB NOT NULL,
+                        reason TEXT NOT NULL DEFAULT '',
+                        included INTEGER NOT NULL DEFAULT 0,
+                        model_digest BLOB,
+                        PRIMARY KEY (federation, round)
+                    );
+                    CREATE TABLE outbox (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        phase TEXT NOT NULL,
+                        recipient INTEGER NOT NULL,
+                        message BLOB NOT NULL,
+                        PRIMARY KEY (federation, round, phase, recipient)
+                    );
+                    CREATE TABLE answers (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        phase TEXT NOT NULL,
+                        participant INTEGER NOT NULL,
+                        digest BLOB NOT NULL,
+                        PRIMARY KEY (federation, round, phase, participant)
+                    );
+                    """
+            )
+        }
+        return m
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try pool.read(body) } catch let error as DatabaseError { throw Self.wrap(error) }
+    }
+
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch let error as DatabaseError { throw Self.wrap(error) }
+    }
+
+    private static func wrap(_ error: DatabaseError) -> ExchangeError {
+        ExchangeError(.internal, "broker.sqlite: \(error.message ?? "SQLite error \(error.resultCode)")")
+    }
+}
+
+/// One enrolled key.
+struct Member: Sendable, Hashable {
+    var key: [UInt8]
+    var role: Role
+    var federation: String
+    var status: String
+    var enrolled: Int64
+
+    init(key: [UInt8], role: Role, federation: String, status: String, enrolled: Int64) {
+        self.key = key
+        self.role = role
+        self.federation = federation
+        self.status = status
+        self.enrolled = enrolled
+    }
+
+    init?(row: Row?) {
+        guard let row, let role = Role(rawValue: row["role"]) else { return nil }
+        key = Array(row["key"] as Data)
+        self.role = role
+        federation = row["federation"]
+        status = row["status"]
+        enrolled = row["enrolled"]
+    }
+
+    static func fetch(_ db: Database, key: [UInt8]) throws -> Member? {
+        Member(row: try Row.fetchOne(db, sql: "SELECT * FROM members WHERE key = ?", arguments: [Data(key)]))
+    }
+}

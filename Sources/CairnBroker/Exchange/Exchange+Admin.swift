@@ -1,0 +1,351 @@
+import CairnAudit
+import CairnCrypto
+public import CairnExchange
+import CairnModels
+import CairnSIMD
+import CairnSecAgg
+import CairnWire
+import Foundation
+import GRDB
+import Logging
+
+extension Exchange {
+    /// `POST /v1/admin/federations`.
+    public func createFederation(_ caller: Caller, _ spec: FederationSpec) throws {
+        try requireOperator(caller)
+        try Self.check(spec)
+        let model = try FederatedModel.initialModel(of: spec)
+        let digest = try FederatedModel.digest(model)
+        let json = String(decoding: try JSONEncoder.sorted.encode(spec), as: UTF8.self)
+        let now = settings.now()
+        let created = try store.write { db -> Bool in
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) == nil else {
+                return false
+            }
+            try db.execute(
+                sql: "INSERT INTO federations (id, spec, state, rounds_left, created) VALUES (?, ?, 'idle', 0, ?)",
+                arguments: [spec.id, json, now]
+            )
+            try db.execute(
+                sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, 0, ?, ?, 0)",
+                arguments: [spec.id, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) })]
+            )
+            return true
+        }
+        guard created else { throw ExchangeError(.conflict, "federation \(spec.id) already exists") }
+        try audit(
+            actor: caller.name,
+            action: "federation.create",
+            objectType: "federation",
+            objectID: spec.id,
+            digests: [
+                .init(name: "spec", bytes: try BLAKE2b.hash(Array(json.utf8), domain: .requestBody)),
+                .init(name: "model", bytes: digest),
+            ]
+        )
+    }
+
+    static func check(_ spec: FederationSpec) throws {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+        guard (1...64).contains(spec.id.count), spec.id.allSatisfy({ allowed.contains($0) }) else {
+            throw ExchangeError(.malformed, "a federation id has 1–64 characters of a-z 0-9 - _ .")
+        }
+        guard spec.description.utf8.count <= 1000 else { throw ExchangeError(.malformed, "the description exceeds 1000 bytes") }
+        do { try spec.schema.validate() } catch { throw ExchangeError(.malformed, "the schema: \(error)") }
+        do { _ = try FederatedModel.architecture(of: spec) } catch { throw ExchangeError(.malformed, "the model: \(error)") }
+        let p = spec.policy
+        guard (3...10_000).contains(p.minimumParticipants) else {
+            throw ExchangeError(.malformed, "minimumParticipants must be 3 to 10000 (SecAgg+ needs three)")
+        }
+        guard (0..<0.5).contains(p.dropoutFraction), (0..<0.5).contains(p.corruptFraction) else {
+            throw ExchangeError(.malformed, "dropoutFraction and corruptFraction must be in [0, 0.5)")
+        }
+        guard p.deadlines.all.allSatisfy({ (1...86_400).contains($0) }) else {
+            throw ExchangeError(.malformed, "every phase deadline must be 1 to 86400 seconds")
+        }
+        guard let q = try? FederatedModel.quantisation(p), q.isSafe(participants: p.minimumParticipants) else {
+            throw ExchangeError(
+                .malformed,
+                "scale \(p.scale) and clip bound \(p.clipBound) cannot be summed safely over \(p.minimumParticipants) participants"
+            )
+        }
+        guard p.maximumSampleCount >= 1 else { throw ExchangeError(.malformed, "maximumSampleCount must be at least 1") }
+        guard (1...1000).contains(p.localEpochs), (1...100_000).contains(p.batchSize),
+            p.learningRate > 0, p.learningRate.isFinite, p.l2 >= 0, p.l2.isFinite
+        else {
+            throw ExchangeError(
+                .malformed,
+                "local training needs 1–1000 epochs, a batch of 1–100000, a positive learning rate and l2 ≥ 0"
+            )
+        }
+    }
+
+    func federationSpec(_ id: String) throws -> FederationSpec {
+        guard
+            let json = try store.read({ db in
+                try String.fetchOne(db, sql: "SELECT spec FROM federations WHERE id = ?", arguments: [id])
+            })
+        else { throw ExchangeError(.notFound, "no federation \(id)") }
+        return try JSONDecoder().decode(FederationSpec.self, from: Data(json.utf8))
+    }
+
+    /// `POST /v1/admin/federations/{federation}/invites`.
+    public func invite(_ caller: Caller, federation: String, _ request: InviteRequest) throws -> Invite {
+        try requireOperator(caller)
+        _ = try federationSpec(federation)
+        guard request.role != .operator else {
+            throw ExchangeError(.malformed, "the operator is set when the broker is initialised, not invited")
+        }
+        guard (60...2_592_000).contains(request.validFor) else {
+            throw ExchangeError(.malformed, "validFor must be 60 s to 30 days (2592000 s)")
+        }
+        let secret = SecureRandom.bytes(16)
+        let digest = try BLAKE2b.hash(secret, domain: .invite)
+        let expires = settings.now() + Int64(request.validFor)
+        try store.write { db in
+            try db.execute(
+                sql: "INSERT INTO invites (digest, federation, role, expires) VALUES (?, ?, ?, ?)",
+                arguments: [Data(digest), federation, request.role.rawValue, expires]
+            )
+        }
+        try audit(
+            actor: caller.name,
+            action: "invite.issue",
+            objectType: "federation",
+            objectID: federation,
+            reason: "role \(request.role.rawValue), expires \(expires)",
+            digests: [.init(name: "invite", bytes: digest)]
+        )
+        return Invite(
+            code: Hex.encode(secret) + "." + Hex.encode(keys.identity.publicKey.rawRepresentation),
+            federation: federation,
+            role: request.role,
+            expires: expires
+        )
+    }
+
+    /// `POST /v1/enrol`: the caller's key joins the invite's federation in the invite's role.
+    public func enrol(_ caller: Caller, _ request: EnrolRequest) throws -> MemberRecord {
+        guard caller.member == nil else {
+            throw ExchangeError(.conflict, "key \(caller.key.fingerprint) is already enrolled")
+        }
+        guard request.invite.utf8.count == 32, let secret = try? Hex.decode(request.invite) else {
+            throw ExchangeError(.malformed, "the invite secret is 32 hex digits (the part of the code before the dot)")
+        }
+        guard request.deliveryKey.utf8.count == 64, let delivery = try? Hex.decode(request.deliveryKey) else {
+            throw ExchangeError(.malformed, "deliveryKey is an X25519 key, 64 hex digits")
+        }
+        let digest = try BLAKE2b.hash(secret, domain: .invite)
+        let now = settings.now()
+        let key = caller.key.rawRepresentation
+        let outcome = try store.write { db -> Result<Member, ExchangeError> in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM invites WHERE digest = ?", arguments: [Data(digest)])
+            else { return .failure(ExchangeError(.forbidden, "no such invite")) }
+            guard (row["used_by"] as Data?) == nil else {
+                return .failure(ExchangeError(.forbidden, "this invite was already used"))
+            }
+            guard (row["expires"] as Int64) > now else { return .failure(ExchangeError(.forbidden, "this invite has expired")) }
+            guard let role = Role(rawValue: row["role"]) else {
+                return .failure(ExchangeError(.internal, "the invite names an unknown role"))
+            }
+            let member = Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
+            try db.execute(sql: "UPDATE invites SET used_by = ? WHERE digest = ?", arguments: [Data(key), Data(digest)])
+            try db.execute(
+                sql: "INSERT INTO members (key, role, federation, status, enrolled, delivery_key) VALUES (?, ?, ?, 'active', ?, ?)",
+                arguments: [Data(key), role.rawValue, member.federation, now, Data(delivery)]
+            )
+            return .success(member)
+        }
+        let member = try outcome.get()
+        try audit(
+            actor: "\(member.role.rawValue):\(caller.key.fingerprint)",
+            action: "member.enrol",
+            objectType: "federation",
+            objectID: member.federation,
+            digests: [.init(name: "invite", bytes: digest)]
+        )
+        return try record(member)
+    }
+
+    func record(_ member: Member) throws -> MemberRecord {
+        let key = try Ed25519.PublicKey(rawRepresentation: member.key)
+        let rounds = try store.read { db -> [Contribution] in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT round, phase, config, included FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
+                arguments: [member.federation]
+            ).compactMap { row -> Contribution? in
+                let number: Int = row["round"]
+                guard let config = try? RoundConfig(decoding: Array(row["config"] as Data)),
+                    let index = config.roster.firstIndex(of: key)
+                else { return nil }
+                let phases = try String.fetchAll(
+                    db,
+                    sql: "SELECT phase FROM answers WHERE federation = ? AND round = ? AND participant = ?",
+                    arguments: [member.federation, number, index]
+                )
+                let ordered = ExchangePhase.answering.map(\.rawValue).filter(phases.contains)
+                let phase: String = row["phase"]
+                return Contribution(
+                    round: number,
+                    phases: ordered,
+                    included: phase == "finished" && ordered.contains("mask") && ordered.contains("check"),
+                    outcome: phase == "finished" || phase == "aborted" ? phase : "open"
+                )
+            }
+        }
+        return MemberRecord(
+            key: Hex.encode(member.key),
+            fingerprint: key.fingerprint,
+            role: member.role,
+            federation: member.federation,
+            status: member.status,
+            enrolled: member.enrolled,
+            rounds: rounds
+        )
+    }
+
+    /// `GET /v1/me`.
+    public func me(_ caller: Caller) throws -> MemberRecord {
+        guard let member = caller.member else { throw ExchangeError(.unauthenticated, "not enrolled") }
+        return try record(member)
+    }
+
+    /// `GET /v1/admin/federations/{federation}/participants`.
+    public func members(_ caller: Caller, federation: String) throws -> [MemberRecord] {
+        try requireOperator(caller)
+        _ = try federationSpec(federation)
+        let members = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM members WHERE federation = ? ORDER BY enrolled, key", arguments: [federation])
+                .compactMap(Member.init(row:))
+        }
+        return try members.map(record)
+    }
+
+    /// `POST /v1/admin/federations/{federation}/participants/{key}/suspend`: the key's requests are
+    /// refused from now on, and it is left out of rounds that open later.
+    public func suspend(_ caller: Caller, federation: String, key: String) throws -> MemberRecord {
+        try requireOperator(caller)
+        guard key.utf8.count == 64, let raw = try? Hex.decode(key) else {
+            throw ExchangeError(.malformed, "a key is 64 hex digits")
+        }
+        let member = try store.write { db -> Member? in
+            guard var member = try Member.fetch(db, key: raw), member.federation == federation else { return nil }
+            try db.execute(sql: "UPDATE members SET status = 'suspended' WHERE key = ?", arguments: [Data(raw)])
+            member.status = "suspended"
+            return member
+        }
+        guard let member else { throw ExchangeError(.notFound, "no member \(key.prefix(16))… in federation \(federation)") }
+        try audit(
+            actor: caller.name,
+            action: "member.suspend",
+            objectType: "member",
+            objectID: (try? Ed25519.PublicKey(rawRepresentation: raw).fingerprint) ?? key
+        )
+        return try record(member)
+    }
+
+    /// `POST /v1/admin/federations/{federation}/training`: `start` runs `rounds` more rounds;
+    /// `stop` opens no new round (one in progress runs to its end).
+    public func training(_ caller: Caller, federation: String, _ request: TrainingRequest) throws -> FederationStatus {
+        try requireOperator(caller)
+        _ = try federationSpec(federation)
+        switch request.action {
+        case "start":
+            guard let rounds = request.rounds, (1...10_000).contains(rounds) else {
+                throw ExchangeError(.malformed, "start needs rounds: 1 to 10000")
+            }
+            try store.write { db in
+                try db.execute(
+                    sql: "UPDATE federations SET state = 'training', rounds_left = ? WHERE id = ?",
+                    arguments: [rounds, federation]
+                )
+            }
+            try audit(actor: caller.name, action: "training.start", objectType: "federation", objectID: federation, reason: "\(rounds) rounds")
+        case "stop":
+            try store.write { db in
+                try db.execute(sql: "UPDATE federations SET state = 'stopped', rounds_left = 0 WHERE id = ?", arguments: [federation])
+            }
+            try audit(actor: caller.name, action: "training.stop", objectType: "federation", objectID: federation)
+        default:
+            throw ExchangeError(.malformed, "action is start or stop, not \(request.action.prefix(20))")
+        }
+        return try status(federation)
+    }
+
+    /// `GET /v1/admin/federations/{federation}`.
+    public func status(_ caller: Caller, federation: String) throws -> FederationStatus {
+        try requireOperator(caller)
+        return try status(federation)
+    }
+
+    func status(_ federation: String) throws -> FederationStatus {
+        _ = try federationSpec(federation)
+        let open = self.open[federation]
+        return try store.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT * FROM federations WHERE id = ?", arguments: [federation])!
+            let model = try Row.fetchOne(
+                db,
+                sql: "SELECT round, digest FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                arguments: [federation]
+            )!
+            let active = try Int.fetchOne(
+                db,
+                sql: "SELECT count(*) FROM members WHERE federation = ? AND role = 'participant' AND status = 'active'",
+                arguments: [federation]
+            )!
+            let rounds = try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
+                arguments: [federation]
+            ).map { row -> RoundSummary in
+                let number: Int = row["round"]
+                let config = try RoundConfig(decoding: Array(row["config"] as Data))
+                let answered = try ExchangePhase.answering.map { phase in
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT count(*) FROM answers WHERE federation = ? AND round = ? AND phase = ?",
+                        arguments: [federation, number, phase.rawValue]
+                    )!
+                }
+                let isOpen = open?.number == number
+                return RoundSummary(
+                    round: number,
+                    phase: isOpen ? open!.phase.rawValue : row["phase"],
+                    deadline: isOpen ? open!.deadline : 0,
+                    participants: config.participantCount,
+                    neighbours: config.neighbours,
+                    threshold: config.threshold,
+                    signatureThreshold: config.signatureThreshold,
+                    answered: answered,
+                    included: row["included"],
+                    reason: row["reason"],
+                    modelDigest: (row["model_digest"] as Data?).map { Hex.encode(Array($0)) } ?? ""
+                )
+            }
+            return FederationStatus(
+                id: federation,
+                state: row["state"],
+                roundsLeft: row["rounds_left"],
+                participants: active,
+                modelDigest: Hex.encode(Array(model["digest"] as Data)),
+                modelRound: model["round"],
+                rounds: rounds
+            )
+        }
+    }
+}
+
+extension Domain {
+    /// Digests of invite secrets (the broker stores only these).
+    static let invite = Domain("cairn/invite/v1")
+}
+
+extension JSONEncoder {
+    /// Key-sorted JSON, so stored and hashed documents are stable.
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

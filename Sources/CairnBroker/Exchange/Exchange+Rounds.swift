@@ -1,0 +1,704 @@
+import CairnAudit
+public import CairnCrypto
+public import CairnExchange
+import CairnModels
+import CairnSecAgg
+import CairnWire
+import Foundation
+import GRDB
+import CoreMetrics
+import Logging
+
+/// The phases of a round as the HTTP API names them.
+public enum ExchangePhase: String, Sendable, CaseIterable {
+    /// AdvertiseKeys.
+    case advertise
+    /// ShareKeys.
+    case share
+    /// MaskedInput.
+    case mask
+    /// ConsistencyCheck.
+    case check
+    /// Unmasking.
+    case unmask
+    /// The round produced a model.
+    case finished
+    /// The round stopped without a model.
+    case aborted
+
+    /// The five phases participants answer.
+    static let answering: [Self] = [.advertise, .share, .mask, .check, .unmask]
+
+    func deadline(_ d: PhaseDeadlines) -> Int {
+        switch self {
+        case .advertise: d.advertise
+        case .share: d.share
+        case .mask: d.mask
+        case .check: d.check
+        case .unmask: d.unmask
+        case .finished, .aborted: 0
+        }
+    }
+
+    var next: Self {
+        switch self {
+        case .advertise: .share
+        case .share: .mask
+        case .mask: .check
+        case .check: .unmask
+        case .unmask, .finished: .finished
+        case .aborted: .aborted
+        }
+    }
+}
+
+/// A round in progress.
+struct OpenRound: Sendable {
+    let federation: String
+    let number: Int
+    let spec: FederationSpec
+    let config: RoundConfig
+    let base: Model
+    var server: SecAggServer
+    var phase: ExchangePhase
+    var deadline: Int64
+    /// Who should answer the open phase.
+    var expected: Set<UInt16>
+    /// Who has.
+    var answered: Set<UInt16> = []
+}
+
+/// Where a masked-input upload goes, handed to the HTTP layer while it streams.
+public struct UploadTicket: Sendable {
+    let federation: String
+    let round: Int
+    let index: UInt16
+    /// The body's layout.
+    public let layout: MaskedUpload
+    /// The key it is encrypted under.
+    public let key: SymmetricKey
+}
+
+extension Exchange {
+    // MARK: The clock
+
+    /// Opens rounds where a federation is training and has enough participants, and closes phases
+    /// that everyone answered or whose deadline passed. The broker's round service calls it.
+    public func tick() {
+        let now = settings.now()
+        for federation in Array(open.keys) where open[federation]!.deadline <= now {
+            advance(federation, dueToDeadline: true)
+        }
+        do {
+            let training = try store.read { db in
+                try String.fetchAll(db, sql: "SELECT id FROM federations WHERE state = 'training' AND rounds_left > 0")
+            }
+            for federation in training where open[federation] == nil { try openRound(federation, now: now) }
+        } catch {
+            logger.error("opening a round failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func openRound(_ federation: String, now: Int64) throws {
+        let spec = try federationSpec(federation)
+        let policy = spec.policy
+        let (roster, number, base) = try store.read { db -> ([Ed25519.PublicKey], Int, Model) in
+            let keys = try Data.fetchAll(
+                db,
+                sql: "SELECT key FROM members WHERE federation = ? AND role = 'participant' AND status = 'active' ORDER BY key",
+                arguments: [federation]
+            ).map { try Ed25519.PublicKey(rawRepresentation: Array($0)) }
+            let last = try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation]) ?? 0
+            let parameters = try Data.fetchOne(
+                db,
+                sql: "SELECT parameters FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                arguments: [federation]
+            )!
+            let floats = parameters.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            return (keys, last + 1, try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats))
+        }
+        guard roster.count >= policy.minimumParticipants else { return }
+        let parameters: RoundParameters
+        do {
+            parameters = try RoundParameters.choose(
+                participants: roster.count,
+                dropoutFraction: policy.dropoutFraction,
+                corruptFraction: policy.corruptFraction
+            )
+        } catch {
+            // Small groups: full SecAgg with the least safe thresholds and no dropout tolerance.
+            let n = roster.count
+            parameters = RoundParameters(neighbours: n - 1, threshold: (n - 1) / 2 + 1, signatureThreshold: n / 2 + 1)
+        }
+        let config = try RoundConfig(
+            federation: federation,
+            round: UInt64(number),
+            baseModelDigest: try FederatedModel.digest(base),
+            dimension: base.parameters.count,
+            quantisation: try FederatedModel.quantisation(policy),
+            maximumSampleCount: policy.maximumSampleCount,
+            roster: roster,
+            parameters: parameters
+        )
+        let server = SecAggServer(config: config)
+        let deadline = now + Int64(policy.deadlines.advertise)
+        try store.write { db in
+            try db.execute(
+                sql: "INSERT INTO rounds (federation, round, phase, deadline, config, server) VALUES (?, ?, 'advertise', ?, ?, ?)",
+                arguments: [federation, number, deadline, Data(config.encoded), Data(server.savedState().copiedBytes)]
+            )
+        }
+        open[federation] = OpenRound(
+            federation: federation,
+            number: number,
+            spec: spec,
+            config: config,
+            base: base,
+            server: server,
+            phase: .advertise,
+            deadline: deadline,
+            expected: Set(0..<UInt16(roster.count))
+        )
+        metrics.rounds.increment()
+        logger.info(
+            "round opened",
+            metadata: ["federation": "\(federation)", "round": "\(number)", "participants": "\(roster.count)", "parameters": "\(parameters)"]
+        )
+        try audit(
+            actor: brokerActor,
+            action: "round.open",
+            objectType: "round",
+            objectID: "\(federation)/\(number)",
+            reason: "\(roster.count) participants, \(parameters)",
+            digests: [.init(name: "config", bytes: config.digest), .init(name: "model", bytes: config.baseModelDigest)]
+        )
+    }
+
+    /// Closes the open phase of `federation`'s round and opens the next, or finishes or aborts it.
+    func advance(_ federation: String, dueToDeadline: Bool) {
+        guard var round = open[federation] else { return }
+        let closing = round.phase
+        do {
+            var outbox: [(recipient: Int, message: [UInt8])] = []
+            var expected: Set<UInt16> = []
+            switch closing {
+            case .advertise:
+                let list = try round.server.closeAdvertising()
+                outbox = [(-1, list.encoded)]
+                expected = Set(list.entries.map(\.index))
+            case .share:
+                let deliveries = try round.server.closeSharing()
+                outbox = deliveries.map { (Int($0.recipient), $0.encoded) }
+                expected = Set(deliveries.map(\.recipient))
+            case .mask:
+                let request = try round.server.closeMasking()
+                outbox = [(-1, request.encoded)]
+                expected = Set(request.survivors)
+            case .check:
+                let request = try round.server.closeChecking()
+                outbox = [(-1, request.encoded)]
+                expected = Set(request.survivors)
+            case .unmask:
+                try finish(&round)
+                return
+            case .finished, .aborted:
+                return
+            }
+            round.phase = closing.next
+            round.deadline = settings.now() + Int64(round.phase.deadline(round.spec.policy.deadlines))
+            round.expected = expected
+            round.answered = []
+            let saved = round.server.savedState().copiedBytes
+            let (number, phase, deadline) = (round.number, round.phase.rawValue, round.deadline)
+            try store.write { db in
+                for item in outbox {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO outbox (federation, round, phase, recipient, message) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [federation, number, phase, item.recipient, Data(item.message)]
+                    )
+                }
+                try db.execute(
+                    sql: "UPDATE rounds SET phase = ?, deadline = ?, server = ? WHERE federation = ? AND round = ?",
+                    arguments: [phase, deadline, Data(saved), federation, number]
+                )
+            }
+            open[federation] = round
+            try audit(
+                actor: brokerActor,
+                action: "round.phase",
+                objectType: "round",
+                objectID: "\(federation)/\(round.number)",
+                reason: "\(closing.rawValue) closed \(dueToDeadline ? "at its deadline" : "with every answer in") "
+                    + "(\(round.expected.count) to answer \(round.phase.rawValue))"
+            )
+        } catch {
+            abort(federation, round, reason: "\(error)")
+        }
+    }
+
+    private func finish(_ round: inout OpenRound) throws {
+        let result = try round.server.finish()
+        let model = try FederatedModel.applying(
+            sum: result.sum,
+            sampleCount: result.sampleCount,
+            to: round.base,
+            policy: round.spec.policy
+        )
+        let digest = try FederatedModel.digest(model)
+        let sumDigest = try result.sum.withUnsafeBytes { try BLAKE2b.hash(Array($0), domain: .aggregate) }
+        let (federation, number) = (round.federation, round.number)
+        try store.write { db in
+            try db.execute(
+                sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, ?, ?)",
+                arguments: [federation, number, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) }), result.survivors.count]
+            )
+            try db.execute(
+                sql: "UPDATE rounds SET phase = 'finished', deadline = 0, server = x'', included = ?, model_digest = ? WHERE federation = ? AND round = ?",
+                arguments: [result.survivors.count, Data(digest), federation, number]
+            )
+            try db.execute(
+                sql: "UPDATE federations SET rounds_left = max(rounds_left - 1, 0) WHERE id = ?",
+                arguments: [federation]
+            )
+            try db.execute(sql: "DELETE FROM outbox WHERE federation = ? AND round = ?", arguments: [federation, number])
+        }
+        open[federation] = nil
+        metrics.finished.increment()
+        logger.info(
+            "round finished",
+            metadata: ["federation": "\(federation)", "round": "\(number)", "included": "\(result.survivors.count)"]
+        )
+        try audit(
+            actor: brokerActor,
+            action: "round.aggregate",
+            objectType: "round",
+            objectID: "\(federation)/\(number)",
+            reason: "\(result.survivors.count) inputs, \(result.sampleCount) samples",
+            digests: [.init(name: "sum", bytes: sumDigest)]
+        )
+        try audit(
+            actor: brokerActor,
+            action: "model.update",
+            objectType: "model",
+            objectID: "\(federation)/\(number)",
+            digests: [.init(name: "base", bytes: round.config.baseModelDigest), .init(name: "model", bytes: digest)]
+        )
+        checkpoint()
+    }
+
+    private func abort(_ federation: String, _ round: OpenRound, reason: String) {
+        open[federation] = nil
+        metrics.aborted.increment()
+        logger.notice(
+            "round aborted",
+            metadata: ["federation": "\(federation)", "round": "\(round.number)", "reason": "\(reason)"]
+        )
+        do {
+            try store.write { db in
+                try db.execute(
+                    sql: "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
+                    arguments: [reason, federation, round.number]
+                )
+                try db.execute(sql: "DELETE FROM outbox WHERE federation = ? AND round = ?", arguments: [federation, round.number])
+            }
+            try audit(
+                actor: brokerActor,
+                action: "round.abort",
+                objectType: "round",
+                objectID: "\(federation)/\(round.number)",
+                outcome: .failed,
+                reason: reason
+            )
+        } catch {
+            logger.error("recording an abort failed", metadata: ["error": "\(error)"])
+        }
+        checkpoint()
+    }
+
+    /// Every round left open by a previous run resumes in the phase it was in, from the state
+    /// saved when that phase opened; answers given since are asked for again (the node sees
+    /// `answered: false`), and each open phase gets its full deadline again. A round that cannot
+    /// be restored is aborted.
+    static func restore(store: BrokerStore, log: AuditLog, actor: String, now: Int64) throws -> [String: OpenRound] {
+        let rows = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM rounds WHERE phase NOT IN ('finished', 'aborted')")
+        }
+        var open: [String: OpenRound] = [:]
+        for row in rows {
+            let federation: String = row["federation"]
+            let number: Int = row["round"]
+            do {
+                guard let phase = ExchangePhase(rawValue: row["phase"]) else { throw ExchangeError(.internal, "unknown phase") }
+                let specJSON = try store.read { db in
+                    try String.fetchOne(db, sql: "SELECT spec FROM federations WHERE id = ?", arguments: [federation])!
+                }
+                let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(specJSON.utf8))
+                let config = try RoundConfig(decoding: Array(row["config"] as Data))
+                let server = try SecAggServer(restoring: SecretBytes(copying: Array(row["server"] as Data)))
+                let (parameters, messages) = try store.read { db -> (Data, [Row]) in
+                    try db.execute(
+                        sql: "DELETE FROM answers WHERE federation = ? AND round = ? AND phase = ?",
+                        arguments: [federation, number, phase.rawValue]
+                    )
+                    let parameters = try Data.fetchOne(
+                        db,
+                        sql: "SELECT parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                        arguments: [federation, number]
+                    )!
+                    let messages = try Row.fetchAll(
+                        db,
+                        sql: "SELECT recipient, message FROM outbox WHERE federation = ? AND round = ? AND phase = ?",
+                        arguments: [federation, number, phase.rawValue]
+                    )
+                    return (parameters, messages)
+                }
+                let floats = parameters.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                let expected: Set<UInt16>
+                switch phase {
+                case .advertise:
+                    expected = Set(0..<UInt16(config.participantCount))
+                case .share:
+                    expected = Set(try KeyList(decoding: Array(messages[0]["message"] as Data)).entries.map(\.index))
+                case .mask:
+                    expected = Set(messages.map { UInt16($0["recipient"] as Int) })
+                case .check:
+                    expected = Set(try ConsistencyRequest(decoding: Array(messages[0]["message"] as Data)).survivors)
+                case .unmask:
+                    expected = Set(try UnmaskRequest(decoding: Array(messages[0]["message"] as Data)).survivors)
+                case .finished, .aborted:
+                    continue
+                }
+                let deadline = now + Int64(phase.deadline(spec.policy.deadlines))
+                try store.write { db in
+                    try db.execute(
+                        sql: "UPDATE rounds SET deadline = ? WHERE federation = ? AND round = ?",
+                        arguments: [deadline, federation, number]
+                    )
+                }
+                open[federation] = OpenRound(
+                    federation: federation,
+                    number: number,
+                    spec: spec,
+                    config: config,
+                    base: try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats),
+                    server: server,
+                    phase: phase,
+                    deadline: deadline,
+                    expected: expected
+                )
+                _ = try log.append {
+                    AuditEntry(
+                        sequence: $0,
+                        time: AuditEntry.now(),
+                        actor: actor,
+                        action: "round.resume",
+                        objectType: "round",
+                        objectID: "\(federation)/\(number)",
+                        outcome: .succeeded,
+                        reason: "resumed in \(phase.rawValue) after a restart"
+                    )
+                }
+            } catch {
+                try store.write { db in
+                    try db.execute(
+                        sql: "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
+                        arguments: ["could not resume after a restart: \(error)", federation, number]
+                    )
+                }
+                _ = try log.append {
+                    AuditEntry(
+                        sequence: $0,
+                        time: AuditEntry.now(),
+                        actor: actor,
+                        action: "round.abort",
+                        objectType: "round",
+                        objectID: "\(federation)/\(number)",
+                        outcome: .failed,
+                        reason: "could not resume after a restart"
+                    )
+                }
+            }
+        }
+        return open
+    }
+
+    // MARK: Participants
+
+    /// `GET /v1/federations/{federation}`.
+    public func federationInfo(_ caller: Caller, federation: String) throws -> FederationInfo {
+        _ = try requireMember(caller, of: federation)
+        let spec = try federationSpec(federation)
+        let (digest, round) = try store.read { db -> ([UInt8], Int) in
+            let row = try Row.fetchOne(
+                db,
+                sql: "SELECT round, digest FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                arguments: [federation]
+            )!
+            return (Array(row["digest"] as Data), row["round"])
+        }
+        return FederationInfo(spec: spec, modelDigest: Hex.encode(digest), modelRound: round)
+    }
+
+    /// `GET /v1/federations/{federation}/model`: the current global model as a model file
+    /// (safetensors with the schema and the federation's standardisation), and its round.
+    public func model(_ caller: Caller, federation: String) throws -> (file: [UInt8], round: Int, digest: [UInt8]) {
+        _ = try requireMember(caller, of: federation)
+        let spec = try federationSpec(federation)
+        let row = try store.read { db in
+            try Row.fetchOne(
+                db,
+                sql: "SELECT round, digest, parameters FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                arguments: [federation]
+            )!
+        }
+        let floats = (row["parameters"] as Data).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let model = try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
+        let file = try ModelFile(
+            model: model,
+            schema: spec.schema,
+            standardisation: FederatedModel.standardisation(for: spec.schema)
+        )
+        return (try file.encoded(), row["round"], Array(row["digest"] as Data))
+    }
+
+    /// `GET /v1/federations/{federation}/round`.
+    public func roundView(_ caller: Caller, federation: String) throws -> RoundView {
+        _ = try requireMember(caller, of: federation)
+        _ = try federationSpec(federation)
+        guard let round = open[federation] else {
+            let last = try store.read { db in
+                try Row.fetchOne(
+                    db,
+                    sql: "SELECT round, phase FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                    arguments: [federation]
+                )
+            }
+            return RoundView(
+                round: last?["round"] ?? 0,
+                phase: last?["phase"] ?? "none",
+                deadline: 0,
+                index: -1,
+                config: "",
+                message: "",
+                answered: false
+            )
+        }
+        guard let index = round.config.roster.firstIndex(of: caller.key) else {
+            return RoundView(
+                round: round.number,
+                phase: round.phase.rawValue,
+                deadline: round.deadline,
+                index: -1,
+                config: "",
+                message: "",
+                answered: false
+            )
+        }
+        let message: [UInt8] =
+            round.phase == .advertise
+            ? []
+            : try store.read { db in
+                try Data.fetchOne(
+                    db,
+                    sql: "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = ? AND recipient IN (-1, ?)",
+                    arguments: [federation, round.number, round.phase.rawValue, index]
+                ).map { Array($0) } ?? []
+            }
+        return RoundView(
+            round: round.number,
+            phase: round.phase.rawValue,
+            deadline: round.deadline,
+            index: index,
+            config: Hex.encode(round.config.encoded),
+            message: Hex.encode(message),
+            answered: round.answered.contains(UInt16(index))
+        )
+    }
+
+    /// Checks that the caller can answer `phase` of round `number` now and returns its roster
+    /// index, or nil when it already did with the same digest (a retry: accepted again).
+    private func answering(
+        _ caller: Caller,
+        federation: String,
+        number: Int,
+        phase: ExchangePhase,
+        digest: [UInt8]?
+    ) throws -> UInt16? {
+        _ = try requireMember(caller, of: federation)
+        _ = try federationSpec(federation)
+        guard let round = open[federation], round.number == number else {
+            throw ExchangeError(.conflict, "round \(number) of \(federation) is not open")
+        }
+        guard let position = round.config.roster.firstIndex(of: caller.key) else {
+            throw ExchangeError(.forbidden, "\(caller.name) is not on the roster of round \(number)")
+        }
+        let index = UInt16(position)
+        guard round.phase == phase else {
+            throw ExchangeError(.conflict, "round \(number) is in phase \(round.phase.rawValue), not \(phase.rawValue)")
+        }
+        if round.answered.contains(index) {
+            let stored = try store.read { db in
+                try Data.fetchOne(
+                    db,
+                    sql: "SELECT digest FROM answers WHERE federation = ? AND round = ? AND phase = ? AND participant = ?",
+                    arguments: [federation, number, phase.rawValue, position]
+                )
+            }
+            if let digest, let stored, ConstantTime.equals(Array(stored), digest) { return nil }
+            throw ExchangeError(.conflict, "this participant already answered \(phase.rawValue) in round \(number)")
+        }
+        guard round.expected.contains(index) else {
+            throw ExchangeError(
+                .conflict,
+                "this participant dropped out of round \(number) before \(phase.rawValue) and cannot answer it"
+            )
+        }
+        return index
+    }
+
+    /// `POST …/rounds/{round}/{advertise|share|check|unmask}`: one SecAgg+ message.
+    public func submit(
+        _ caller: Caller,
+        federation: String,
+        round number: Int,
+        phase: ExchangePhase,
+        body: [UInt8]
+    ) throws {
+        let digest = try BLAKE2b.hash(body, domain: .submission)
+        guard let index = try answering(caller, federation: federation, number: number, phase: phase, digest: digest)
+        else { return }
+        var round = open[federation]!
+        do {
+            let sender: UInt16
+            switch phase {
+            case .advertise:
+                let m = try AdvertiseKeys(decoding: body)
+                sender = m.entry.index
+                try checkSender(sender, index)
+                try round.server.receive(m)
+            case .share:
+                let m = try ShareKeys(decoding: body)
+                sender = m.sender
+                try checkSender(sender, index)
+                try round.server.receive(m)
+            case .check:
+                let m = try ConsistencySignature(decoding: body)
+                sender = m.sender
+                try checkSender(sender, index)
+                try round.server.receive(m)
+            case .unmask:
+                let m = try UnmaskResponse(decoding: body)
+                sender = m.sender
+                try checkSender(sender, index)
+                try round.server.receive(m)
+            case .mask, .finished, .aborted:
+                throw ExchangeError(.malformed, "masked inputs go to the input endpoint")
+            }
+        } catch let error as SecAggError {
+            throw Self.refusal(error)
+        }
+        open[federation] = round
+        try accept(caller, round: &open[federation]!, phase: phase, index: index, digest: digest)
+    }
+
+    private func checkSender(_ sender: UInt16, _ index: UInt16) throws {
+        guard sender == index else {
+            throw ExchangeError(.forbidden, "the message is signed for participant \(sender); the caller is \(index)")
+        }
+    }
+
+    static func refusal(_ error: SecAggError) -> ExchangeError {
+        switch error.code {
+        case .wrongPhase: ExchangeError(.conflict, error.message)
+        default: ExchangeError(.malformed, error.message)
+        }
+    }
+
+    private func accept(_ caller: Caller, round: inout OpenRound, phase: ExchangePhase, index: UInt16, digest: [UInt8]) throws {
+        round.answered.insert(index)
+        let (federation, number) = (round.federation, round.number)
+        try store.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
+                arguments: [federation, number, phase.rawValue, Int(index), Data(digest)]
+            )
+        }
+        try audit(
+            actor: caller.name,
+            action: "round." + phase.rawValue,
+            objectType: "round",
+            objectID: "\(federation)/\(number)",
+            digests: [.init(name: "submission", bytes: digest)]
+        )
+        if round.expected.isSubset(of: round.answered) { advance(federation, dueToDeadline: false) }
+    }
+
+    /// Starts a masked-input upload: checks the caller may send one now and returns the layout
+    /// and key to decrypt it with. The caller then holds an upload slot until
+    /// ``releaseUpload()``.
+    public func beginUpload(_ caller: Caller, federation: String, round number: Int) async throws -> UploadTicket {
+        guard let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: nil) else {
+            throw ExchangeError(.conflict, "unreachable")
+        }
+        let round = open[federation]!
+        let list = try store.read { db in
+            try Data.fetchOne(
+                db,
+                sql: "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = 'share' AND recipient = -1",
+                arguments: [federation, number]
+            )
+        }
+        guard let list, let entry = try KeyList(decoding: Array(list)).entries.first(where: { $0.index == index }),
+            let session = round.server.sessionID
+        else { throw ExchangeError(.internal, "round \(number) has no key list") }
+        let ticket = UploadTicket(
+            federation: federation,
+            round: number,
+            index: index,
+            layout: MaskedUpload(wordCount: round.config.wordCount, session: session, sender: index),
+            key: try UploadKey.broker(keys.transport, session: session, entry: entry)
+        )
+        await acquireUpload()
+        return ticket
+    }
+
+    /// Adds a fully received and decrypted masked input to the round's sum, once the request
+    /// signature over the whole body holds. Releases the upload slot either way.
+    public func commitUpload(
+        _ caller: Caller,
+        ticket: UploadTicket,
+        signature: RequestSignature,
+        method: String,
+        target: String,
+        bodyDigest: [UInt8],
+        words buffer: UploadBuffer
+    ) throws {
+        let words = buffer.words
+        try verifyLate(signature, method: method, target: target, bodyDigest: bodyDigest)
+        guard
+            let index = try answering(
+                caller,
+                federation: ticket.federation,
+                number: ticket.round,
+                phase: .mask,
+                digest: bodyDigest
+            )
+        else { return }
+        var round = open[ticket.federation]!
+        do {
+            try round.server.receiveMaskedInput(session: ticket.layout.session, sender: index, words: words)
+        } catch let error as SecAggError {
+            throw Self.refusal(error)
+        }
+        metrics.maskedBytes.increment(by: Int64(ticket.layout.bodyByteCount))
+        open[ticket.federation] = round
+        try accept(caller, round: &open[ticket.federation]!, phase: .mask, index: index, digest: bodyDigest)
+    }
+}
+
+extension Domain {
+    /// Digests of participants' round messages in the audit log.
+    static let submission = Domain("cairn/submission/v1")
+    /// Digests of round sums in the audit log.
+    static let aggregate = Domain("cairn/aggregate/v1")
+}

@@ -1,0 +1,126 @@
+public import CairnModels
+public import CairnSIMD
+public import CairnCrypto
+import CairnWire
+
+extension Domain {
+    /// The digest that names a model's parameters (the base-model digest of a round).
+    public static let modelParameters = Domain("cairn/model-parameters/v1")
+}
+
+/// What broker and node compute the same way around a round: the shared standardisation, the
+/// initial model, the model digest, a participant's quantised update and the new global model.
+///
+/// A participant with `n` rows sends `q(clip((local − global) · n / M))` where `M` is the
+/// policy's maximum sample count, and its `n` as the extra coordinate. The broker learns
+/// `S = Σ q(…)` and `N = Σ n` and sets `global += S / (s · N / M)`: the sample-weighted mean of the
+/// updates (FedAvg), to within the quantisation error.
+public enum FederatedModel {
+    /// The standardisation every participant applies: each number feature is centred on the
+    /// middle of its schema range and divided by half its width (1 without a range); one-hot
+    /// category inputs are left as they are. No participant's data decides it.
+    public static func standardisation(for schema: DataSchema) -> Standardisation {
+        var mean: [Float] = []
+        var scale: [Float] = []
+        for feature in schema.features {
+            if feature.type == .category {
+                let k = feature.categories?.count ?? 0
+                mean += [Float](repeating: 0, count: k)
+                scale += [Float](repeating: 1, count: k)
+            } else if let lo = feature.min, let hi = feature.max, hi > lo {
+                mean.append(Float((lo + hi) / 2))
+                scale.append(Float((hi - lo) / 2))
+            } else {
+                mean.append(0)
+                scale.append(1)
+            }
+        }
+        return Standardisation(mean: mean, scale: scale)
+    }
+
+    /// The architecture a federation trains.
+    public static func architecture(of spec: FederationSpec) throws -> ModelArchitecture {
+        try ModelArchitecture(
+            kind: spec.model.kind,
+            inputs: spec.schema.inputCount,
+            classes: spec.schema.label.classes.count,
+            hidden: spec.model.hidden
+        )
+    }
+
+    /// Round 0's model: seeded from the federation's name, so anyone can recompute it.
+    public static func initialModel(of spec: FederationSpec) throws -> Model {
+        let seed = try BLAKE2b.hash(Array(spec.id.utf8), domain: .modelParameters).prefix(8).reduce(UInt64(0)) {
+            $0 << 8 | UInt64($1)
+        }
+        return Model(architecture: try architecture(of: spec), seed: seed)
+    }
+
+    /// BLAKE2b-256 in `cairn/model-parameters/v1` over the architecture (kind, inputs, classes,
+    /// hidden) and the parameters as little-endian float32.
+    public static func digest(_ model: Model) throws -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + 4 * model.parameters.count)
+        w.string(model.architecture.kind.rawValue)
+        w.u32(UInt32(model.architecture.inputs))
+        w.u32(UInt32(model.architecture.classes))
+        w.u32(UInt32(model.architecture.hidden))
+        for p in model.parameters { w.u32(p.bitPattern) }
+        return try BLAKE2b.hash(w.bytes, domain: .modelParameters)
+    }
+
+    /// The fixed-point parameters of a policy.
+    public static func quantisation(_ policy: RoundPolicy) throws -> QuantisationParameters {
+        try QuantisationParameters(scale: policy.scale, clipBound: policy.clipBound)
+    }
+
+    /// A participant's quantised, weighted update (`D` words), with fresh stochastic rounding.
+    public static func quantisedUpdate(
+        local: Model,
+        global: Model,
+        sampleCount: Int,
+        policy: RoundPolicy
+    ) throws -> [UInt32] {
+        guard sampleCount >= 1, sampleCount <= Int(policy.maximumSampleCount) else {
+            throw ExchangeError(
+                .malformed,
+                "\(sampleCount) training rows: a participant brings 1 to \(policy.maximumSampleCount) (the policy's maximum)"
+            )
+        }
+        let weight = Float(Double(sampleCount) / Double(policy.maximumSampleCount))
+        let delta = try local.delta(from: global).map { $0 * weight }
+        var q = [UInt32](repeating: 0, count: delta.count)
+        let rounding = try ChaCha20Keystream(seed: .random(count: ChaCha20Keystream.seedByteCount))
+        try delta.withUnsafeBufferPointer { x in
+            try q.withUnsafeMutableBufferPointer {
+                try Quantisation.quantise(x, into: $0, parameters: quantisation(policy), rounding: rounding, parallelism: .serial)
+            }
+        }
+        return q
+    }
+
+    /// The next global model from a round's sum of updates and of sample counts.
+    public static func applying(
+        sum: [UInt32],
+        sampleCount: UInt32,
+        to global: Model,
+        policy: RoundPolicy
+    ) throws -> Model {
+        guard sampleCount >= 1 else { throw ExchangeError(.malformed, "a round with no training rows changes nothing") }
+        guard sum.count == global.parameters.count else {
+            throw ExchangeError(.malformed, "the sum has \(sum.count) words; the model has \(global.parameters.count)")
+        }
+        var mean = [Float](repeating: 0, count: sum.count)
+        try sum.withUnsafeBufferPointer { q in
+            try mean.withUnsafeMutableBufferPointer {
+                try Quantisation.dequantise(
+                    q,
+                    into: $0,
+                    parameters: quantisation(policy),
+                    dividingBy: Double(sampleCount) / Double(policy.maximumSampleCount),
+                    parallelism: .serial
+                )
+            }
+        }
+        return try Model(architecture: global.architecture, parameters: zip(global.parameters, mean).map { $0 + $1 })
+    }
+}
