@@ -23,6 +23,12 @@ public struct BrokerHome: Sendable {
     public static let checkpointKeyName = "checkpoint"
     /// The licence key signs model metadata, licences and container headers (issue #8).
     public static let licenceKeyName = "licence"
+    /// The operator's key signs admin requests to the daemon (role `operator`).
+    public static let operatorKeyName = "operator"
+    /// The X25519 transport key: masked inputs are encrypted to it.
+    public static let transportKeyName = "transport"
+    /// Where `serve` writes the URL it listens on, for admin commands and scripts.
+    public static let urlFileName = "serve.url"
 
     /// The folder.
     public let path: String
@@ -64,6 +70,8 @@ public struct BrokerHome: Sendable {
             .init(name: identityKeyName, ed25519: identity),
             .init(name: checkpointKeyName, ed25519: checkpoint),
             .init(name: licenceKeyName, ed25519: try Ed25519.PrivateKey()),
+            .init(name: operatorKeyName, ed25519: try Ed25519.PrivateKey()),
+            .init(name: transportKeyName, x25519: try X25519.PrivateKey()),
         ])
         try keystore.write(to: keystorePath, passphrase: passphrase, parameters: parameters)
         try DurableFile.write(config.json(), to: path + "/" + configFileName, replace: false)
@@ -103,6 +111,40 @@ public struct BrokerHome: Sendable {
         return try NoteVerifier(encoded: text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// The identity key's public half, for `init` to print.
+    public func identityKey(passphrase: SecretBytes) throws -> Ed25519.PublicKey {
+        try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
+            .ed25519Key(named: Self.identityKeyName).publicKey
+    }
+
+    /// Unlocks the keystore and returns what the daemon needs.
+    public func exchangeKeys(passphrase: SecretBytes) throws -> Exchange.Keys {
+        let keystore = try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
+        let signer = try NoteSigner(name: config.origin, key: try keystore.ed25519Key(named: Self.checkpointKeyName))
+        guard signer.verifier == (try verifier()) else {
+            throw WireError(.invalidValue, "\(Self.verifierFileName) does not hold this keystore's checkpoint key")
+        }
+        return Exchange.Keys(
+            identity: try keystore.ed25519Key(named: Self.identityKeyName),
+            transport: try keystore.x25519Key(named: Self.transportKeyName),
+            checkpoint: signer,
+            operatorKey: try keystore.ed25519Key(named: Self.operatorKeyName).publicKey
+        )
+    }
+
+    /// Unlocks the keystore and returns the operator's key (admin commands sign with it).
+    public func operatorKey(passphrase: SecretBytes) throws -> Ed25519.PrivateKey {
+        try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
+            .ed25519Key(named: Self.operatorKeyName)
+    }
+
+    /// The URL `serve` last listened on, if it wrote one.
+    public var servedURL: String? {
+        guard let bytes = try? DurableFile.read(path + "/" + Self.urlFileName, maximum: 1024) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : text
+    }
+
     /// Unlocks the keystore and returns the checkpoint signer.
     public func checkpointSigner(passphrase: SecretBytes) throws -> NoteSigner {
         let keystore = try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
@@ -126,11 +168,28 @@ public struct BrokerConfig: Codable, Hashable, Sendable {
     public var origin: String
     /// The GDPR Art. 30 record of processing the compliance report prints.
     public var processing: ProcessingRecord
+    /// Where `serve` listens unless flags say otherwise (default 127.0.0.1:7400).
+    public var listen: Listen?
+
+    /// A bind address.
+    public struct Listen: Codable, Hashable, Sendable {
+        /// Host name or address.
+        public var host: String
+        /// TCP port (0: any free port).
+        public var port: Int
+
+        /// An address.
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
 
     /// A configuration.
-    public init(origin: String, processing: ProcessingRecord) {
+    public init(origin: String, processing: ProcessingRecord, listen: Listen? = Listen(host: "127.0.0.1", port: 7400)) {
         self.origin = origin
         self.processing = processing
+        self.listen = listen
     }
 
     /// GDPR Art. 30(1) record of processing activities: who processes what, why, for whom, for how

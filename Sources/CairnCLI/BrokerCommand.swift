@@ -1,20 +1,22 @@
 import ArgumentParser
 import CairnAudit
 import CairnBroker
+import CairnCrypto
 import CairnWire
 import Glibc
 
 /// `cairn-broker`: the broker daemon and its admin commands.
-struct BrokerCommand: ParsableCommand {
+struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn-broker",
         abstract: "The Cairn broker: secure aggregation, access control, audit trail and licensed model delivery.",
         discussion: """
-            This release (\(CairnVersion.software)) creates a broker's data folder (keys, configuration and \
-            audit log). The daemon (serve) and its admin commands are not implemented yet.
+            Start with init (keys, configuration, audit log), run serve (the HTTP daemon), then use the \
+            admin commands, signed with the operator key from the same keystore, to create a federation, \
+            invite participants and start training. Model registry and licensing arrive in a later release.
             """,
         version: CairnVersion.software,
-        subcommands: [Init.self]
+        subcommands: [Init.self, Serve.self, Admin.self]
     )
 
     init() {}
@@ -47,7 +49,8 @@ extension BrokerCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the broker's data folder: keys, configuration and audit log.",
             discussion: """
-                Makes fresh Ed25519 identity, checkpoint and licence keys in <data-dir>/broker.keystore \
+                Makes fresh Ed25519 identity, checkpoint, licence and operator keys and an X25519 transport key \
+                in <data-dir>/broker.keystore \
                 (Argon2id, mode 0600), writes <data-dir>/broker.json (the log's origin and the GDPR Art. 30 \
                 record of processing, which you should review), starts the audit log <data-dir>/audit.sqlite \
                 with a broker.init entry and a signed checkpoint, and writes <data-dir>/checkpoint.pub, the \
@@ -75,14 +78,16 @@ extension BrokerCommand {
                 origin: origin,
                 processing: .cairnDefaults(controller: controller, contact: contact)
             )
+            let secret = try passphrase.read(newKeystore: true)
             let home = try BrokerHome.create(
                 path: data.resolved,
                 config: config,
-                passphrase: try passphrase.read(newKeystore: true),
+                passphrase: secret,
                 parameters: kdf.parameters
             )
             print("created broker data folder \(home.path)")
             print("checkpoint key: \(try home.verifier().encoded)")
+            print("broker identity fingerprint: \(try home.identityKey(passphrase: secret).fingerprint)")
         }
     }
 }

@@ -3,9 +3,9 @@ import ArgumentParser
 /// Entry points of Cairn's three executables, so each `main.swift` is one line.
 public enum CairnTool {
     /// Runs `cairn-broker` with the process's arguments and exits.
-    public static func broker() { BrokerCommand.main() }
+    public static func broker() async { await BrokerCommand.main() }
     /// Runs `cairn-node` with the process's arguments and exits.
-    public static func node() { NodeCommand.main() }
+    public static func node() async { await NodeCommand.main() }
     /// Runs `cairn-audit` with the process's arguments and exits.
     public static func audit() { AuditCommand.main() }
 }

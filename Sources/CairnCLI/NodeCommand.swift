@@ -5,17 +5,21 @@ import CairnWire
 import Glibc
 
 /// `cairn-node`: the participant and licensee CLI.
-struct NodeCommand: ParsableCommand {
+struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn-node",
         abstract: "The Cairn participant and licensee node.",
         discussion: """
-            This release (\(CairnVersion.software)) creates and unlocks a node's long-term identity, \
-            checks local data against a federation's schema and trains models locally. Enrolment, \
-            federated training rounds and model delivery are not implemented yet.
+            A participant creates its identity (init), enrols with an operator's invite (enroll), checks its \
+            data against the federation's schema (data check) and takes part in secure rounds (run); status \
+            shows its contribution record. train, predict and simulate work locally without a broker. \
+            Licensed model delivery arrives in a later release.
             """,
         version: CairnVersion.software,
-        subcommands: [Init.self, Identity.self, DataCommand.self, Train.self, Predict.self, Simulate.self]
+        subcommands: [
+            Init.self, Identity.self, Enroll.self, DataCommand.self, Run.self, Status.self, Train.self, Predict.self,
+            Simulate.self,
+        ]
     )
 
     init() {}

@@ -1,3 +1,3 @@
 import CairnCLI
 
-CairnTool.broker()
+await CairnTool.broker()

@@ -1,3 +1,3 @@
 import CairnCLI
 
-CairnTool.node()
+await CairnTool.node()

@@ -172,6 +172,19 @@ public enum BrokerServer {
         )
     }
 
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully (requests in flight finish,
+    /// the round clock signs a last checkpoint).
+    public static func run(
+        _ exchange: Exchange,
+        host: String,
+        port: Int,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        try await application(exchange, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
+            .runService()
+    }
+
     // MARK: Helpers
 
     private static func respond(

@@ -1,0 +1,145 @@
+public import AsyncHTTPClient
+public import CairnCrypto
+public import CairnExchange
+import CairnWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Signed requests to a broker, with retries and backoff for what can be retried (the network,
+/// a restarting broker, 429, 503, 5xx); a refusal (4xx) is thrown at once as an
+/// ``ExchangeError`` with the broker's message.
+public struct BrokerClient: Sendable {
+    /// The broker's base URL, e.g. `http://127.0.0.1:7400`.
+    public let url: String
+    /// The caller's identity key.
+    public let identity: Ed25519.PrivateKey
+    /// The broker's identity key (requests are bound to it).
+    public let broker: Ed25519.PublicKey
+    /// How long to keep retrying one request before giving up, in seconds.
+    public var patience: Double = 120
+    let http: HTTPClient
+
+    /// A client over the shared HTTP client.
+    public init(url: String, identity: Ed25519.PrivateKey, broker: Ed25519.PublicKey, http: HTTPClient = .shared) throws {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ExchangeError(.malformed, "the broker URL must start with http:// or https://, not \(url.prefix(40))")
+        }
+        self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.identity = identity
+        self.broker = broker
+        self.http = http
+    }
+
+    /// A response: status, selected headers, body.
+    public struct Reply: Sendable {
+        /// The status code.
+        public var status: Int
+        /// The body.
+        public var body: [UInt8]
+        /// Response headers.
+        public var headers: [String: String]
+    }
+
+    /// One request, signed afresh on every attempt, retried with exponential backoff (0.1 s
+    /// doubling to 5 s) while the failure is retryable and ``patience`` lasts.
+    public func send(
+        _ method: String,
+        _ path: String,
+        body: [UInt8] = [],
+        contentType: String? = nil,
+        signed: Bool = true
+    ) async throws -> Reply {
+        let start = ContinuousClock.now
+        var delay = 0.1
+        while true {
+            do {
+                return try await attempt(method, path, body: body, contentType: contentType, signed: signed)
+            } catch let error as ExchangeError where error.isRetryable {
+                guard ContinuousClock.now - start < .seconds(patience) else { throw error }
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 5)
+            }
+        }
+    }
+
+    private func attempt(_ method: String, _ path: String, body: [UInt8], contentType: String?, signed: Bool) async throws
+        -> Reply
+    {
+        var request = HTTPClientRequest(url: url + path)
+        request.method = HTTPMethod(rawValue: method)
+        if signed {
+            let signature = try RequestSignature.sign(
+                method: method,
+                target: path,
+                bodyDigest: try RequestSignature.digest(body),
+                identity: identity,
+                broker: broker
+            )
+            for (name, value) in signature.headers { request.headers.add(name: name, value: value) }
+        }
+        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        if !body.isEmpty { request.body = .bytes(body) }
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(request, timeout: .seconds(300))
+            bytes = try await response.body.collect(upTo: 256 << 20)
+        } catch {
+            throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(error)")
+        }
+        let status = Int(response.status.code)
+        let data = Array(bytes.readableBytesView)
+        guard (200..<300).contains(status) else {
+            let message = (try? JSONDecoder().decode(Problem.self, from: Data(data)))?.message ?? "HTTP \(status)"
+            throw ExchangeError(status: status, message: message)
+        }
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return Reply(status: status, body: data, headers: headers)
+    }
+
+    /// A JSON request and its JSON answer.
+    public func json<T: Decodable>(_ method: String, _ path: String, _ body: (some Encodable)? = nil as Bool?) async throws
+        -> T
+    {
+        var bytes: [UInt8] = []
+        if let body {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            bytes = Array(try encoder.encode(body))
+        }
+        let reply = try await send(method, path, body: bytes, contentType: body == nil ? nil : "application/json")
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(reply.body))
+        } catch {
+            throw ExchangeError(.transport, "the broker's answer to \(method) \(path) is not the JSON expected: \(error)")
+        }
+    }
+
+    /// `GET /v1/broker`, checked against the pinned identity key: the transport key must carry
+    /// the broker's signature.
+    public static func brokerInfo(url: String, expected: Ed25519.PublicKey, http: HTTPClient = .shared) async throws
+        -> (info: BrokerInfo, transport: X25519.PublicKey)
+    {
+        let probe = try BrokerClient(url: url, identity: try Ed25519.PrivateKey(), broker: expected, http: http)
+        let reply = try await probe.send("GET", "/v1/broker", signed: false)
+        guard let info = try? JSONDecoder().decode(BrokerInfo.self, from: Data(reply.body)) else {
+            throw ExchangeError(.transport, "\(url) does not answer like a Cairn broker")
+        }
+        guard let key = try? Hex.decode(info.identityKey), key == expected.rawRepresentation else {
+            throw ExchangeError(
+                .forbidden,
+                "the broker at \(url) has identity \(info.identityKey.prefix(16))…, not the one named in the invite: refusing to talk to it"
+            )
+        }
+        guard let transportBytes = try? Hex.decode(info.transportKey),
+            let transport = try? X25519.PublicKey(rawRepresentation: transportBytes),
+            let signature = try? Hex.decode(info.transportSignature),
+            expected.isValidSignature(signature, for: transportBytes, domain: .brokerTransportKey)
+        else {
+            throw ExchangeError(.forbidden, "the broker's transport key carries no valid signature from its identity")
+        }
+        return (info, transport)
+    }
+}

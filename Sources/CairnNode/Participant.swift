@@ -1,0 +1,347 @@
+public import CairnCrypto
+public import CairnExchange
+public import CairnModels
+import CairnSecAgg
+import CairnWire
+import Foundation
+
+/// What `cairn-node enroll` writes to `enrolment.json` in the node's home: where the broker is,
+/// who it is, and the federation and role this node joined.
+public struct Enrolment: Codable, Sendable, Hashable {
+    /// The format tag.
+    public static let formatTag = "cairn-enrolment/v1"
+    /// The file name in the home folder.
+    public static let fileName = "enrolment.json"
+    /// The format.
+    public var format = Self.formatTag
+    /// The broker's URL.
+    public var broker: String
+    /// The broker's identity key (hex), pinned from the invite.
+    public var brokerKey: String
+    /// The federation.
+    public var federation: String
+    /// The role.
+    public var role: Role
+
+    /// An enrolment.
+    public init(broker: String, brokerKey: String, federation: String, role: Role) {
+        self.broker = broker
+        self.brokerKey = brokerKey
+        self.federation = federation
+        self.role = role
+    }
+
+    /// Reads `home/enrolment.json`.
+    public static func read(home: String) throws -> Enrolment {
+        let path = home + "/" + fileName
+        guard DurableFile.exists(path) else {
+            throw ExchangeError(.notFound, "\(home) has not enrolled with a broker; run cairn-node enroll first")
+        }
+        do {
+            let value = try JSONDecoder().decode(Enrolment.self, from: Data(try DurableFile.read(path, maximum: 1 << 16)))
+            guard value.format == formatTag else { throw ExchangeError(.malformed, "unknown format \(value.format)") }
+            return value
+        } catch {
+            throw ExchangeError(.malformed, "\(path) is not a Cairn enrolment: \(error)")
+        }
+    }
+
+    /// Writes it.
+    public func write(home: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try DurableFile.write(Array(try encoder.encode(self)), to: home + "/" + Self.fileName, replace: true)
+    }
+
+    /// The broker key.
+    public var brokerIdentity: Ed25519.PublicKey {
+        get throws { try Ed25519.PublicKey(rawRepresentation: try Hex.decode(brokerKey)) }
+    }
+
+    /// Enrols `identity` with an invite code (`secret.brokerkey`) at `url`: checks the broker is
+    /// the one the invite names, sends the signed enrolment and returns what to write.
+    public static func enrol(url: String, code: String, identity: NodeIdentity) async throws -> (Enrolment, MemberRecord) {
+        let parts = code.split(separator: ".")
+        guard parts.count == 2, parts[0].utf8.count == 32, parts[1].utf8.count == 64,
+            let keyBytes = try? Hex.decode(String(parts[1])), let broker = try? Ed25519.PublicKey(rawRepresentation: keyBytes)
+        else {
+            throw ExchangeError(.malformed, "an invite code is 32 hex digits, a dot, and the broker's 64-hex-digit key")
+        }
+        _ = try await BrokerClient.brokerInfo(url: url, expected: broker)
+        let client = try BrokerClient(url: url, identity: identity.identity, broker: broker)
+        let record: MemberRecord = try await client.json(
+            "POST",
+            "/v1/enrol",
+            EnrolRequest(invite: String(parts[0]), deliveryKey: Hex.encode(identity.delivery.publicKey.rawRepresentation))
+        )
+        return (Enrolment(broker: url, brokerKey: String(parts[1]), federation: record.federation, role: record.role), record)
+    }
+}
+
+/// A participant taking part in rounds: waits for a round, trains on its data, and answers every
+/// SecAgg+ phase, keeping its round state encrypted on disk so a restart never makes it reveal
+/// both shares of a peer.
+public struct Participant: Sendable {
+    /// Progress reports, for a terminal or a log.
+    public enum Event: Sendable {
+        /// A round this node is on opened.
+        case roundOpened(round: Int, participants: Int)
+        /// This node answered a phase.
+        case answered(round: Int, phase: String, bytes: Int)
+        /// A round finished: the new model's accuracy on the evaluation data, if any.
+        case roundFinished(round: Int, accuracy: Double?)
+        /// A round went on or aborted without this node.
+        case roundMissed(round: Int, reason: String)
+    }
+
+    let client: BrokerClient
+    let home: String
+    let federation: String
+    let identity: NodeIdentity
+    let transport: X25519.PublicKey
+    /// How often to poll for the round's state, in seconds.
+    public var pollInterval = 0.2
+
+    /// A participant of the enrolment's federation.
+    public static func connect(home: String, identity: NodeIdentity) async throws -> Participant {
+        let enrolment = try Enrolment.read(home: home)
+        guard enrolment.role == .participant else {
+            throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
+        }
+        let broker = try enrolment.brokerIdentity
+        let (_, transport) = try await withRetries { try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker) }
+        return Participant(
+            client: try BrokerClient(url: enrolment.broker, identity: identity.identity, broker: broker),
+            home: home,
+            federation: enrolment.federation,
+            identity: identity,
+            transport: transport
+        )
+    }
+
+    /// The federation's description and current model round.
+    public func info() async throws -> FederationInfo {
+        try await client.json("GET", "/v1/federations/\(federation)")
+    }
+
+    /// The current global model.
+    public func model() async throws -> (file: ModelFile, round: Int, digest: [UInt8]) {
+        let reply = try await client.send("GET", "/v1/federations/\(federation)/model")
+        let file = try ModelFile.decode(reply.body, name: "the broker's model")
+        let digest = try FederatedModel.digest(file.model)
+        guard let claimed = reply.headers["cairn-model-digest"], claimed == Hex.encode(digest) else {
+            throw ExchangeError(.transport, "the model's digest does not match the one the broker names")
+        }
+        return (file, Int(reply.headers["cairn-model-round"] ?? "") ?? 0, digest)
+    }
+
+    /// This node's record.
+    public func record() async throws -> MemberRecord { try await client.json("GET", "/v1/me") }
+
+    /// Takes part in rounds until `rounds` rounds have finished (counting from the current model),
+    /// training on `data` (validated and standardised by the caller), and reports each step.
+    public func run(
+        data: Dataset,
+        evaluation: Dataset?,
+        rounds: Int,
+        report: @Sendable (Event) -> Void
+    ) async throws {
+        let spec = try await info().spec
+        var lastModelRound = try await info().modelRound
+        let target = lastModelRound + rounds
+        var state = RoundState()
+        while lastModelRound < target {
+            let view: RoundView = try await client.json("GET", "/v1/federations/\(federation)/round")
+            let current = try await info().modelRound
+            if current > lastModelRound {
+                var accuracy: Double?
+                if let evaluation {
+                    let (file, _, _) = try await model()
+                    accuracy =
+                        Evaluation(
+                            probabilities: file.model.probabilities(evaluation.features),
+                            labels: evaluation.labels,
+                            classes: file.model.architecture.classes
+                        ).accuracy
+                }
+                for r in (lastModelRound + 1)...current { report(.roundFinished(round: r, accuracy: r == current ? accuracy : nil)) }
+                lastModelRound = current
+                continue
+            }
+            if view.index >= 0, !view.answered, ["advertise", "share", "mask", "check", "unmask"].contains(view.phase) {
+                do {
+                    try await step(view, spec: spec, data: data, state: &state, report: report)
+                } catch let error as SecAggError {
+                    state.refused.insert(view.round)
+                    report(.roundMissed(round: view.round, reason: error.message))
+                } catch let error as ExchangeError where error.code == .conflict {
+                    // The phase moved on while this node answered; the next poll shows where it is.
+                }
+            } else if view.phase == "aborted", !state.reportedAborts.contains(view.round) {
+                state.reportedAborts.insert(view.round)
+                report(.roundMissed(round: view.round, reason: "the round aborted"))
+            }
+            try await Task.sleep(for: .seconds(pollInterval))
+        }
+    }
+
+    /// What this process remembers between polls.
+    struct RoundState {
+        var round = 0
+        var client: SecAggClient?
+        var update: (words: [UInt32], samples: UInt32)?
+        var refused: Set<Int> = []
+        var reportedAborts: Set<Int> = []
+    }
+
+    private func step(
+        _ view: RoundView,
+        spec: FederationSpec,
+        data: Dataset,
+        state: inout RoundState,
+        report: (Event) -> Void
+    ) async throws {
+        guard !state.refused.contains(view.round) else { return }
+        let config = try RoundConfig(decoding: try Hex.decode(view.config))
+        guard config.federation == federation, config.round == UInt64(view.round) else {
+            throw SecAggError(.wrongSession, "the broker's round configuration is for another federation or round")
+        }
+        if state.round != view.round {
+            state = RoundState(round: view.round, refused: state.refused, reportedAborts: state.reportedAborts)
+            state.client = try loadState(round: view.round)
+        }
+        let message = try Hex.decode(view.message)
+        let base = "/v1/federations/\(federation)/rounds/\(view.round)/"
+        switch view.phase {
+        case "advertise":
+            report(.roundOpened(round: view.round, participants: config.participantCount))
+            var client = try state.client ?? SecAggClient(config: config, identity: identity.identity)
+            let advert = try client.advertise()
+            try saveState(client, round: view.round)
+            state.client = client
+            try await post(base + "advertise", advert.encoded, view, report)
+        case "share":
+            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no keys for the round") }
+            let answer = try client.shareKeys(try KeyList(decoding: message))
+            try saveState(client, round: view.round)
+            state.client = client
+            try await post(base + "share", answer.encoded, view, report)
+        case "mask":
+            guard var client = state.client, !message.isEmpty else {
+                throw SecAggError(.wrongPhase, "this node dropped out before the masking phase")
+            }
+            if state.update == nil { state.update = try await train(spec: spec, config: config, data: data) }
+            let (words, samples) = state.update!
+            let masked = try client.maskInput(try ShareDelivery(decoding: message), input: words, sampleCount: samples)
+            try saveState(client, round: view.round)
+            state.client = client
+            let layout = MaskedUpload(wordCount: config.wordCount, session: masked.session, sender: masked.sender)
+            var body: [UInt8] = []
+            body.reserveCapacity(layout.bodyByteCount)
+            try layout.encrypt(masked.words, key: try client.uploadKey(brokerKey: transport)) { body += $0 }
+            try await post(base + "input", body, view, report)
+        case "check":
+            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no state for the round") }
+            let answer = try client.signSurvivors(try ConsistencyRequest(decoding: message))
+            try saveState(client, round: view.round)
+            state.client = client
+            try await post(base + "check", answer.encoded, view, report)
+        case "unmask":
+            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no state for the round") }
+            let answer = try client.unmask(try UnmaskRequest(decoding: message))
+            // What was revealed is on disk before anything leaves this node.
+            try saveState(client, round: view.round)
+            state.client = client
+            try await post(base + "unmask", answer.encoded, view, report)
+        default:
+            return
+        }
+    }
+
+    private func post(_ path: String, _ body: [UInt8], _ view: RoundView, _ report: (Event) -> Void) async throws {
+        _ = try await client.send("POST", path, body: body, contentType: "application/octet-stream")
+        report(.answered(round: view.round, phase: view.phase, bytes: body.count))
+    }
+
+    /// Local training from the round's base model: the quantised, weighted update and the row count.
+    private func train(spec: FederationSpec, config: RoundConfig, data: Dataset) async throws -> ([UInt32], UInt32) {
+        let (file, _, digest) = try await model()
+        guard digest == config.baseModelDigest else {
+            throw SecAggError(.wrongSession, "the broker's model is not the one this round starts from")
+        }
+        let policy = spec.policy
+        var local = file.model
+        let settings = TrainingSettings(
+            optimizer: .sgd,
+            epochs: policy.localEpochs,
+            batchSize: policy.batchSize,
+            learningRate: policy.learningRate,
+            l2: policy.l2,
+            seed: config.round &* 7919 &+ UInt64(identity.identity.publicKey.rawRepresentation[0])
+        )
+        _ = try Trainer.train(&local, on: data, settings: settings)
+        let samples = min(data.count, Int(policy.maximumSampleCount))
+        let words = try FederatedModel.quantisedUpdate(local: local, global: file.model, sampleCount: samples, policy: policy)
+        return (words, UInt32(samples))
+    }
+
+    // MARK: Round state on disk
+
+    private var statePath: String { home + "/round.state" }
+
+    private func stateKey(round: Int) throws -> SymmetricKey {
+        var context = ByteWriter()
+        context.string(federation)
+        context.u64(UInt64(round))
+        return try BLAKE2b.deriveKey(from: identity.identity.seed, domain: .nodeRoundState, context: context.bytes)
+    }
+
+    /// Encrypts the client's state (XChaCha20-Poly1305 under a key derived from the identity
+    /// key, the federation and the round) and writes it atomically.
+    private func saveState(_ client: SecAggClient, round: Int) throws {
+        var w = ByteWriter()
+        w.u64(UInt64(round))
+        let nonce = XChaCha20Poly1305.Nonce()
+        let sealed = try XChaCha20Poly1305.seal(
+            client.savedState(),
+            key: try stateKey(round: round),
+            nonce: nonce,
+            authenticating: w.bytes
+        )
+        try DurableFile.write(w.bytes + nonce.bytes + sealed, to: statePath, replace: true)
+    }
+
+    private func loadState(round: Int) throws -> SecAggClient? {
+        guard DurableFile.exists(statePath) else { return nil }
+        let bytes = try DurableFile.read(statePath, maximum: 64 << 20)
+        guard bytes.count > 32 else { return nil }
+        var reader = ByteReader(bytes)
+        guard try reader.u64("round") == UInt64(round) else { return nil }
+        let nonce = try XChaCha20Poly1305.Nonce(bytes: try reader.fixed(24, "nonce"))
+        let plain = try XChaCha20Poly1305.openSecret(
+            try reader.fixed(reader.remaining, "state"),
+            key: try stateKey(round: round),
+            nonce: nonce,
+            authenticating: Array(bytes[0..<8])
+        )
+        return try SecAggClient(restoring: plain, identity: identity.identity)
+    }
+}
+
+/// Retries `body` while it fails with a retryable error, for up to two minutes.
+func withRetries<T>(_ body: () async throws -> T) async throws -> T {
+    let start = ContinuousClock.now
+    var delay = 0.1
+    while true {
+        do { return try await body() } catch let error as ExchangeError where error.isRetryable {
+            guard ContinuousClock.now - start < .seconds(120) else { throw error }
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(delay * 2, 5)
+        }
+    }
+}
+
+extension Domain {
+    /// The key a node's saved round state is encrypted under.
+    static let nodeRoundState = Domain("cairn/node-round-state/v1")
+}
