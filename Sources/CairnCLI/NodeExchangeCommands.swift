@@ -64,7 +64,7 @@ extension NodeCommand {
             let standardisation = FederatedModel.standardisation(for: spec.schema)
             let (rows, _) = try DataValidator.load(data, schema: spec.schema)
             let evaluation = try evaluate.map { standardisation.apply(to: try DataValidator.load($0, schema: spec.schema).0) }
-            print("\(spec.id): \(rows.count) rows checked against the federation's schema; waiting for rounds")
+            say("\(spec.id): \(rows.count) rows checked against the federation's schema; waiting for rounds")
             let verbose = progress || isatty(STDOUT_FILENO) == 1
             try await cliCall {
                 try await participant.run(data: standardisation.apply(to: rows), evaluation: evaluation, rounds: rounds) { event in

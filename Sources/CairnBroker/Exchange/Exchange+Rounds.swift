@@ -335,7 +335,7 @@ extension Exchange {
                 let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(specJSON.utf8))
                 let config = try RoundConfig(decoding: Array(row["config"] as Data))
                 let server = try SecAggServer(restoring: SecretBytes(copying: Array(row["server"] as Data)))
-                let (parameters, messages) = try store.read { db -> (Data, [Row]) in
+                let (parameters, messages) = try store.write { db -> (Data, [Row]) in
                     try db.execute(
                         sql: "DELETE FROM answers WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
@@ -598,7 +598,7 @@ extension Exchange {
             throw Self.refusal(error)
         }
         open[federation] = round
-        try accept(caller, round: &open[federation]!, phase: phase, index: index, digest: digest)
+        try accept(caller, federation: federation, phase: phase, index: index, digest: digest)
     }
 
     private func checkSender(_ sender: UInt16, _ index: UInt16) throws {
@@ -614,9 +614,10 @@ extension Exchange {
         }
     }
 
-    private func accept(_ caller: Caller, round: inout OpenRound, phase: ExchangePhase, index: UInt16, digest: [UInt8]) throws {
-        round.answered.insert(index)
-        let (federation, number) = (round.federation, round.number)
+    private func accept(_ caller: Caller, federation: String, phase: ExchangePhase, index: UInt16, digest: [UInt8]) throws {
+        open[federation]!.answered.insert(index)
+        let round = open[federation]!
+        let number = round.number
         try store.write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
@@ -692,7 +693,7 @@ extension Exchange {
         }
         metrics.maskedBytes.increment(by: Int64(ticket.layout.bodyByteCount))
         open[ticket.federation] = round
-        try accept(caller, round: &open[ticket.federation]!, phase: .mask, index: index, digest: bodyDigest)
+        try accept(caller, federation: ticket.federation, phase: .mask, index: index, digest: bodyDigest)
     }
 }
 
