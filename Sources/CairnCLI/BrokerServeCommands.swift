@@ -42,8 +42,12 @@ extension BrokerCommand {
 
         func validate() throws {
             if let port, !(0...65_535).contains(port) { throw ValidationError("--port must be 0 to 65535") }
-            guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
-            guard (1...64).contains(concurrentUploads) else { throw ValidationError("--concurrent-uploads must be 1 to 64") }
+            guard Logger.Level(rawValue: logLevel) != nil else {
+                throw ValidationError("unknown --log-level \(logLevel)")
+            }
+            guard (1...64).contains(concurrentUploads) else {
+                throw ValidationError("--concurrent-uploads must be 1 to 64")
+            }
         }
 
         func run() async throws {
@@ -66,8 +70,15 @@ extension BrokerCommand {
             let port = port ?? home.config.listen?.port ?? 7400
             try await BrokerServer.run(exchange, host: host, port: port, logger: logger) { bound in
                 let url = "http://\(host):\(bound)"
-                try? DurableFile.write(Array((url + "\n").utf8), to: home.path + "/" + BrokerHome.urlFileName, mode: 0o644, replace: true)
-                say("cairn-broker \(CairnVersion.software) serving \(url) (identity \(keys.identity.publicKey.fingerprint))")
+                try? DurableFile.write(
+                    Array((url + "\n").utf8),
+                    to: home.path + "/" + BrokerHome.urlFileName,
+                    mode: 0o644,
+                    replace: true
+                )
+                say(
+                    "cairn-broker \(CairnVersion.software) serving \(url) (identity \(keys.identity.publicKey.fingerprint))"
+                )
             }
             print("cairn-broker stopped")
         }
@@ -77,7 +88,9 @@ extension BrokerCommand {
     struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Operator commands, signed with the operator key and sent to the running daemon.",
-            subcommands: [CreateFederation.self, Invite.self, Participants.self, Suspend.self, Start.self, Stop.self, Status.self]
+            subcommands: [
+                CreateFederation.self, Invite.self, Participants.self, Suspend.self, Start.self, Stop.self, Status.self,
+            ]
         )
     }
 }
@@ -87,14 +100,22 @@ struct AdminOptions: ParsableArguments {
     @OptionGroup var data: BrokerDataOptions
     @OptionGroup var passphrase: PassphraseOptions
 
-    @Option(help: ArgumentHelp("The daemon's URL. Default: <data-dir>/serve.url, else http://127.0.0.1:7400.", valueName: "url"))
+    @Option(
+        help: ArgumentHelp(
+            "The daemon's URL. Default: <data-dir>/serve.url, else http://127.0.0.1:7400.",
+            valueName: "url"
+        )
+    )
     var broker: String?
 
     func client() async throws -> BrokerClient {
         let home = try data.open()
         let key = try home.operatorKey(passphrase: try passphrase.read(newKeystore: false))
         let url = broker ?? home.servedURL ?? "http://127.0.0.1:7400"
-        let info: BrokerInfo = try await BrokerClient(url: url, identity: key, broker: key.publicKey).json("GET", "/v1/broker")
+        let info: BrokerInfo = try await BrokerClient(url: url, identity: key, broker: key.publicKey).json(
+            "GET",
+            "/v1/broker"
+        )
         let identity = try Ed25519.PublicKey(rawRepresentation: try Hex.decode(info.identityKey))
         return try BrokerClient(url: url, identity: key, broker: identity)
     }
@@ -132,7 +153,8 @@ extension BrokerCommand.Admin {
         @Option(help: "A round opens only with this many active participants (≥ 3).") var minimumParticipants = 3
         @Option(help: "Fraction of participants that may drop out of a round.") var dropoutFraction = 0.1
         @Option(help: "Fraction of participants that may collude with the broker.") var corruptFraction = 0.05
-        @Option(help: "Seconds for advertise, share, mask, check and unmask, comma-separated.") var deadlines = "60,30,120,30,30"
+        @Option(help: "Seconds for advertise, share, mask, check and unmask, comma-separated.") var deadlines =
+            "60,30,120,30,30"
         @Option(help: "Each coordinate of a weighted update is clipped to ± this.") var clipBound: Float = 4
         @Option(help: "Fixed-point scale.") var scale: Float = 1_048_576
         @Option(help: "The most training rows a participant may declare.") var maximumSamples: UInt32 = 100_000
@@ -154,7 +176,13 @@ extension BrokerCommand.Admin {
                     minimumParticipants: minimumParticipants,
                     dropoutFraction: dropoutFraction,
                     corruptFraction: corruptFraction,
-                    deadlines: PhaseDeadlines(advertise: parts[0], share: parts[1], mask: parts[2], check: parts[3], unmask: parts[4]),
+                    deadlines: PhaseDeadlines(
+                        advertise: parts[0],
+                        share: parts[1],
+                        mask: parts[2],
+                        check: parts[3],
+                        unmask: parts[4]
+                    ),
                     clipBound: clipBound,
                     scale: scale,
                     maximumSampleCount: maximumSamples,
@@ -164,7 +192,9 @@ extension BrokerCommand.Admin {
                     l2: l2
                 )
             )
-            let status: FederationStatus = try await cliCall { try await admin.client().json("POST", "/v1/admin/federations", spec) }
+            let status: FederationStatus = try await cliCall {
+                try await admin.client().json("POST", "/v1/admin/federations", spec)
+            }
             print("created federation \(status.id); initial model \(status.modelDigest.prefix(16))…")
         }
     }
@@ -192,7 +222,9 @@ extension BrokerCommand.Admin {
     }
 
     struct Participants: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a federation's members and their round records.")
+        static let configuration = CommandConfiguration(
+            abstract: "List a federation's members and their round records."
+        )
         @OptionGroup var admin: AdminOptions
         @OptionGroup var federation: FederationOption
 
@@ -202,7 +234,9 @@ extension BrokerCommand.Admin {
             }
             for m in members {
                 let included = m.rounds.filter(\.included).count
-                print("\(m.fingerprint)  \(m.role.rawValue)  \(m.status)  in \(included) of \(m.rounds.count) rounds  \(m.key)")
+                print(
+                    "\(m.fingerprint)  \(m.role.rawValue)  \(m.status)  in \(included) of \(m.rounds.count) rounds  \(m.key)"
+                )
             }
         }
     }
@@ -241,12 +275,16 @@ extension BrokerCommand.Admin {
                     TrainingRequest(action: "start", rounds: rounds)
                 )
             }
-            print("\(status.id): training, \(status.roundsLeft) rounds to run, \(status.participants) active participants")
+            print(
+                "\(status.id): training, \(status.roundsLeft) rounds to run, \(status.participants) active participants"
+            )
         }
     }
 
     struct Stop: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop training: no new round opens; one in progress runs to its end.")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop training: no new round opens; one in progress runs to its end."
+        )
         @OptionGroup var admin: AdminOptions
         @OptionGroup var federation: FederationOption
 
@@ -263,7 +301,9 @@ extension BrokerCommand.Admin {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a federation's state and its rounds, newest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a federation's state and its rounds, newest first."
+        )
         @OptionGroup var admin: AdminOptions
         @OptionGroup var federation: FederationOption
         @Flag(help: "Print the JSON the daemon answered.") var json = false
@@ -273,10 +313,16 @@ extension BrokerCommand.Admin {
                 try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)")
             }
             if json { return try printJSON(status) }
-            print("\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)")
+            print(
+                "\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)"
+            )
             for r in status.rounds {
-                let detail = r.phase == "aborted" ? r.reason : r.phase == "finished" ? "\(r.included) inputs summed" : "answered \(r.answered)"
-                print("  round \(r.round): \(r.phase), n = \(r.participants), k = \(r.neighbours), t = \(r.threshold), T = \(r.signatureThreshold); \(detail)")
+                let detail =
+                    r.phase == "aborted"
+                    ? r.reason : r.phase == "finished" ? "\(r.included) inputs summed" : "answered \(r.answered)"
+                print(
+                    "  round \(r.round): \(r.phase), n = \(r.participants), k = \(r.neighbours), t = \(r.threshold), T = \(r.signatureThreshold); \(detail)"
+                )
             }
         }
     }
@@ -291,6 +337,8 @@ enum RoleArgument: String, ExpressibleByArgument, CaseIterable {
 /// Runs a network call, turning its errors into one-line CLI errors.
 func cliCall<T>(_ body: () async throws -> T) async throws -> T {
     do { return try await body() } catch let error as ExchangeError {
-        throw CLIError(error.code == .transport ? error.message : "the broker refused (\(error.status)): \(error.message)")
+        throw CLIError(
+            error.code == .transport ? error.message : "the broker refused (\(error.status)): \(error.message)"
+        )
     }
 }

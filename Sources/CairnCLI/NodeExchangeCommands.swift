@@ -20,16 +20,22 @@ extension NodeCommand {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
-        @Option(help: ArgumentHelp("The broker's URL, e.g. http://127.0.0.1:7400.", valueName: "url")) var broker: String
+        @Option(help: ArgumentHelp("The broker's URL, e.g. http://127.0.0.1:7400.", valueName: "url")) var broker:
+            String
         @Option(help: ArgumentHelp("The invite code from the operator.", valueName: "code")) var invite: String
 
         func run() async throws {
-            let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
+            let identity = try NodeIdentity.unlock(
+                home: home.resolved,
+                passphrase: try passphrase.read(newKeystore: false)
+            )
             let (enrolment, record) = try await cliCall {
                 try await Enrolment.enrol(url: broker, code: invite, identity: identity)
             }
             try enrolment.write(home: home.resolved)
-            print("enrolled \(record.fingerprint) as \(record.role.rawValue) of federation \(record.federation) at \(broker)")
+            print(
+                "enrolled \(record.fingerprint) as \(record.role.rawValue) of federation \(record.federation) at \(broker)"
+            )
         }
     }
 
@@ -49,32 +55,46 @@ extension NodeCommand {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
-        @Option(help: ArgumentHelp("This participant's data (CSV with a header row).", valueName: "csv")) var data: String
+        @Option(help: ArgumentHelp("This participant's data (CSV with a header row).", valueName: "csv")) var data:
+            String
         @Option(help: "Stop after this many rounds have finished.") var rounds = 10
         @Option(help: ArgumentHelp("Also print each new model's accuracy on this labelled CSV.", valueName: "csv"))
         var evaluate: String?
         @Flag(help: "Report every phase, not just each round.") var progress = false
 
-        func validate() throws { guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be 1 to 10000") } }
+        func validate() throws {
+            guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be 1 to 10000") }
+        }
 
         func run() async throws {
-            let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
-            let participant = try await cliCall { try await Participant.connect(home: home.resolved, identity: identity) }
+            let identity = try NodeIdentity.unlock(
+                home: home.resolved,
+                passphrase: try passphrase.read(newKeystore: false)
+            )
+            let participant = try await cliCall {
+                try await Participant.connect(home: home.resolved, identity: identity)
+            }
             let spec = try await cliCall { try await participant.info().spec }
             let standardisation = FederatedModel.standardisation(for: spec.schema)
             let (rows, _) = try DataValidator.load(data, schema: spec.schema)
-            let evaluation = try evaluate.map { standardisation.apply(to: try DataValidator.load($0, schema: spec.schema).0) }
+            let evaluation = try evaluate.map {
+                standardisation.apply(to: try DataValidator.load($0, schema: spec.schema).0)
+            }
             say("\(spec.id): \(rows.count) rows checked against the federation's schema; waiting for rounds")
             let verbose = progress || isatty(STDOUT_FILENO) == 1
             try await cliCall {
-                try await participant.run(data: standardisation.apply(to: rows), evaluation: evaluation, rounds: rounds) { event in
+                try await participant.run(data: standardisation.apply(to: rows), evaluation: evaluation, rounds: rounds)
+                { event in
                     switch event {
                     case .roundOpened(let round, let n):
                         if verbose { say("round \(round): open with \(n) participants; training and advertising keys") }
                     case .answered(let round, let phase, let bytes):
                         if verbose { say("round \(round): \(phase) sent (\(bytes) bytes)") }
                     case .roundFinished(let round, let accuracy):
-                        say("round \(round): finished" + (accuracy.map { "; global model accuracy \(rounded($0))" } ?? ""))
+                        say(
+                            "round \(round): finished"
+                                + (accuracy.map { "; global model accuracy \(rounded($0))" } ?? "")
+                        )
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
                     }
@@ -93,16 +113,27 @@ extension NodeCommand {
         @Flag(help: "Print the broker's JSON.") var json = false
 
         func run() async throws {
-            let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
+            let identity = try NodeIdentity.unlock(
+                home: home.resolved,
+                passphrase: try passphrase.read(newKeystore: false)
+            )
             let enrolment = try Enrolment.read(home: home.resolved)
-            let client = try BrokerClient(url: enrolment.broker, identity: identity.identity, broker: try enrolment.brokerIdentity)
+            let client = try BrokerClient(
+                url: enrolment.broker,
+                identity: identity.identity,
+                broker: try enrolment.brokerIdentity
+            )
             let record: MemberRecord = try await cliCall { try await client.json("GET", "/v1/me") }
             if json { return try printJSON(record) }
-            print("\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)")
+            print(
+                "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"
+            )
             let included = record.rounds.filter(\.included).count
             print("input summed in \(included) of \(record.rounds.count) rounds")
             for r in record.rounds {
-                print("  round \(r.round): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")")
+                print(
+                    "  round \(r.round): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")"
+                )
             }
         }
     }

@@ -30,7 +30,8 @@ public struct BrokerInfo: Codable, Sendable, Hashable {
     public var version: String
 
     /// A broker description.
-    public init(origin: String, identityKey: String, transportKey: String, transportSignature: String, version: String) {
+    public init(origin: String, identityKey: String, transportKey: String, transportSignature: String, version: String)
+    {
         self.origin = origin
         self.identityKey = identityKey
         self.transportKey = transportKey
@@ -402,7 +403,8 @@ public struct RoundView: Codable, Sendable, Hashable {
     public var answered: Bool
 
     /// A view.
-    public init(round: Int, phase: String, deadline: Int64, index: Int, config: String, message: String, answered: Bool) {
+    public init(round: Int, phase: String, deadline: Int64, index: Int, config: String, message: String, answered: Bool)
+    {
         self.round = round
         self.phase = phase
         self.deadline = deadline

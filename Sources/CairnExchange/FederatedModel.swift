@@ -1,6 +1,6 @@
+public import CairnCrypto
 public import CairnModels
 public import CairnSIMD
-public import CairnCrypto
 import CairnWire
 
 extension Domain {
@@ -92,7 +92,13 @@ public enum FederatedModel {
         let rounding = try ChaCha20Keystream(seed: .random(count: ChaCha20Keystream.seedByteCount))
         try delta.withUnsafeBufferPointer { x in
             try q.withUnsafeMutableBufferPointer {
-                try Quantisation.quantise(x, into: $0, parameters: quantisation(policy), rounding: rounding, parallelism: .serial)
+                try Quantisation.quantise(
+                    x,
+                    into: $0,
+                    parameters: quantisation(policy),
+                    rounding: rounding,
+                    parallelism: .serial
+                )
             }
         }
         return q

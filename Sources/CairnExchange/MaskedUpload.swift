@@ -129,7 +129,8 @@ public struct MaskedUpload: Sendable, Hashable {
 
         private var wanted: Int {
             stream == nil
-                ? SecretStream.headerByteCount : layout.plaintextBytes(ofChunk: chunk) + SecretStream.chunkOverheadByteCount
+                ? SecretStream.headerByteCount
+                : layout.plaintextBytes(ofChunk: chunk) + SecretStream.chunkOverheadByteCount
         }
 
         private func consume() throws(ExchangeError) {
@@ -161,7 +162,10 @@ public struct MaskedUpload: Sendable, Hashable {
             }
             chunk += 1
             guard isFinal == (chunk == layout.chunkCount) else {
-                throw ExchangeError(.malformed, "the masked input's final tag is on chunk \(chunk - 1) of \(layout.chunkCount)")
+                throw ExchangeError(
+                    .malformed,
+                    "the masked input's final tag is on chunk \(chunk - 1) of \(layout.chunkCount)"
+                )
             }
         }
     }

@@ -1,6 +1,6 @@
 public import CairnCrypto
-import Glibc
 public import CairnWire
+import Glibc
 
 extension Domain {
     /// Signatures over HTTP requests (`Protocol/README.md`, "Signed requests").

@@ -21,7 +21,8 @@ public struct BrokerClient: Sendable {
     let http: HTTPClient
 
     /// A client over the shared HTTP client.
-    public init(url: String, identity: Ed25519.PrivateKey, broker: Ed25519.PublicKey, http: HTTPClient = .shared) throws {
+    public init(url: String, identity: Ed25519.PrivateKey, broker: Ed25519.PublicKey, http: HTTPClient = .shared) throws
+    {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ExchangeError(.malformed, "the broker URL must start with http:// or https://, not \(url.prefix(40))")
         }
@@ -63,7 +64,13 @@ public struct BrokerClient: Sendable {
         }
     }
 
-    private func attempt(_ method: String, _ path: String, body: [UInt8], contentType: String?, signed: Bool) async throws
+    private func attempt(
+        _ method: String,
+        _ path: String,
+        body: [UInt8],
+        contentType: String?,
+        signed: Bool
+    ) async throws
         -> Reply
     {
         var request = HTTPClientRequest(url: url + path)
@@ -100,7 +107,11 @@ public struct BrokerClient: Sendable {
     }
 
     /// A JSON request and its JSON answer.
-    public func json<T: Decodable>(_ method: String, _ path: String, _ body: (some Encodable)? = nil as Bool?) async throws
+    public func json<T: Decodable>(
+        _ method: String,
+        _ path: String,
+        _ body: (some Encodable)? = nil as Bool?
+    ) async throws
         -> T
     {
         var bytes: [UInt8] = []
@@ -113,13 +124,20 @@ public struct BrokerClient: Sendable {
         do {
             return try JSONDecoder().decode(T.self, from: Data(reply.body))
         } catch {
-            throw ExchangeError(.transport, "the broker's answer to \(method) \(path) is not the JSON expected: \(error)")
+            throw ExchangeError(
+                .transport,
+                "the broker's answer to \(method) \(path) is not the JSON expected: \(error)"
+            )
         }
     }
 
     /// `GET /v1/broker`, checked against the pinned identity key: the transport key must carry
     /// the broker's signature.
-    public static func brokerInfo(url: String, expected: Ed25519.PublicKey, http: HTTPClient = .shared) async throws
+    public static func brokerInfo(
+        url: String,
+        expected: Ed25519.PublicKey,
+        http: HTTPClient = .shared
+    ) async throws
         -> (info: BrokerInfo, transport: X25519.PublicKey)
     {
         let probe = try BrokerClient(url: url, identity: try Ed25519.PrivateKey(), broker: expected, http: http)

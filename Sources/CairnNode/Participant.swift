@@ -38,7 +38,10 @@ public struct Enrolment: Codable, Sendable, Hashable {
             throw ExchangeError(.notFound, "\(home) has not enrolled with a broker; run cairn-node enroll first")
         }
         do {
-            let value = try JSONDecoder().decode(Enrolment.self, from: Data(try DurableFile.read(path, maximum: 1 << 16)))
+            let value = try JSONDecoder().decode(
+                Enrolment.self,
+                from: Data(try DurableFile.read(path, maximum: 1 << 16))
+            )
             guard value.format == formatTag else { throw ExchangeError(.malformed, "unknown format \(value.format)") }
             return value
         } catch {
@@ -60,10 +63,15 @@ public struct Enrolment: Codable, Sendable, Hashable {
 
     /// Enrols `identity` with an invite code (`secret.brokerkey`) at `url`: checks the broker is
     /// the one the invite names, sends the signed enrolment and returns what to write.
-    public static func enrol(url: String, code: String, identity: NodeIdentity) async throws -> (Enrolment, MemberRecord) {
+    public static func enrol(
+        url: String,
+        code: String,
+        identity: NodeIdentity
+    ) async throws -> (Enrolment, MemberRecord) {
         let parts = code.split(separator: ".")
         guard parts.count == 2, parts[0].utf8.count == 32, parts[1].utf8.count == 64,
-            let keyBytes = try? Hex.decode(String(parts[1])), let broker = try? Ed25519.PublicKey(rawRepresentation: keyBytes)
+            let keyBytes = try? Hex.decode(String(parts[1])),
+            let broker = try? Ed25519.PublicKey(rawRepresentation: keyBytes)
         else {
             throw ExchangeError(.malformed, "an invite code is 32 hex digits, a dot, and the broker's 64-hex-digit key")
         }
@@ -72,9 +80,15 @@ public struct Enrolment: Codable, Sendable, Hashable {
         let record: MemberRecord = try await client.json(
             "POST",
             "/v1/enrol",
-            EnrolRequest(invite: String(parts[0]), deliveryKey: Hex.encode(identity.delivery.publicKey.rawRepresentation))
+            EnrolRequest(
+                invite: String(parts[0]),
+                deliveryKey: Hex.encode(identity.delivery.publicKey.rawRepresentation)
+            )
         )
-        return (Enrolment(broker: url, brokerKey: String(parts[1]), federation: record.federation, role: record.role), record)
+        return (
+            Enrolment(broker: url, brokerKey: String(parts[1]), federation: record.federation, role: record.role),
+            record
+        )
     }
 }
 
@@ -109,7 +123,9 @@ public struct Participant: Sendable {
             throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
         }
         let broker = try enrolment.brokerIdentity
-        let (_, transport) = try await withRetries { try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker) }
+        let (_, transport) = try await withRetries {
+            try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker)
+        }
         return Participant(
             client: try BrokerClient(url: enrolment.broker, identity: identity.identity, broker: broker),
             home: home,
@@ -164,7 +180,9 @@ public struct Participant: Sendable {
                             classes: file.model.architecture.classes
                         ).accuracy
                 }
-                for r in (lastModelRound + 1)...current { report(.roundFinished(round: r, accuracy: r == current ? accuracy : nil)) }
+                for r in (lastModelRound + 1)...current {
+                    report(.roundFinished(round: r, accuracy: r == current ? accuracy : nil))
+                }
                 lastModelRound = current
                 continue
             }
@@ -221,7 +239,9 @@ public struct Participant: Sendable {
             state.client = client
             try await post(base + "advertise", advert.encoded, view, report)
         case "share":
-            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no keys for the round") }
+            guard var client = state.client else {
+                throw SecAggError(.wrongPhase, "this node has no keys for the round")
+            }
             let answer = try client.shareKeys(try KeyList(decoding: message))
             try saveState(client, round: view.round)
             state.client = client
@@ -241,13 +261,17 @@ public struct Participant: Sendable {
             try layout.encrypt(masked.words, key: try client.uploadKey(brokerKey: transport)) { body += $0 }
             try await post(base + "input", body, view, report)
         case "check":
-            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no state for the round") }
+            guard var client = state.client else {
+                throw SecAggError(.wrongPhase, "this node has no state for the round")
+            }
             let answer = try client.signSurvivors(try ConsistencyRequest(decoding: message))
             try saveState(client, round: view.round)
             state.client = client
             try await post(base + "check", answer.encoded, view, report)
         case "unmask":
-            guard var client = state.client else { throw SecAggError(.wrongPhase, "this node has no state for the round") }
+            guard var client = state.client else {
+                throw SecAggError(.wrongPhase, "this node has no state for the round")
+            }
             let answer = try client.unmask(try UnmaskRequest(decoding: message))
             // What was revealed is on disk before anything leaves this node.
             try saveState(client, round: view.round)
@@ -281,7 +305,12 @@ public struct Participant: Sendable {
         )
         _ = try Trainer.train(&local, on: data, settings: settings)
         let samples = min(data.count, Int(policy.maximumSampleCount))
-        let words = try FederatedModel.quantisedUpdate(local: local, global: file.model, sampleCount: samples, policy: policy)
+        let words = try FederatedModel.quantisedUpdate(
+            local: local,
+            global: file.model,
+            sampleCount: samples,
+            policy: policy
+        )
         return (words, UInt32(samples))
     }
 

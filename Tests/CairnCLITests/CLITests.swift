@@ -17,7 +17,8 @@ import Testing
         "cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-node data check",
         "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit", "cairn-broker init",
         "cairn-audit export", "cairn-audit verify", "cairn-audit report", "cairn-audit prove",
-        "cairn-audit people erase",
+        "cairn-audit people erase", "cairn-broker serve", "cairn-broker admin create-federation",
+        "cairn-node enroll", "cairn-node run", "cairn-node status",
     ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
@@ -25,6 +26,12 @@ import Testing
         case "cairn-broker": help = BrokerCommand.helpMessage(columns: 100)
         case "cairn-audit": help = AuditCommand.helpMessage(columns: 100)
         case "cairn-broker init": help = BrokerCommand.helpMessage(for: BrokerCommand.Init.self, columns: 100)
+        case "cairn-broker serve": help = BrokerCommand.helpMessage(for: BrokerCommand.Serve.self, columns: 100)
+        case "cairn-broker admin create-federation":
+            help = BrokerCommand.helpMessage(for: BrokerCommand.Admin.CreateFederation.self, columns: 100)
+        case "cairn-node enroll": help = NodeCommand.helpMessage(for: NodeCommand.Enroll.self, columns: 100)
+        case "cairn-node run": help = NodeCommand.helpMessage(for: NodeCommand.Run.self, columns: 100)
+        case "cairn-node status": help = NodeCommand.helpMessage(for: NodeCommand.Status.self, columns: 100)
         case "cairn-audit export": help = AuditCommand.helpMessage(for: AuditCommand.Export.self, columns: 100)
         case "cairn-audit verify": help = AuditCommand.helpMessage(for: AuditCommand.Verify.self, columns: 100)
         case "cairn-audit report": help = AuditCommand.helpMessage(for: AuditCommand.Report.self, columns: 100)
@@ -53,8 +60,18 @@ import Testing
         #expect(AuditCommand.configuration.version == CairnVersion.software)
     }
 
-    @Test func brokerHasNoDaemonYet() {
-        #expect(throws: (any Error).self) { try BrokerCommand.parseAsRoot(["serve"]) }
+    @Test func serveRefusesBadFlagsBeforeTouchingAnything() {
+        func refusal(_ arguments: [String]) -> String {
+            do {
+                _ = try BrokerCommand.parseAsRoot(arguments)
+                return "accepted"
+            } catch {
+                return BrokerCommand.message(for: error)
+            }
+        }
+        #expect(refusal(["serve", "--port", "70000"]) == "--port must be 0 to 65535")
+        #expect(refusal(["serve", "--log-level", "loud"]) == "unknown --log-level loud")
+        #expect(refusal(["serve", "--concurrent-uploads", "0"]) == "--concurrent-uploads must be 1 to 64")
     }
 
     @Test func nodeInitThenIdentityUnlocksWithThePassphraseOnly() throws {

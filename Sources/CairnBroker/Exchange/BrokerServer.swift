@@ -2,10 +2,10 @@ import CairnCrypto
 import CairnExchange
 import CairnWire
 import Foundation
+import HTTPTypes
 public import Hummingbird
 public import Logging
 import NIOCore
-import HTTPTypes
 import Prometheus
 import ServiceLifecycle
 
@@ -112,7 +112,10 @@ public enum BrokerServer {
         router.get("/v1/federations/{federation}/model") { request, context in
             await respond(exchange, request, logger) { _ in
                 let caller = try await authenticated(exchange, request)
-                let (file, round, digest) = try await exchange.model(caller, federation: try parameter(context, "federation"))
+                let (file, round, digest) = try await exchange.model(
+                    caller,
+                    federation: try parameter(context, "federation")
+                )
                 return Response(
                     status: .ok,
                     headers: [
@@ -198,8 +201,15 @@ public enum BrokerServer {
             response = try await body(request)
         } catch {
             let refusal = asExchangeError(error)
-            let caller = request.headers[HTTPField.Name(RequestSignature.keyHeader)!].map { "key:" + $0.prefix(16) } ?? "anonymous"
-            await exchange.auditRefusal(caller: caller, method: request.method.rawValue, path: request.uri.path, error: refusal)
+            let caller =
+                request.headers[HTTPField.Name(RequestSignature.keyHeader)!].map { "key:" + $0.prefix(16) }
+                ?? "anonymous"
+            await exchange.auditRefusal(
+                caller: caller,
+                method: request.method.rawValue,
+                path: request.uri.path,
+                error: refusal
+            )
             logger.info(
                 "request refused",
                 metadata: [
@@ -209,7 +219,8 @@ public enum BrokerServer {
             )
             var headers: HTTPFields = [.contentType: "application/json"]
             if refusal.code == .rateLimited || refusal.code == .unavailable { headers[.retryAfter] = "1" }
-            let problem = (try? JSONEncoder.sorted.encode(Problem(error: "\(refusal.code)", message: refusal.message))) ?? Data()
+            let problem =
+                (try? JSONEncoder.sorted.encode(Problem(error: "\(refusal.code)", message: refusal.message))) ?? Data()
             exchange.metrics.count(status: refusal.status)
             return Response(
                 status: HTTPResponse.Status(code: refusal.status),
@@ -252,10 +263,16 @@ public enum BrokerServer {
         let body = Array(buffer.readableBytesView)
         if json {
             guard contentType == "application/json" else {
-                throw ExchangeError(.unsupportedMediaType, "this endpoint takes application/json, not \(contentType.isEmpty ? "no content type" : contentType)")
+                throw ExchangeError(
+                    .unsupportedMediaType,
+                    "this endpoint takes application/json, not \(contentType.isEmpty ? "no content type" : contentType)"
+                )
             }
         } else if !body.isEmpty, contentType != "application/octet-stream" {
-            throw ExchangeError(.unsupportedMediaType, "this endpoint takes application/octet-stream, not \(contentType.isEmpty ? "no content type" : contentType)")
+            throw ExchangeError(
+                .unsupportedMediaType,
+                "this endpoint takes application/octet-stream, not \(contentType.isEmpty ? "no content type" : contentType)"
+            )
         }
         return (body, signature)
     }
@@ -311,7 +328,11 @@ public enum BrokerServer {
     /// `POST …/input`: authenticates from the headers, waits for an upload slot, decrypts the
     /// stream chunk by chunk into one `4 · (D + 1)`-byte buffer, then checks the signature over
     /// the body digest and adds the words to the round's sum.
-    private static func upload(_ exchange: Exchange, _ request: Request, _ context: BasicRequestContext) async throws
+    private static func upload(
+        _ exchange: Exchange,
+        _ request: Request,
+        _ context: BasicRequestContext
+    ) async throws
         -> Response
     {
         let signature = try signature(request)

@@ -1,6 +1,6 @@
 import CairnAudit
-import CairnWire
 import CairnExchange
+import CairnWire
 import Foundation
 import GRDB
 

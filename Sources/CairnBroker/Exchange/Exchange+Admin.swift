@@ -19,7 +19,8 @@ extension Exchange {
         let json = String(decoding: try JSONEncoder.sorted.encode(spec), as: UTF8.self)
         let now = settings.now()
         let created = try store.write { db -> Bool in
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) == nil else {
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) == nil
+            else {
                 return false
             }
             try db.execute(
@@ -50,9 +51,13 @@ extension Exchange {
         guard (1...64).contains(spec.id.count), spec.id.allSatisfy({ allowed.contains($0) }) else {
             throw ExchangeError(.malformed, "a federation id has 1–64 characters of a-z 0-9 - _ .")
         }
-        guard spec.description.utf8.count <= 1000 else { throw ExchangeError(.malformed, "the description exceeds 1000 bytes") }
+        guard spec.description.utf8.count <= 1000 else {
+            throw ExchangeError(.malformed, "the description exceeds 1000 bytes")
+        }
         do { try spec.schema.validate() } catch { throw ExchangeError(.malformed, "the schema: \(error)") }
-        do { _ = try FederatedModel.architecture(of: spec) } catch { throw ExchangeError(.malformed, "the model: \(error)") }
+        do { _ = try FederatedModel.architecture(of: spec) } catch {
+            throw ExchangeError(.malformed, "the model: \(error)")
+        }
         let p = spec.policy
         guard (3...10_000).contains(p.minimumParticipants) else {
             throw ExchangeError(.malformed, "minimumParticipants must be 3 to 10000 (SecAgg+ needs three)")
@@ -69,7 +74,9 @@ extension Exchange {
                 "scale \(p.scale) and clip bound \(p.clipBound) cannot be summed safely over \(p.minimumParticipants) participants"
             )
         }
-        guard p.maximumSampleCount >= 1 else { throw ExchangeError(.malformed, "maximumSampleCount must be at least 1") }
+        guard p.maximumSampleCount >= 1 else {
+            throw ExchangeError(.malformed, "maximumSampleCount must be at least 1")
+        }
         guard (1...1000).contains(p.localEpochs), (1...100_000).contains(p.batchSize),
             p.learningRate > 0, p.learningRate.isFinite, p.l2 >= 0, p.l2.isFinite
         else {
@@ -139,19 +146,26 @@ extension Exchange {
         let now = settings.now()
         let key = caller.key.rawRepresentation
         let outcome = try store.write { db -> Result<Member, ExchangeError> in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM invites WHERE digest = ?", arguments: [Data(digest)])
+            guard
+                let row = try Row.fetchOne(db, sql: "SELECT * FROM invites WHERE digest = ?", arguments: [Data(digest)])
             else { return .failure(ExchangeError(.forbidden, "no such invite")) }
             guard (row["used_by"] as Data?) == nil else {
                 return .failure(ExchangeError(.forbidden, "this invite was already used"))
             }
-            guard (row["expires"] as Int64) > now else { return .failure(ExchangeError(.forbidden, "this invite has expired")) }
+            guard (row["expires"] as Int64) > now else {
+                return .failure(ExchangeError(.forbidden, "this invite has expired"))
+            }
             guard let role = Role(rawValue: row["role"]) else {
                 return .failure(ExchangeError(.internal, "the invite names an unknown role"))
             }
             let member = Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
-            try db.execute(sql: "UPDATE invites SET used_by = ? WHERE digest = ?", arguments: [Data(key), Data(digest)])
             try db.execute(
-                sql: "INSERT INTO members (key, role, federation, status, enrolled, delivery_key) VALUES (?, ?, ?, 'active', ?, ?)",
+                sql: "UPDATE invites SET used_by = ? WHERE digest = ?",
+                arguments: [Data(key), Data(digest)]
+            )
+            try db.execute(
+                sql:
+                    "INSERT INTO members (key, role, federation, status, enrolled, delivery_key) VALUES (?, ?, ?, 'active', ?, ?)",
                 arguments: [Data(key), role.rawValue, member.federation, now, Data(delivery)]
             )
             return .success(member)
@@ -172,7 +186,8 @@ extension Exchange {
         let rounds = try store.read { db -> [Contribution] in
             try Row.fetchAll(
                 db,
-                sql: "SELECT round, phase, config, included FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
+                sql:
+                    "SELECT round, phase, config, included FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
                 arguments: [member.federation]
             ).compactMap { row -> Contribution? in
                 let number: Int = row["round"]
@@ -216,8 +231,12 @@ extension Exchange {
         try requireOperator(caller)
         _ = try federationSpec(federation)
         let members = try store.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM members WHERE federation = ? ORDER BY enrolled, key", arguments: [federation])
-                .compactMap(Member.init(row:))
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM members WHERE federation = ? ORDER BY enrolled, key",
+                arguments: [federation]
+            )
+            .compactMap(Member.init(row:))
         }
         return try members.map(record)
     }
@@ -235,7 +254,9 @@ extension Exchange {
             member.status = "suspended"
             return member
         }
-        guard let member else { throw ExchangeError(.notFound, "no member \(key.prefix(16))… in federation \(federation)") }
+        guard let member else {
+            throw ExchangeError(.notFound, "no member \(key.prefix(16))… in federation \(federation)")
+        }
         try audit(
             actor: caller.name,
             action: "member.suspend",
@@ -261,10 +282,19 @@ extension Exchange {
                     arguments: [rounds, federation]
                 )
             }
-            try audit(actor: caller.name, action: "training.start", objectType: "federation", objectID: federation, reason: "\(rounds) rounds")
+            try audit(
+                actor: caller.name,
+                action: "training.start",
+                objectType: "federation",
+                objectID: federation,
+                reason: "\(rounds) rounds"
+            )
         case "stop":
             try store.write { db in
-                try db.execute(sql: "UPDATE federations SET state = 'stopped', rounds_left = 0 WHERE id = ?", arguments: [federation])
+                try db.execute(
+                    sql: "UPDATE federations SET state = 'stopped', rounds_left = 0 WHERE id = ?",
+                    arguments: [federation]
+                )
             }
             try audit(actor: caller.name, action: "training.stop", objectType: "federation", objectID: federation)
         default:

@@ -4,9 +4,9 @@ public import CairnExchange
 import CairnModels
 import CairnSecAgg
 import CairnWire
+import CoreMetrics
 import Foundation
 import GRDB
-import CoreMetrics
 import Logging
 
 /// The phases of a round as the HTTP API names them.
@@ -105,17 +105,22 @@ extension Exchange {
         let (roster, number, base) = try store.read { db -> ([Ed25519.PublicKey], Int, Model) in
             let keys = try Data.fetchAll(
                 db,
-                sql: "SELECT key FROM members WHERE federation = ? AND role = 'participant' AND status = 'active' ORDER BY key",
+                sql:
+                    "SELECT key FROM members WHERE federation = ? AND role = 'participant' AND status = 'active' ORDER BY key",
                 arguments: [federation]
             ).map { try Ed25519.PublicKey(rawRepresentation: Array($0)) }
-            let last = try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation]) ?? 0
+            let last =
+                try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation])
+                ?? 0
             let parameters = try Data.fetchOne(
                 db,
                 sql: "SELECT parameters FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
                 arguments: [federation]
             )!
             let floats = parameters.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            return (keys, last + 1, try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats))
+            return (
+                keys, last + 1, try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
+            )
         }
         guard roster.count >= policy.minimumParticipants else { return }
         let parameters: RoundParameters
@@ -144,7 +149,8 @@ extension Exchange {
         let deadline = now + Int64(policy.deadlines.advertise)
         try store.write { db in
             try db.execute(
-                sql: "INSERT INTO rounds (federation, round, phase, deadline, config, server) VALUES (?, ?, 'advertise', ?, ?, ?)",
+                sql:
+                    "INSERT INTO rounds (federation, round, phase, deadline, config, server) VALUES (?, ?, 'advertise', ?, ?, ?)",
                 arguments: [federation, number, deadline, Data(config.encoded), Data(server.savedState().copiedBytes)]
             )
         }
@@ -162,7 +168,10 @@ extension Exchange {
         metrics.rounds.increment()
         logger.info(
             "round opened",
-            metadata: ["federation": "\(federation)", "round": "\(number)", "participants": "\(roster.count)", "parameters": "\(parameters)"]
+            metadata: [
+                "federation": "\(federation)", "round": "\(number)", "participants": "\(roster.count)",
+                "parameters": "\(parameters)",
+            ]
         )
         try audit(
             actor: brokerActor,
@@ -213,7 +222,8 @@ extension Exchange {
             try store.write { db in
                 for item in outbox {
                     try db.execute(
-                        sql: "INSERT OR REPLACE INTO outbox (federation, round, phase, recipient, message) VALUES (?, ?, ?, ?, ?)",
+                        sql:
+                            "INSERT OR REPLACE INTO outbox (federation, round, phase, recipient, message) VALUES (?, ?, ?, ?, ?)",
                         arguments: [federation, number, phase, item.recipient, Data(item.message)]
                     )
                 }
@@ -250,17 +260,24 @@ extension Exchange {
         try store.write { db in
             try db.execute(
                 sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, ?, ?)",
-                arguments: [federation, number, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) }), result.survivors.count]
+                arguments: [
+                    federation, number, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) }),
+                    result.survivors.count,
+                ]
             )
             try db.execute(
-                sql: "UPDATE rounds SET phase = 'finished', deadline = 0, server = x'', included = ?, model_digest = ? WHERE federation = ? AND round = ?",
+                sql:
+                    "UPDATE rounds SET phase = 'finished', deadline = 0, server = x'', included = ?, model_digest = ? WHERE federation = ? AND round = ?",
                 arguments: [result.survivors.count, Data(digest), federation, number]
             )
             try db.execute(
                 sql: "UPDATE federations SET rounds_left = max(rounds_left - 1, 0) WHERE id = ?",
                 arguments: [federation]
             )
-            try db.execute(sql: "DELETE FROM outbox WHERE federation = ? AND round = ?", arguments: [federation, number])
+            try db.execute(
+                sql: "DELETE FROM outbox WHERE federation = ? AND round = ?",
+                arguments: [federation, number]
+            )
         }
         open[federation] = nil
         metrics.finished.increment()
@@ -296,10 +313,14 @@ extension Exchange {
         do {
             try store.write { db in
                 try db.execute(
-                    sql: "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
+                    sql:
+                        "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
                     arguments: [reason, federation, round.number]
                 )
-                try db.execute(sql: "DELETE FROM outbox WHERE federation = ? AND round = ?", arguments: [federation, round.number])
+                try db.execute(
+                    sql: "DELETE FROM outbox WHERE federation = ? AND round = ?",
+                    arguments: [federation, round.number]
+                )
             }
             try audit(
                 actor: brokerActor,
@@ -328,7 +349,9 @@ extension Exchange {
             let federation: String = row["federation"]
             let number: Int = row["round"]
             do {
-                guard let phase = ExchangePhase(rawValue: row["phase"]) else { throw ExchangeError(.internal, "unknown phase") }
+                guard let phase = ExchangePhase(rawValue: row["phase"]) else {
+                    throw ExchangeError(.internal, "unknown phase")
+                }
                 let specJSON = try store.read { db in
                     try String.fetchOne(db, sql: "SELECT spec FROM federations WHERE id = ?", arguments: [federation])!
                 }
@@ -342,7 +365,8 @@ extension Exchange {
                     )
                     let parameters = try Data.fetchOne(
                         db,
-                        sql: "SELECT parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                        sql:
+                            "SELECT parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
                         arguments: [federation, number]
                     )!
                     let messages = try Row.fetchAll(
@@ -401,7 +425,8 @@ extension Exchange {
             } catch {
                 try store.write { db in
                     try db.execute(
-                        sql: "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
+                        sql:
+                            "UPDATE rounds SET phase = 'aborted', deadline = 0, server = x'', reason = ? WHERE federation = ? AND round = ?",
                         arguments: ["could not resume after a restart: \(error)", federation, number]
                     )
                 }
@@ -500,7 +525,8 @@ extension Exchange {
             : try store.read { db in
                 try Data.fetchOne(
                     db,
-                    sql: "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = ? AND recipient IN (-1, ?)",
+                    sql:
+                        "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = ? AND recipient IN (-1, ?)",
                     arguments: [federation, round.number, round.phase.rawValue, index]
                 ).map { Array($0) } ?? []
             }
@@ -540,7 +566,8 @@ extension Exchange {
             let stored = try store.read { db in
                 try Data.fetchOne(
                     db,
-                    sql: "SELECT digest FROM answers WHERE federation = ? AND round = ? AND phase = ? AND participant = ?",
+                    sql:
+                        "SELECT digest FROM answers WHERE federation = ? AND round = ? AND phase = ? AND participant = ?",
                     arguments: [federation, number, phase.rawValue, position]
                 )
             }
@@ -614,13 +641,20 @@ extension Exchange {
         }
     }
 
-    private func accept(_ caller: Caller, federation: String, phase: ExchangePhase, index: UInt16, digest: [UInt8]) throws {
+    private func accept(
+        _ caller: Caller,
+        federation: String,
+        phase: ExchangePhase,
+        index: UInt16,
+        digest: [UInt8]
+    ) throws {
         open[federation]!.answered.insert(index)
         let round = open[federation]!
         let number = round.number
         try store.write { db in
             try db.execute(
-                sql: "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
                 arguments: [federation, number, phase.rawValue, Int(index), Data(digest)]
             )
         }
@@ -638,14 +672,16 @@ extension Exchange {
     /// and key to decrypt it with. The caller then holds an upload slot until
     /// ``releaseUpload()``.
     public func beginUpload(_ caller: Caller, federation: String, round number: Int) async throws -> UploadTicket {
-        guard let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: nil) else {
+        guard let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: nil)
+        else {
             throw ExchangeError(.conflict, "unreachable")
         }
         let round = open[federation]!
         let list = try store.read { db in
             try Data.fetchOne(
                 db,
-                sql: "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = 'share' AND recipient = -1",
+                sql:
+                    "SELECT message FROM outbox WHERE federation = ? AND round = ? AND phase = 'share' AND recipient = -1",
                 arguments: [federation, number]
             )
         }

@@ -4,9 +4,9 @@ public import CairnExchange
 import CairnModels
 import CairnSecAgg
 public import CairnWire
+import CoreMetrics
 import Foundation
 import GRDB
-import CoreMetrics
 public import Logging
 
 /// The broker's exchange: enrolment, access control, federations and the SecAgg+ rounds, with
@@ -99,7 +99,12 @@ public actor Exchange {
                 arguments: [Data(operatorKey.rawRepresentation), now]
             )
         }
-        open = try Self.restore(store: store, log: log, actor: "broker:" + keys.identity.publicKey.fingerprint, now: now)
+        open = try Self.restore(
+            store: store,
+            log: log,
+            actor: "broker:" + keys.identity.publicKey.fingerprint,
+            now: now
+        )
     }
 
     /// What `GET /v1/broker` answers.
@@ -109,7 +114,10 @@ public actor Exchange {
             identityKey: Hex.encode(keys.identity.publicKey.rawRepresentation),
             transportKey: Hex.encode(keys.transport.publicKey.rawRepresentation),
             transportSignature: Hex.encode(
-                try keys.identity.signature(for: keys.transport.publicKey.rawRepresentation, domain: .brokerTransportKey)
+                try keys.identity.signature(
+                    for: keys.transport.publicKey.rawRepresentation,
+                    domain: .brokerTransportKey
+                )
             ),
             version: CairnVersion.software
         )
@@ -206,9 +214,18 @@ public actor Exchange {
             )
         }
         if let bodyDigest {
-            guard signature.isValid(method: method, target: target, bodyDigest: bodyDigest, broker: keys.identity.publicKey)
+            guard
+                signature.isValid(
+                    method: method,
+                    target: target,
+                    bodyDigest: bodyDigest,
+                    broker: keys.identity.publicKey
+                )
             else {
-                throw ExchangeError(.unauthenticated, "the request signature does not verify for this method, path and body")
+                throw ExchangeError(
+                    .unauthenticated,
+                    "the request signature does not verify for this method, path and body"
+                )
             }
         }
         let key = signature.key.rawRepresentation
@@ -231,14 +248,21 @@ public actor Exchange {
             )
             return db.changesCount == 1
         }
-        guard fresh else { throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay") }
+        guard fresh else {
+            throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
+        }
         return Caller(key: signature.key, member: member)
     }
 
     /// Verifies a streamed body's signature once its digest is known.
     func verifyLate(_ signature: RequestSignature, method: String, target: String, bodyDigest: [UInt8]) throws {
         guard signature.isValid(method: method, target: target, bodyDigest: bodyDigest, broker: keys.identity.publicKey)
-        else { throw ExchangeError(.unauthenticated, "the request signature does not verify for this method, path and body") }
+        else {
+            throw ExchangeError(
+                .unauthenticated,
+                "the request signature does not verify for this method, path and body"
+            )
+        }
     }
 
     private func takeToken(_ key: [UInt8], now: Int64) throws {

@@ -25,7 +25,14 @@ public struct ExchangeMetrics: Sendable {
         self.registry = registry
         answered = Dictionary(
             uniqueKeysWithValues: [2, 4, 5].map {
-                ($0, Metrics.Counter(label: "cairn_requests_total", dimensions: [("status", "\($0)xx")], factory: factory))
+                (
+                    $0,
+                    Metrics.Counter(
+                        label: "cairn_requests_total",
+                        dimensions: [("status", "\($0)xx")],
+                        factory: factory
+                    )
+                )
             }
         )
         refused = Metrics.Counter(label: "cairn_requests_refused_total", factory: factory)
