@@ -27,6 +27,9 @@ public struct RequestSignature: Sendable, Hashable {
     public static let nonceHeader = "Cairn-Nonce"
     /// `Cairn-Signature`: 128 hex digits.
     public static let signatureHeader = "Cairn-Signature"
+    /// `Cairn-Body-Digest`: the signed body digest, 64 hex digits. Required on streamed uploads,
+    /// whose signature is checked before the body arrives and the body against it after.
+    public static let bodyDigestHeader = "Cairn-Body-Digest"
     /// How far a request's time may be from the broker's clock, in seconds, either way.
     public static let maximumClockSkew: Int64 = 60
     /// The nonce length in bytes.

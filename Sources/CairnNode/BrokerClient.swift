@@ -76,14 +76,16 @@ public struct BrokerClient: Sendable {
         var request = HTTPClientRequest(url: url + path)
         request.method = HTTPMethod(rawValue: method)
         if signed {
+            let digest = try RequestSignature.digest(body)
             let signature = try RequestSignature.sign(
                 method: method,
                 target: path,
-                bodyDigest: try RequestSignature.digest(body),
+                bodyDigest: digest,
                 identity: identity,
                 broker: broker
             )
             for (name, value) in signature.headers { request.headers.add(name: name, value: value) }
+            request.headers.add(name: RequestSignature.bodyDigestHeader, value: Hex.encode(digest))
         }
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
         if !body.isEmpty { request.body = .bytes(body) }

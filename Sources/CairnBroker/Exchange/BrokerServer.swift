@@ -339,11 +339,20 @@ public enum BrokerServer {
         guard request.headers[.contentType] == "application/octet-stream" else {
             throw ExchangeError(.unsupportedMediaType, "a masked input is application/octet-stream")
         }
+        let declared = request.headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!].flatMap { text in
+            text.utf8.count == 64 ? try? Hex.decode(text) : nil
+        }
+        if signature != nil, declared == nil {
+            throw ExchangeError(
+                .malformed,
+                "an upload declares its signed body digest in \(RequestSignature.bodyDigestHeader) (64 hex digits)"
+            )
+        }
         let caller = try await exchange.authenticate(
             method: request.method.rawValue,
             target: request.uri.description,
             signature: signature,
-            bodyDigest: nil
+            bodyDigest: declared
         )
         let ticket = try await exchange.beginUpload(
             caller,
@@ -361,13 +370,17 @@ public enum BrokerServer {
                 }
             }
             try reader.finish()
+            let received = try digest.finalize()
+            guard ConstantTime.equals(received, declared!) else {
+                throw ExchangeError(.unauthenticated, "the body does not match its signed digest")
+            }
             try await exchange.commitUpload(
                 caller,
                 ticket: ticket,
                 signature: signature!,
                 method: request.method.rawValue,
                 target: request.uri.description,
-                bodyDigest: try digest.finalize(),
+                bodyDigest: received,
                 words: buffer
             )
         } catch {

@@ -1,0 +1,380 @@
+import CairnAudit
+import CairnCrypto
+import CairnExchange
+import CairnModels
+import CairnWire
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+@testable import CairnBroker
+
+/// A broker in a temporary folder with an operator, two federations and one member of each role.
+struct Fixture {
+    let folder: String
+    let exchange: Exchange
+    let log: AuditLog
+    let operatorKey: Ed25519.PrivateKey
+    let broker: Ed25519.PublicKey
+    var members: [String: Ed25519.PrivateKey] = [:]
+
+    static let schema = DataSchema(
+        task: .multiclass,
+        label: .init(name: "y", classes: ["a", "b", "c"]),
+        features: [
+            DataSchema.Feature(name: "x1", type: .float, min: 0, max: 1),
+            DataSchema.Feature(name: "x2", type: .float, min: 0, max: 1),
+        ]
+    )
+
+    static func spec(_ id: String) -> FederationSpec {
+        FederationSpec(
+            id: id,
+            description: "test",
+            schema: schema,
+            model: ModelChoice(kind: .softmax),
+            policy: RoundPolicy()
+        )
+    }
+
+    init() async throws {
+        folder = String(cString: mkdtemp(strdup("/tmp/cairn-exchange-test-XXXXXX")))
+        log = try AuditLog(path: folder + "/audit.sqlite")
+        operatorKey = try Ed25519.PrivateKey()
+        let identity = try Ed25519.PrivateKey()
+        broker = identity.publicKey
+        exchange = try Exchange(
+            folder: folder,
+            log: log,
+            keys: Exchange.Keys(
+                identity: identity,
+                transport: try X25519.PrivateKey(),
+                checkpoint: try NoteSigner(name: "cairn.test/exchange", key: try Ed25519.PrivateKey()),
+                operatorKey: operatorKey.publicKey
+            ),
+            origin: "cairn.test/exchange",
+            metrics: ExchangeMetrics(),
+            logger: Logger(label: "test")
+        )
+        let op = try await exchange.authenticate(
+            method: "POST",
+            target: "/setup",
+            signature: try RequestSignature.sign(
+                method: "POST",
+                target: "/setup",
+                bodyDigest: [],
+                identity: operatorKey,
+                broker: broker
+            ),
+            bodyDigest: nil
+        )
+        for federation in ["alpha", "beta"] { try await exchange.createFederation(op, Self.spec(federation)) }
+        for (name, federation, role) in [
+            ("participant", "alpha", Role.participant), ("licensee", "alpha", .licensee),
+            ("auditor", "alpha", .auditor),
+            ("suspended", "alpha", .participant), ("outsider", "beta", .participant),
+        ] {
+            let key = try Ed25519.PrivateKey()
+            let invite = try await exchange.invite(op, federation: federation, InviteRequest(role: role))
+            let caller = try await exchange.authenticate(
+                method: "POST",
+                target: "/setup",
+                signature: try RequestSignature.sign(
+                    method: "POST",
+                    target: "/setup",
+                    bodyDigest: [],
+                    identity: key,
+                    broker: broker
+                ),
+                bodyDigest: nil,
+                enrolling: true
+            )
+            _ = try await exchange.enrol(
+                caller,
+                EnrolRequest(invite: String(invite.code.prefix(32)), deliveryKey: String(repeating: "ab", count: 32))
+            )
+            members[name] = key
+        }
+        _ = try await exchange.suspend(
+            op,
+            federation: "alpha",
+            key: Hex.encode(members["suspended"]!.publicKey.rawRepresentation)
+        )
+        members["operator"] = operatorKey
+    }
+
+    /// Everything stored except seen nonces, as one string: a refusal must leave it unchanged.
+    func state() async throws -> String {
+        try await exchange.store.read { db in
+            try ["members", "federations", "models", "invites", "rounds", "outbox", "answers"].map { table in
+                try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map(\.description).joined(
+                    separator: "\n"
+                )
+            }.joined(separator: "\n--\n")
+        }
+    }
+}
+
+/// One route of the API with a body that would be accepted from the right caller.
+struct Endpoint: Sendable, CustomStringConvertible {
+    let method: HTTPRequest.Method
+    let path: String
+    let body: [UInt8]
+    let contentType: String?
+    /// Who may call it: a role name from the fixture, or "anyone enrolled" (`me`).
+    let allowed: Set<String>
+
+    var description: String { "\(method) \(path)" }
+
+    static func all(participantKey: String) -> [Endpoint] {
+        let json = "application/json"
+        let binary = "application/octet-stream"
+        func encode(_ value: some Encodable) -> [UInt8] { Array(try! JSONEncoder().encode(value)) }
+        let op: Set<String> = ["operator"]
+        let part: Set<String> = ["participant"]
+        return [
+            Endpoint(
+                method: .get,
+                path: "/v1/me",
+                body: [],
+                contentType: nil,
+                allowed: ["operator", "participant", "licensee", "auditor", "outsider"]
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations",
+                body: encode(Fixture.spec("gamma")),
+                contentType: json,
+                allowed: op
+            ),
+            Endpoint(method: .get, path: "/v1/admin/federations/alpha", body: [], contentType: nil, allowed: op),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations/alpha/invites",
+                body: encode(InviteRequest(role: .participant)),
+                contentType: json,
+                allowed: op
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/admin/federations/alpha/participants",
+                body: [],
+                contentType: nil,
+                allowed: op
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations/alpha/participants/\(participantKey)/suspend",
+                body: [],
+                contentType: nil,
+                allowed: op
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations/alpha/training",
+                body: encode(TrainingRequest(action: "stop")),
+                contentType: json,
+                allowed: op
+            ),
+            Endpoint(method: .get, path: "/v1/federations/alpha", body: [], contentType: nil, allowed: part),
+            Endpoint(method: .get, path: "/v1/federations/alpha/model", body: [], contentType: nil, allowed: part),
+            Endpoint(method: .get, path: "/v1/federations/alpha/round", body: [], contentType: nil, allowed: part),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/rounds/1/advertise",
+                body: [1, 2, 3],
+                contentType: binary,
+                allowed: part
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/rounds/1/share",
+                body: [1, 2, 3],
+                contentType: binary,
+                allowed: part
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/rounds/1/input",
+                body: [1, 2, 3],
+                contentType: binary,
+                allowed: part
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/rounds/1/check",
+                body: [1, 2, 3],
+                contentType: binary,
+                allowed: part
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/rounds/1/unmask",
+                body: [1, 2, 3],
+                contentType: binary,
+                allowed: part
+            ),
+        ]
+    }
+}
+
+@Suite(.serialized) struct AccessControlTests {
+    enum Attack: String, CaseIterable {
+        case noSignature, badSignature, staleTime, replayedNonce, unknownKey, suspendedKey
+        case participant, licensee, auditor, `operator`, otherFederation
+    }
+
+    /// Every signed endpoint × every attack: the exact status, a `request.refused` audit entry for
+    /// each refusal, and stored state unchanged.
+    @Test func everyEndpointRefusesEveryAttack() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let participantKey = Hex.encode(fixture.members["participant"]!.publicKey.rawRepresentation)
+        let cases = try await app.test(.router) { client -> Int in
+            var cases = 0
+            for endpoint in Endpoint.all(participantKey: participantKey) {
+                for attack in Attack.allCases {
+                    let role: String? =
+                        switch attack {
+                        case .participant, .licensee, .auditor, .operator: attack.rawValue
+                        case .otherFederation: "outsider"
+                        case .suspendedKey: "suspended"
+                        default: nil
+                        }
+                    if let role, endpoint.allowed.contains(role) { continue }
+                    cases += 1
+                    let key =
+                        try attack == .unknownKey
+                        ? Ed25519.PrivateKey() : fixture.members[role ?? endpoint.allowed.sorted().first!]!
+                    var signature = try RequestSignature.sign(
+                        method: endpoint.method.rawValue,
+                        target: endpoint.path,
+                        bodyDigest: try RequestSignature.digest(
+                            attack == .badSignature ? endpoint.body + [0] : endpoint.body
+                        ),
+                        identity: key,
+                        broker: fixture.broker,
+                        time: unixTime() - (attack == .staleTime ? 61 : 0)
+                    )
+                    if attack == .replayedNonce {
+                        // A request the broker answered (or refused) once, sent again byte for byte.
+                        signature = try RequestSignature.sign(
+                            method: "GET",
+                            target: "/v1/me",
+                            bodyDigest: try RequestSignature.digest([]),
+                            identity: key,
+                            broker: fixture.broker
+                        )
+                        _ = try await send(client, .get, "/v1/me", [], nil, signature)
+                        signature = RequestSignature(
+                            key: signature.key,
+                            time: signature.time,
+                            nonce: signature.nonce,
+                            signature: try key.signature(
+                                for: RequestSignature.message(
+                                    method: endpoint.method.rawValue,
+                                    target: endpoint.path,
+                                    bodyDigest: try RequestSignature.digest(endpoint.body),
+                                    time: signature.time,
+                                    nonce: signature.nonce,
+                                    broker: fixture.broker
+                                ),
+                                domain: .request
+                            )
+                        )
+                    }
+                    let before = try await fixture.state()
+                    let size = fixture.log.size
+                    let status = try await send(
+                        client,
+                        endpoint.method,
+                        endpoint.path,
+                        endpoint.body,
+                        endpoint.contentType,
+                        attack == .noSignature ? nil : signature
+                    )
+                    let expected =
+                        switch attack {
+                        case .noSignature, .badSignature, .staleTime, .replayedNonce, .unknownKey: 401
+                        default: 403
+                        }
+                    #expect(status == expected, "\(endpoint) with \(attack)")
+                    #expect(fixture.log.size == size + 1, "\(endpoint) with \(attack): one audit entry")
+                    let entry = try fixture.log.entry(fixture.log.size - 1)
+                    #expect(
+                        entry.action == "request.refused" && entry.outcome == .refused,
+                        "\(endpoint) with \(attack)"
+                    )
+                    #expect(entry.reason.hasPrefix("\(expected) "), "\(endpoint) with \(attack): \(entry.reason)")
+                    let after = try await fixture.state()
+                    #expect(after == before, "\(endpoint) with \(attack): state changed")
+                }
+            }
+            return cases
+        }
+        // 15 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // on the 6 admin routes, the participant on the 8 participant routes.
+        #expect(cases == 15 * 11 - 5 - 6 - 8)
+    }
+
+    /// Enrolment admits an unknown key but nothing else that is wrong.
+    @Test func enrolmentRefusals() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let body = Array(
+            try JSONEncoder().encode(
+                EnrolRequest(
+                    invite: String(repeating: "00", count: 16),
+                    deliveryKey: String(repeating: "ab", count: 32)
+                )
+            )
+        )
+        try await app.test(.router) { client in
+            func attempt(_ key: Ed25519.PrivateKey, time: Int64 = unixTime(), signed: Bool = true) async throws -> Int {
+                let signature = try RequestSignature.sign(
+                    method: "POST",
+                    target: "/v1/enrol",
+                    bodyDigest: try RequestSignature.digest(body),
+                    identity: key,
+                    broker: fixture.broker,
+                    time: time
+                )
+                return try await send(client, .post, "/v1/enrol", body, "application/json", signed ? signature : nil)
+            }
+            let unsigned = try await attempt(try Ed25519.PrivateKey(), signed: false)
+            let stale = try await attempt(try Ed25519.PrivateKey(), time: unixTime() - 3600)
+            let noInvite = try await attempt(try Ed25519.PrivateKey())
+            let enrolled = try await attempt(fixture.members["participant"]!)
+            let suspended = try await attempt(fixture.members["suspended"]!)
+            let statuses: [Int] = [unsigned, stale, noInvite, enrolled, suspended]
+            #expect(statuses == [401, 401, 403, 409, 403])
+        }
+    }
+}
+
+/// Sends one request and returns its status.
+func send(
+    _ client: some TestClientProtocol,
+    _ method: HTTPRequest.Method,
+    _ path: String,
+    _ body: [UInt8],
+    _ contentType: String?,
+    _ signature: RequestSignature?
+) async throws -> Int {
+    var headers = HTTPFields()
+    for (name, value) in signature?.headers ?? [] { headers[HTTPField.Name(name)!] = value }
+    if signature != nil {
+        headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] = Hex.encode(try RequestSignature.digest(body))
+    }
+    if let contentType { headers[.contentType] = contentType }
+    return try await client.execute(uri: path, method: method, headers: headers, body: ByteBuffer(bytes: body)) {
+        Int($0.status.code)
+    }
+}
