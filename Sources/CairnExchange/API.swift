@@ -401,10 +401,21 @@ public struct RoundView: Codable, Sendable, Hashable {
     public var message: String
     /// Whether the broker already holds this participant's answer for this phase.
     public var answered: Bool
+    /// The round that produced the current global model (0: the initial model).
+    public var modelRound: Int
 
     /// A view.
-    public init(round: Int, phase: String, deadline: Int64, index: Int, config: String, message: String, answered: Bool)
-    {
+    public init(
+        round: Int,
+        phase: String,
+        deadline: Int64,
+        index: Int,
+        config: String,
+        message: String,
+        answered: Bool,
+        modelRound: Int
+    ) {
+        self.modelRound = modelRound
         self.round = round
         self.phase = phase
         self.deadline = deadline

@@ -162,13 +162,14 @@ public struct Participant: Sendable {
         rounds: Int,
         report: @Sendable (Event) -> Void
     ) async throws {
-        let spec = try await info().spec
-        var lastModelRound = try await info().modelRound
+        let start = try await info()
+        let spec = start.spec
+        var lastModelRound = start.modelRound
         let target = lastModelRound + rounds
         var state = RoundState()
         while lastModelRound < target {
             let view: RoundView = try await client.json("GET", "/v1/federations/\(federation)/round")
-            let current = try await info().modelRound
+            let current = view.modelRound
             if current > lastModelRound {
                 var accuracy: Double?
                 if let evaluation {
@@ -239,13 +240,8 @@ public struct Participant: Sendable {
             state.client = client
             try await post(base + "advertise", advert.encoded, view, report)
         case "share":
-            guard var client = state.client else {
-                throw SecAggError(.wrongPhase, "this node has no keys for the round")
-            }
-            let answer = try client.shareKeys(try KeyList(decoding: message))
-            try saveState(client, round: view.round)
-            state.client = client
-            try await post(base + "share", answer.encoded, view, report)
+            let answer = try answering(&state, view) { try $0.shareKeys(try KeyList(decoding: message)).encoded }
+            try await post(base + "share", answer, view, report)
         case "mask":
             guard var client = state.client, !message.isEmpty else {
                 throw SecAggError(.wrongPhase, "this node dropped out before the masking phase")
@@ -261,25 +257,33 @@ public struct Participant: Sendable {
             try layout.encrypt(masked.words, key: try client.uploadKey(brokerKey: transport)) { body += $0 }
             try await post(base + "input", body, view, report)
         case "check":
-            guard var client = state.client else {
-                throw SecAggError(.wrongPhase, "this node has no state for the round")
+            let answer = try answering(&state, view) {
+                try $0.signSurvivors(try ConsistencyRequest(decoding: message)).encoded
             }
-            let answer = try client.signSurvivors(try ConsistencyRequest(decoding: message))
-            try saveState(client, round: view.round)
-            state.client = client
-            try await post(base + "check", answer.encoded, view, report)
+            try await post(base + "check", answer, view, report)
         case "unmask":
-            guard var client = state.client else {
-                throw SecAggError(.wrongPhase, "this node has no state for the round")
-            }
-            let answer = try client.unmask(try UnmaskRequest(decoding: message))
-            // What was revealed is on disk before anything leaves this node.
-            try saveState(client, round: view.round)
-            state.client = client
-            try await post(base + "unmask", answer.encoded, view, report)
+            let answer = try answering(&state, view) { try $0.unmask(try UnmaskRequest(decoding: message)).encoded }
+            try await post(base + "unmask", answer, view, report)
         default:
             return
         }
+    }
+
+    /// Runs one step of the saved client and writes its new state to disk before the answer is
+    /// returned, so nothing leaves this node that its saved state does not record (above all,
+    /// which share of each peer it revealed).
+    private func answering(
+        _ state: inout RoundState,
+        _ view: RoundView,
+        _ step: (inout SecAggClient) throws -> [UInt8]
+    ) throws -> [UInt8] {
+        guard var client = state.client else {
+            throw SecAggError(.wrongPhase, "this node has no state for round \(view.round)")
+        }
+        let answer = try step(&client)
+        try saveState(client, round: view.round)
+        state.client = client
+        return answer
     }
 
     private func post(_ path: String, _ body: [UInt8], _ view: RoundView, _ report: (Event) -> Void) async throws {

@@ -71,7 +71,7 @@ struct Fixture {
                 identity: operatorKey,
                 broker: broker
             ),
-            bodyDigest: nil
+            bodyDigest: []
         )
         for federation in ["alpha", "beta"] { try await exchange.createFederation(op, Self.spec(federation)) }
         for (name, federation, role) in [
@@ -91,7 +91,7 @@ struct Fixture {
                     identity: key,
                     broker: broker
                 ),
-                bodyDigest: nil,
+                bodyDigest: [],
                 enrolling: true
             )
             _ = try await exchange.enrol(

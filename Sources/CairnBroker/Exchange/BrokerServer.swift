@@ -352,7 +352,7 @@ public enum BrokerServer {
             method: request.method.rawValue,
             target: request.uri.description,
             signature: signature,
-            bodyDigest: declared
+            bodyDigest: declared ?? []
         )
         let ticket = try await exchange.beginUpload(
             caller,
@@ -374,15 +374,7 @@ public enum BrokerServer {
             guard ConstantTime.equals(received, declared!) else {
                 throw ExchangeError(.unauthenticated, "the body does not match its signed digest")
             }
-            try await exchange.commitUpload(
-                caller,
-                ticket: ticket,
-                signature: signature!,
-                method: request.method.rawValue,
-                target: request.uri.description,
-                bodyDigest: received,
-                words: buffer
-            )
+            try await exchange.commitUpload(caller, ticket: ticket, bodyDigest: received, words: buffer)
         } catch {
             await exchange.releaseUpload()
             throw error

@@ -102,27 +102,21 @@ extension Exchange {
     private func openRound(_ federation: String, now: Int64) throws {
         let spec = try federationSpec(federation)
         let policy = spec.policy
-        let (roster, number, base) = try store.read { db -> ([Ed25519.PublicKey], Int, Model) in
-            let keys = try Data.fetchAll(
+        let roster = try store.read { db in
+            try Data.fetchAll(
                 db,
                 sql:
                     "SELECT key FROM members WHERE federation = ? AND role = 'participant' AND status = 'active' ORDER BY key",
                 arguments: [federation]
             ).map { try Ed25519.PublicKey(rawRepresentation: Array($0)) }
+        }
+        guard roster.count >= policy.minimumParticipants else { return }
+        let (number, base) = try store.read { db in
             let last =
                 try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation])
                 ?? 0
-            let parameters = try Data.fetchOne(
-                db,
-                sql: "SELECT parameters FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
-                arguments: [federation]
-            )!
-            let floats = parameters.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            return (
-                keys, last + 1, try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
-            )
+            return (last + 1, try Self.model(db, of: spec).model)
         }
-        guard roster.count >= policy.minimumParticipants else { return }
         let parameters: RoundParameters
         do {
             parameters = try RoundParameters.choose(
@@ -358,25 +352,19 @@ extension Exchange {
                 let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(specJSON.utf8))
                 let config = try RoundConfig(decoding: Array(row["config"] as Data))
                 let server = try SecAggServer(restoring: SecretBytes(copying: Array(row["server"] as Data)))
-                let (parameters, messages) = try store.write { db -> (Data, [Row]) in
+                let (base, messages) = try store.write { db -> (Model, [Row]) in
                     try db.execute(
                         sql: "DELETE FROM answers WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
                     )
-                    let parameters = try Data.fetchOne(
-                        db,
-                        sql:
-                            "SELECT parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
-                        arguments: [federation, number]
-                    )!
+                    let base = try Self.model(db, of: spec, before: number).model
                     let messages = try Row.fetchAll(
                         db,
                         sql: "SELECT recipient, message FROM outbox WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
                     )
-                    return (parameters, messages)
+                    return (base, messages)
                 }
-                let floats = parameters.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
                 let expected: Set<UInt16>
                 switch phase {
                 case .advertise:
@@ -404,7 +392,7 @@ extension Exchange {
                     number: number,
                     spec: spec,
                     config: config,
-                    base: try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats),
+                    base: base,
                     server: server,
                     phase: phase,
                     deadline: deadline,
@@ -469,27 +457,44 @@ extension Exchange {
     public func model(_ caller: Caller, federation: String) throws -> (file: [UInt8], round: Int, digest: [UInt8]) {
         _ = try requireMember(caller, of: federation)
         let spec = try federationSpec(federation)
-        let row = try store.read { db in
-            try Row.fetchOne(
-                db,
-                sql: "SELECT round, digest, parameters FROM models WHERE federation = ? ORDER BY round DESC LIMIT 1",
-                arguments: [federation]
-            )!
-        }
-        let floats = (row["parameters"] as Data).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let model = try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
+        let current = try store.read { db in try Self.model(db, of: spec) }
         let file = try ModelFile(
-            model: model,
+            model: current.model,
             schema: spec.schema,
             standardisation: FederatedModel.standardisation(for: spec.schema)
         )
-        return (try file.encoded(), row["round"], Array(row["digest"] as Data))
+        return (try file.encoded(), current.round, current.digest)
+    }
+
+    /// The federation's newest model from a round before `round`, with its round and digest.
+    static func model(
+        _ db: Database,
+        of spec: FederationSpec,
+        before round: Int = .max
+    ) throws
+        -> (round: Int, digest: [UInt8], model: Model)
+    {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql:
+                    "SELECT round, digest, parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                arguments: [spec.id, round]
+            )
+        else { throw ExchangeError(.internal, "federation \(spec.id) has no model before round \(round)") }
+        let floats = (row["parameters"] as Data).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let model = try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
+        return (row["round"], Array(row["digest"] as Data), model)
     }
 
     /// `GET /v1/federations/{federation}/round`.
     public func roundView(_ caller: Caller, federation: String) throws -> RoundView {
         _ = try requireMember(caller, of: federation)
         _ = try federationSpec(federation)
+        let modelRound = try store.read { db in
+            try Int.fetchOne(db, sql: "SELECT max(round) FROM models WHERE federation = ?", arguments: [federation])
+                ?? 0
+        }
         guard let round = open[federation] else {
             let last = try store.read { db in
                 try Row.fetchOne(
@@ -505,7 +510,8 @@ extension Exchange {
                 index: -1,
                 config: "",
                 message: "",
-                answered: false
+                answered: false,
+                modelRound: modelRound
             )
         }
         guard let index = round.config.roster.firstIndex(of: caller.key) else {
@@ -516,7 +522,8 @@ extension Exchange {
                 index: -1,
                 config: "",
                 message: "",
-                answered: false
+                answered: false,
+                modelRound: modelRound
             )
         }
         let message: [UInt8] =
@@ -537,7 +544,8 @@ extension Exchange {
             index: index,
             config: Hex.encode(round.config.encoded),
             message: Hex.encode(message),
-            answered: round.answered.contains(UInt16(index))
+            answered: round.answered.contains(UInt16(index)),
+            modelRound: modelRound
         )
     }
 
@@ -699,19 +707,16 @@ extension Exchange {
         return ticket
     }
 
-    /// Adds a fully received and decrypted masked input to the round's sum, once the request
-    /// signature over the whole body holds. Releases the upload slot either way.
+    /// Adds a fully received and decrypted masked input to the round's sum. The caller has
+    /// checked the body against the digest its request signature covers, and releases the upload
+    /// slot after, either way.
     public func commitUpload(
         _ caller: Caller,
         ticket: UploadTicket,
-        signature: RequestSignature,
-        method: String,
-        target: String,
         bodyDigest: [UInt8],
         words buffer: UploadBuffer
     ) throws {
         let words = buffer.words
-        try verifyLate(signature, method: method, target: target, bodyDigest: bodyDigest)
         guard
             let index = try answering(
                 caller,

@@ -197,7 +197,7 @@ public actor Exchange {
         method: String,
         target: String,
         signature: RequestSignature?,
-        bodyDigest: [UInt8]?,
+        bodyDigest: [UInt8],
         enrolling: Bool = false
     ) throws -> Caller {
         guard let signature else {
@@ -213,20 +213,18 @@ public actor Exchange {
                 "the request time is \(signature.time - now) s from the broker's clock; at most ±\(RequestSignature.maximumClockSkew) s is accepted (stale or replayed request, or a wrong clock)"
             )
         }
-        if let bodyDigest {
-            guard
-                signature.isValid(
-                    method: method,
-                    target: target,
-                    bodyDigest: bodyDigest,
-                    broker: keys.identity.publicKey
-                )
-            else {
-                throw ExchangeError(
-                    .unauthenticated,
-                    "the request signature does not verify for this method, path and body"
-                )
-            }
+        guard
+            signature.isValid(
+                method: method,
+                target: target,
+                bodyDigest: bodyDigest,
+                broker: keys.identity.publicKey
+            )
+        else {
+            throw ExchangeError(
+                .unauthenticated,
+                "the request signature does not verify for this method, path and body"
+            )
         }
         let key = signature.key.rawRepresentation
         let member = try store.read { db in try Member.fetch(db, key: key) }
@@ -252,17 +250,6 @@ public actor Exchange {
             throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
         }
         return Caller(key: signature.key, member: member)
-    }
-
-    /// Verifies a streamed body's signature once its digest is known.
-    func verifyLate(_ signature: RequestSignature, method: String, target: String, bodyDigest: [UInt8]) throws {
-        guard signature.isValid(method: method, target: target, bodyDigest: bodyDigest, broker: keys.identity.publicKey)
-        else {
-            throw ExchangeError(
-                .unauthenticated,
-                "the request signature does not verify for this method, path and body"
-            )
-        }
     }
 
     private func takeToken(_ key: [UInt8], now: Int64) throws {
