@@ -103,7 +103,7 @@ public struct MaskedUpload: Sendable, Hashable {
             received += bytes.count
             guard received <= layout.bodyByteCount else {
                 throw ExchangeError(
-                    .malformed,
+                    .tooLarge,
                     "the masked input is longer than the \(layout.bodyByteCount) bytes a round of \(layout.wordCount) words takes"
                 )
             }

@@ -155,7 +155,7 @@ public struct SecAggServer: Sendable {
     /// Closes masking: the survivor set to sign.
     public mutating func closeMasking() throws -> ConsistencyRequest {
         let session = try open(.masking, "closing masking", nil)
-        try require(masked.count, max(config.signatureThreshold, config.threshold), "masked inputs")
+        try require(masked.count, max(config.signatureThreshold, config.threshold), "sent masked inputs")
         survivors = masked.sorted()
         dropped = shared.keys.filter { !masked.contains($0) }.sorted()
         phase = .checking
@@ -192,7 +192,7 @@ public struct SecAggServer: Sendable {
     /// Closes the consistency check: the unmasking request for the signers.
     public mutating func closeChecking() throws -> UnmaskRequest {
         let session = try open(.checking, "closing the consistency check", nil)
-        try require(signatures.count, config.signatureThreshold, "survivor-set signatures")
+        try require(signatures.count, config.signatureThreshold, "signed the survivor set")
         phase = .unmasking
         return UnmaskRequest(
             session: session.id,

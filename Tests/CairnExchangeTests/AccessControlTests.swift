@@ -32,17 +32,22 @@ struct Fixture {
         ]
     )
 
-    static func spec(_ id: String) -> FederationSpec {
+    static func spec(_ id: String, policy: RoundPolicy = RoundPolicy()) -> FederationSpec {
         FederationSpec(
             id: id,
             description: "test",
             schema: schema,
             model: ModelChoice(kind: .softmax),
-            policy: RoundPolicy()
+            policy: policy
         )
     }
 
-    init() async throws {
+    /// The fixture; `participants` more active participants of alpha are named `p1`, `p2`, ….
+    init(
+        policy: RoundPolicy = RoundPolicy(),
+        participants: Int = 0,
+        settings: Exchange.Settings = Exchange.Settings()
+    ) async throws {
         folder = String(cString: mkdtemp(strdup("/tmp/cairn-exchange-test-XXXXXX")))
         log = try AuditLog(path: folder + "/audit.sqlite")
         operatorKey = try Ed25519.PrivateKey()
@@ -58,6 +63,7 @@ struct Fixture {
                 operatorKey: operatorKey.publicKey
             ),
             origin: "cairn.test/exchange",
+            settings: settings,
             metrics: ExchangeMetrics(),
             logger: Logger(label: "test")
         )
@@ -73,12 +79,15 @@ struct Fixture {
             ),
             bodyDigest: []
         )
-        for federation in ["alpha", "beta"] { try await exchange.createFederation(op, Self.spec(federation)) }
+        for federation in ["alpha", "beta"] {
+            try await exchange.createFederation(op, Self.spec(federation, policy: policy))
+        }
+        let others = (0..<participants).map { ("p\($0 + 1)", "alpha", Role.participant) }
         for (name, federation, role) in [
             ("participant", "alpha", Role.participant), ("licensee", "alpha", .licensee),
             ("auditor", "alpha", .auditor),
             ("suspended", "alpha", .participant), ("outsider", "beta", .participant),
-        ] {
+        ] + others {
             let key = try Ed25519.PrivateKey()
             let invite = try await exchange.invite(op, federation: federation, InviteRequest(role: role))
             let caller = try await exchange.authenticate(
@@ -368,6 +377,18 @@ func send(
     _ contentType: String?,
     _ signature: RequestSignature?
 ) async throws -> Int {
+    try await exchange(client, method, path, body, contentType, signature).status
+}
+
+/// Sends one request and returns its status and body.
+func exchange(
+    _ client: some TestClientProtocol,
+    _ method: HTTPRequest.Method,
+    _ path: String,
+    _ body: [UInt8],
+    _ contentType: String?,
+    _ signature: RequestSignature?
+) async throws -> (status: Int, body: [UInt8]) {
     var headers = HTTPFields()
     for (name, value) in signature?.headers ?? [] { headers[HTTPField.Name(name)!] = value }
     if signature != nil {
@@ -375,6 +396,6 @@ func send(
     }
     if let contentType { headers[.contentType] = contentType }
     return try await client.execute(uri: path, method: method, headers: headers, body: ByteBuffer(bytes: body)) {
-        Int($0.status.code)
+        (Int($0.status.code), Array($0.body.readableBytesView))
     }
 }

@@ -116,7 +116,7 @@ import Testing
         h = try Harness(n: 10, parameters: parameters)
         try h.advertise()
         try h.share()
-        expectRefusal(.aborted, "only 5 participants masked inputs; the round needs 6 and aborts") {
+        expectRefusal(.aborted, "only 5 participants sent masked inputs; the round needs 6 and aborts") {
             try h.mask(absent: [1, 3, 5, 7, 9])
         }
         // Too few answers in unmasking: a survivor's self-mask seed cannot be rebuilt.

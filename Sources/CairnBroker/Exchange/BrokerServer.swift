@@ -235,7 +235,7 @@ public enum BrokerServer {
     private static func asExchangeError(_ error: any Error) -> ExchangeError {
         switch error {
         case let error as ExchangeError: error
-        case let error as HTTPError where error.status == .contentTooLarge:
+        case let error as any HTTPResponseError where error.status == .contentTooLarge:
             ExchangeError(.tooLarge, "the body exceeds the \(maximumBody >> 20) MiB this endpoint takes")
         case let error as HTTPError: ExchangeError(.malformed, error.body ?? "bad request")
         case let error as DecodingError: ExchangeError(.malformed, "the JSON body does not fit: \(describe(error))")
