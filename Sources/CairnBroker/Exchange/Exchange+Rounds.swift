@@ -141,6 +141,15 @@ extension Exchange {
         )
         let server = SecAggServer(config: config)
         let deadline = now + Int64(policy.deadlines.advertise)
+        // The log first: a crash before the insert opens the same round again (same configuration).
+        try audit(
+            actor: brokerActor,
+            action: "round.open",
+            objectType: "round",
+            objectID: "\(federation)/\(number)",
+            reason: "\(roster.count) participants, \(parameters)",
+            digests: [.init(name: "config", bytes: config.digest), .init(name: "model", bytes: config.baseModelDigest)]
+        )
         try store.write { db in
             try db.execute(
                 sql:
@@ -166,14 +175,6 @@ extension Exchange {
                 "federation": "\(federation)", "round": "\(number)", "participants": "\(roster.count)",
                 "parameters": "\(parameters)",
             ]
-        )
-        try audit(
-            actor: brokerActor,
-            action: "round.open",
-            objectType: "round",
-            objectID: "\(federation)/\(number)",
-            reason: "\(roster.count) participants, \(parameters)",
-            digests: [.init(name: "config", bytes: config.digest), .init(name: "model", bytes: config.baseModelDigest)]
         )
     }
 
@@ -213,6 +214,14 @@ extension Exchange {
             round.answered = []
             let saved = round.server.savedState().copiedBytes
             let (number, phase, deadline) = (round.number, round.phase.rawValue, round.deadline)
+            try audit(
+                actor: brokerActor,
+                action: "round.phase",
+                objectType: "round",
+                objectID: "\(federation)/\(round.number)",
+                reason: "\(closing.rawValue) closed \(dueToDeadline ? "at its deadline" : "with every answer in") "
+                    + "(\(round.expected.count) to answer \(round.phase.rawValue))"
+            )
             try store.write { db in
                 for item in outbox {
                     try db.execute(
@@ -227,14 +236,6 @@ extension Exchange {
                 )
             }
             open[federation] = round
-            try audit(
-                actor: brokerActor,
-                action: "round.phase",
-                objectType: "round",
-                objectID: "\(federation)/\(round.number)",
-                reason: "\(closing.rawValue) closed \(dueToDeadline ? "at its deadline" : "with every answer in") "
-                    + "(\(round.expected.count) to answer \(round.phase.rawValue))"
-            )
         } catch {
             abort(federation, round, reason: "\(error)")
         }
@@ -251,6 +252,23 @@ extension Exchange {
         let digest = try FederatedModel.digest(model)
         let sumDigest = try result.sum.withUnsafeBytes { try BLAKE2b.hash(Array($0), domain: .aggregate) }
         let (federation, number) = (round.federation, round.number)
+        // The log first: a crash before the write below resumes the round in unmasking, which
+        // finishes it again with the same sum and model (the entries repeat; none is missing).
+        try audit(
+            actor: brokerActor,
+            action: "round.aggregate",
+            objectType: "round",
+            objectID: "\(federation)/\(number)",
+            reason: "\(result.survivors.count) inputs, \(result.sampleCount) samples",
+            digests: [.init(name: "sum", bytes: sumDigest)]
+        )
+        try audit(
+            actor: brokerActor,
+            action: "model.update",
+            objectType: "model",
+            objectID: "\(federation)/\(number)",
+            digests: [.init(name: "base", bytes: round.config.baseModelDigest), .init(name: "model", bytes: digest)]
+        )
         try store.write { db in
             try db.execute(
                 sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, ?, ?)",
@@ -279,21 +297,6 @@ extension Exchange {
             "round finished",
             metadata: ["federation": "\(federation)", "round": "\(number)", "included": "\(result.survivors.count)"]
         )
-        try audit(
-            actor: brokerActor,
-            action: "round.aggregate",
-            objectType: "round",
-            objectID: "\(federation)/\(number)",
-            reason: "\(result.survivors.count) inputs, \(result.sampleCount) samples",
-            digests: [.init(name: "sum", bytes: sumDigest)]
-        )
-        try audit(
-            actor: brokerActor,
-            action: "model.update",
-            objectType: "model",
-            objectID: "\(federation)/\(number)",
-            digests: [.init(name: "base", bytes: round.config.baseModelDigest), .init(name: "model", bytes: digest)]
-        )
         checkpoint()
     }
 
@@ -305,6 +308,14 @@ extension Exchange {
             metadata: ["federation": "\(federation)", "round": "\(round.number)", "reason": "\(reason)"]
         )
         do {
+            try audit(
+                actor: brokerActor,
+                action: "round.abort",
+                objectType: "round",
+                objectID: "\(federation)/\(round.number)",
+                outcome: .failed,
+                reason: reason
+            )
             try store.write { db in
                 try db.execute(
                     sql:
@@ -316,14 +327,6 @@ extension Exchange {
                     arguments: [federation, round.number]
                 )
             }
-            try audit(
-                actor: brokerActor,
-                action: "round.abort",
-                objectType: "round",
-                objectID: "\(federation)/\(round.number)",
-                outcome: .failed,
-                reason: reason
-            )
         } catch {
             logger.error("recording an abort failed", metadata: ["error": "\(error)"])
         }
