@@ -91,8 +91,13 @@ let package = Package(
             name: "cairn-bench",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels", "CairnAudit", "CairnSecAgg",
+                "CairnExchange", "CairnBroker", "CairnNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnFuzzing"]),

@@ -59,13 +59,21 @@ public enum FederatedModel {
     /// BLAKE2b-256 in `cairn/model-parameters/v1` over the architecture (kind, inputs, classes,
     /// hidden) and the parameters as little-endian float32.
     public static func digest(_ model: Model) throws -> [UInt8] {
-        var w = ByteWriter(capacity: 64 + 4 * model.parameters.count)
+        var w = ByteWriter(capacity: 64)
         w.string(model.architecture.kind.rawValue)
         w.u32(UInt32(model.architecture.inputs))
         w.u32(UInt32(model.architecture.classes))
         w.u32(UInt32(model.architecture.hidden))
-        for p in model.parameters { w.u32(p.bitPattern) }
-        return try BLAKE2b.hash(w.bytes, domain: .modelParameters)
+        let hash = try BLAKE2b(domain: .modelParameters)
+        hash.update(w.bytes)
+        #if _endian(little)
+        model.parameters.withUnsafeBytes { hash.update($0) }
+        #else
+        var p = ByteWriter(capacity: 4 * model.parameters.count)
+        for x in model.parameters { p.u32(x.bitPattern) }
+        hash.update(p.bytes)
+        #endif
+        return try hash.finalize()
     }
 
     /// The fixed-point parameters of a policy.
@@ -127,6 +135,7 @@ public enum FederatedModel {
                 )
             }
         }
-        return try Model(architecture: global.architecture, parameters: zip(global.parameters, mean).map { $0 + $1 })
+        for i in mean.indices { mean[i] += global.parameters[i] }
+        return try Model(architecture: global.architecture, parameters: mean)
     }
 }

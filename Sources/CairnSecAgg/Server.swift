@@ -272,7 +272,9 @@ public struct SecAggServer: Sendable {
             }
             return try Shamir.combine(shares, threshold: config.threshold)
         }
+        // Taken rather than copied: the round ends here either way (finished or aborted).
         var sum = self.sum
+        self.sum = []
         try sum.withUnsafeMutableBufferPointer { y in
             for u in survivors {
                 try MaskExpansion.subtract(

@@ -3,7 +3,7 @@ import CairnSecAgg
 import CairnWire
 
 /// `cairn-bench <area>`: measures one area of Cairn against a reference measured in the same run.
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn-bench",
         abstract: "Measure Cairn against a floor measured in the same run, and print the figures.",
@@ -18,23 +18,34 @@ struct Bench: ParsableCommand {
             durability, and offline verification of a 10^6-entry bundle against hashing alone); secagg (a SecAgg+ round of \
             n = 100 participants with D = 10^6 and 10% dropping after ShareKeys: a participant's \
             masking and the server's unmasking against libsodium's raw ChaCha20 keystream for the same \
-            expansions, and the bytes each participant uploads against 4·D). \
-            crash-writer and crash-check are the halves of scripts/audit-crash. Run it as: \
+            expansions, and the bytes each participant uploads against 4·D); broker (one round of n = 100 \
+            participants over loopback HTTP with D = 10^6 against a broker in a child process: round wall \
+            time, the broker's peak memory above idle against 4·(4·D) + 64 KiB·n, and masked-input ingest \
+            against the same bodies uploaded to a null endpoint). \
+            crash-writer and crash-check are the halves of scripts/audit-crash; broker-serve is the broker \
+            half of the broker benchmark. Run it as: \
             swift run -c release cairn-bench averaging --json
             """,
         version: CairnVersion.software
     )
 
-    @Argument(help: "What to measure: crypto, averaging, training, audit or secagg (or crash-writer, crash-check).")
+    @Argument(
+        help: "What to measure: crypto, averaging, training, audit, secagg or broker (or crash-writer, crash-check)."
+    )
     var area: String
 
-    @Option(help: ArgumentHelp("crash-writer and crash-check: the audit log file.", valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "crash-writer and crash-check: the audit log file (broker-serve: its folder).",
+            valueName: "path"
+        )
+    )
     var database: String?
 
     @Option(help: ArgumentHelp("crash-check: the writer's output (its acknowledgements).", valueName: "path"))
     var acked: String?
 
-    @Option(help: ArgumentHelp("secagg: participants n (default 100).", valueName: "n"))
+    @Option(help: ArgumentHelp("secagg and broker: participants n (default 100).", valueName: "n"))
     var participants: Int?
 
     @Option(help: ArgumentHelp("secagg: model coordinates D (default 10^6).", valueName: "D"))
@@ -67,9 +78,16 @@ struct Bench: ParsableCommand {
     var quick = false
 
     func validate() throws {
-        guard ["crypto", "averaging", "training", "audit", "secagg", "crash-writer", "crash-check"].contains(area)
+        guard
+            [
+                "crypto", "averaging", "training", "audit", "secagg", "broker", "crash-writer", "crash-check",
+                "broker-serve",
+            ]
+            .contains(area)
         else {
-            throw ValidationError("unknown area '\(area)'; available: crypto, averaging, training, audit, secagg")
+            throw ValidationError(
+                "unknown area '\(area)'; available: crypto, averaging, training, audit, secagg, broker"
+            )
         }
         if (neighbours == nil) != (threshold == nil) {
             throw ValidationError("--neighbours and --threshold go together")
@@ -78,7 +96,9 @@ struct Bench: ParsableCommand {
             throw ValidationError("unknown phase '\(dropAt)'; available: advertise, share, mask, sign, unmask")
         }
         guard (0..<1).contains(dropoutFraction) else { throw ValidationError("--dropout-fraction must be in [0, 1)") }
-        if area.hasPrefix("crash-"), database == nil || (area == "crash-check" && acked == nil) {
+        if area.hasPrefix("crash-") || area == "broker-serve",
+            database == nil || (area == "crash-check" && acked == nil)
+        {
             throw ValidationError("\(area) needs --database (and crash-check --acked)")
         }
     }
@@ -88,7 +108,15 @@ struct Bench: ParsableCommand {
         "unmask": .unmasking,
     ]
 
-    func run() throws {
+    func run() async throws {
+        if area == "broker-serve" {
+            try await BrokerBenchServer.serve(
+                folder: database!,
+                participants: participants ?? 100,
+                hidden: quick ? 393 : 3937
+            )
+            return
+        }
         if area == "crash-writer" { try AuditCrash.write(database: database!) }
         if area == "crash-check" {
             print(try AuditCrash.check(database: database!, ackedFile: acked!))
@@ -99,6 +127,7 @@ struct Bench: ParsableCommand {
             case "crypto": try CryptoBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
             case "audit": try AuditBench(quick: quick).run()
+            case "broker": try await BrokerBench(quick: quick, participants: participants).run()
             case "secagg":
                 try SecAggBench(
                     quick: quick,
@@ -115,4 +144,6 @@ struct Bench: ParsableCommand {
     }
 }
 
-Bench.main()
+/// Runs the command (the asynchronous entry point, which top-level code would not pick).
+func start() async { await Bench.main() }
+await start()

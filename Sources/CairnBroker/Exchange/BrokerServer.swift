@@ -6,6 +6,7 @@ import HTTPTypes
 public import Hummingbird
 public import Logging
 import NIOCore
+import NIOHTTPTypes
 import Prometheus
 import ServiceLifecycle
 
@@ -168,6 +169,7 @@ public enum BrokerServer {
     ) -> some ApplicationProtocol {
         Application(
             router: router(exchange, logger: logger),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ReadSizes()])),
             configuration: .init(address: .hostname(host, port: port), serverName: "cairn-broker"),
             services: [RoundClock(exchange: exchange)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
@@ -359,9 +361,8 @@ public enum BrokerServer {
             federation: try parameter(context, "federation"),
             round: try roundNumber(context)
         )
-        let buffer = UploadBuffer(byteCount: ticket.layout.plaintextByteCount)
         do {
-            let reader = MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: buffer.bytes)
+            let reader = MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: ticket.buffer.bytes)
             let digest = try RequestSignature.BodyDigest()
             for try await piece in request.body {
                 try piece.withUnsafeReadableBytes { bytes throws(ExchangeError) in
@@ -374,20 +375,22 @@ public enum BrokerServer {
             guard ConstantTime.equals(received, declared!) else {
                 throw ExchangeError(.unauthenticated, "the body does not match its signed digest")
             }
-            try await exchange.commitUpload(caller, ticket: ticket, bodyDigest: received, words: buffer)
+            try await exchange.commitUpload(caller, ticket: ticket, bodyDigest: received)
         } catch {
-            await exchange.releaseUpload()
+            await exchange.releaseUpload(ticket.buffer)
             throw error
         }
-        await exchange.releaseUpload()
+        await exchange.releaseUpload(ticket.buffer)
         return Response(status: .accepted)
     }
 }
 
-/// The decrypted masked input of one upload, zeroed and freed when done.
+/// The decrypted masked input of one upload: an upload slot's buffer, zeroed after each upload
+/// and when freed.
 ///
-/// `@unchecked Sendable`: one request owns it; it crosses into the exchange actor only once the
-/// request has finished writing to it, and the request waits for that call to return.
+/// `@unchecked Sendable`: one request at a time owns it (the slot's); it crosses into the exchange
+/// actor only once the request has finished writing to it, and the request waits for that call
+/// to return.
 public final class UploadBuffer: @unchecked Sendable {
     let bytes: UnsafeMutableRawBufferPointer
 
@@ -402,6 +405,51 @@ public final class UploadBuffer: @unchecked Sendable {
     }
 
     var words: UnsafeBufferPointer<UInt32> { UnsafeBufferPointer(bytes.bindMemory(to: UInt32.self)) }
+}
+
+/// Sizes each connection's socket reads so that a request body waits in the socket, not in the
+/// broker's memory, until its handler takes it, and then moves fast.
+///
+/// The HTTP server buffers about ten reads per connection ahead of the handler. A request starts
+/// with 4 KiB reads; once the handler has asked for more reads than that buffer holds, it is
+/// consuming the body, and reads grow to 64 KiB. A masked-input upload queued for a slot so holds
+/// under 64 KiB of broker memory (at 64 KiB reads it would hold over 600 KiB), and one being
+/// decrypted is read 64 KiB at a time.
+final class ReadSizes: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+
+    private static let small = 4096
+    private static let large = 65_536
+    /// Reads asked for since the request's head: more than the server buffers means a consumer.
+    private static let consuming = 16
+    private var reads = 0
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        try? context.channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+        size(context, Self.small)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) {
+            reads = 0
+            size(context, Self.small)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        reads += 1
+        if reads == Self.consuming { size(context, Self.large) }
+        context.read()
+    }
+
+    private func size(_ context: ChannelHandlerContext, _ bytes: Int) {
+        try? context.channel.syncOptions?.setOption(
+            ChannelOptions.recvAllocator,
+            value: FixedSizeRecvByteBufferAllocator(capacity: bytes)
+        )
+    }
 }
 
 /// The service that moves rounds on: every quarter second it lets the exchange open rounds and

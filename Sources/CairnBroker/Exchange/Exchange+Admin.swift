@@ -87,13 +87,17 @@ extension Exchange {
         }
     }
 
+    /// A federation's description, decoded once (a federation's spec never changes).
     func federationSpec(_ id: String) throws -> FederationSpec {
+        if let spec = specs[id] { return spec }
         guard
             let json = try store.read({ db in
                 try String.fetchOne(db, sql: "SELECT spec FROM federations WHERE id = ?", arguments: [id])
             })
         else { throw ExchangeError(.notFound, "no federation \(id)") }
-        return try JSONDecoder().decode(FederationSpec.self, from: Data(json.utf8))
+        let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(json.utf8))
+        specs[id] = spec
+        return spec
     }
 
     /// `POST /v1/admin/federations/{federation}/invites`.

@@ -58,7 +58,8 @@ struct OpenRound: Sendable {
     let number: Int
     let spec: FederationSpec
     let config: RoundConfig
-    let base: Model
+    /// The configuration as the round view sends it.
+    let configHex: String
     var server: SecAggServer
     var phase: ExchangePhase
     var deadline: Int64
@@ -77,6 +78,8 @@ public struct UploadTicket: Sendable {
     public let layout: MaskedUpload
     /// The key it is encrypted under.
     public let key: SymmetricKey
+    /// Where it is decrypted to; the upload slot's.
+    public let buffer: UploadBuffer
 }
 
 extension Exchange {
@@ -162,7 +165,7 @@ extension Exchange {
             number: number,
             spec: spec,
             config: config,
-            base: base,
+            configHex: Hex.encode(config.encoded),
             server: server,
             phase: .advertise,
             deadline: deadline,
@@ -182,6 +185,9 @@ extension Exchange {
     func advance(_ federation: String, dueToDeadline: Bool) {
         guard var round = open[federation] else { return }
         let closing = round.phase
+        // The round's only copy from here (its running sum is not duplicated when it changes);
+        // it goes back into `open` unless it finishes or aborts.
+        open[federation] = nil
         do {
             var outbox: [(recipient: Int, message: [UInt8])] = []
             var expected: Set<UInt16> = []
@@ -195,6 +201,7 @@ extension Exchange {
                 outbox = deliveries.map { (Int($0.recipient), $0.encoded) }
                 expected = Set(deliveries.map(\.recipient))
             case .mask:
+                spareBuffers.removeAll()
                 let request = try round.server.closeMasking()
                 outbox = [(-1, request.encoded)]
                 expected = Set(request.survivors)
@@ -206,13 +213,14 @@ extension Exchange {
                 try finish(&round)
                 return
             case .finished, .aborted:
+                open[federation] = round
                 return
             }
             round.phase = closing.next
             round.deadline = settings.now() + Int64(round.phase.deadline(round.spec.policy.deadlines))
             round.expected = expected
             round.answered = []
-            let saved = round.server.savedState().copiedBytes
+            let saved = round.server.savedState()
             let (number, phase, deadline) = (round.number, round.phase.rawValue, round.deadline)
             try audit(
                 actor: brokerActor,
@@ -230,10 +238,18 @@ extension Exchange {
                         arguments: [federation, number, phase, item.recipient, Data(item.message)]
                     )
                 }
-                try db.execute(
-                    sql: "UPDATE rounds SET phase = ?, deadline = ?, server = ? WHERE federation = ? AND round = ?",
-                    arguments: [phase, deadline, Data(saved), federation, number]
-                )
+                try saved.withUnsafeBytes { state in
+                    // Bound without a copy: the state holds the running sum (4·D bytes).
+                    let blob = Data(
+                        bytesNoCopy: UnsafeMutableRawPointer(mutating: state.baseAddress!),
+                        count: state.count,
+                        deallocator: .none
+                    )
+                    try db.execute(
+                        sql: "UPDATE rounds SET phase = ?, deadline = ?, server = ? WHERE federation = ? AND round = ?",
+                        arguments: [phase, deadline, blob, federation, number]
+                    )
+                }
             }
             open[federation] = round
         } catch {
@@ -243,14 +259,19 @@ extension Exchange {
 
     private func finish(_ round: inout OpenRound) throws {
         let result = try round.server.finish()
+        // The base model is read again here rather than held through the round: the broker's
+        // memory during the mask phase is the running sum and the upload buffers.
+        let base = try store.read { db in try Self.model(db, of: round.spec, before: round.number).model }
         let model = try FederatedModel.applying(
             sum: result.sum,
             sampleCount: result.sampleCount,
-            to: round.base,
+            to: base,
             policy: round.spec.policy
         )
         let digest = try FederatedModel.digest(model)
-        let sumDigest = try result.sum.withUnsafeBytes { try BLAKE2b.hash(Array($0), domain: .aggregate) }
+        let hash = try BLAKE2b(domain: .aggregate)
+        result.sum.withUnsafeBytes { hash.update($0) }
+        let sumDigest = try hash.finalize()
         let (federation, number) = (round.federation, round.number)
         // The log first: a crash before the write below resumes the round in unmasking, which
         // finishes it again with the same sum and model (the entries repeat; none is missing).
@@ -273,7 +294,7 @@ extension Exchange {
             try db.execute(
                 sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, ?, ?)",
                 arguments: [
-                    federation, number, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) }),
+                    federation, number, Data(digest), model.parameters.withUnsafeBytes { Data($0) },
                     result.survivors.count,
                 ]
             )
@@ -355,18 +376,17 @@ extension Exchange {
                 let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(specJSON.utf8))
                 let config = try RoundConfig(decoding: Array(row["config"] as Data))
                 let server = try SecAggServer(restoring: SecretBytes(copying: Array(row["server"] as Data)))
-                let (base, messages) = try store.write { db -> (Model, [Row]) in
+                let messages = try store.write { db -> [Row] in
                     try db.execute(
                         sql: "DELETE FROM answers WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
                     )
-                    let base = try Self.model(db, of: spec, before: number).model
-                    let messages = try Row.fetchAll(
+                    _ = try Self.model(db, of: spec, before: number)  // refuse to resume without it
+                    return try Row.fetchAll(
                         db,
                         sql: "SELECT recipient, message FROM outbox WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
                     )
-                    return (base, messages)
                 }
                 let expected: Set<UInt16>
                 switch phase {
@@ -395,7 +415,7 @@ extension Exchange {
                     number: number,
                     spec: spec,
                     config: config,
-                    base: base,
+                    configHex: Hex.encode(config.encoded),
                     server: server,
                     phase: phase,
                     deadline: deadline,
@@ -545,7 +565,7 @@ extension Exchange {
             phase: round.phase.rawValue,
             deadline: round.deadline,
             index: index,
-            config: Hex.encode(round.config.encoded),
+            config: round.configHex,
             message: Hex.encode(message),
             answered: round.answered.contains(UInt16(index)),
             modelRound: modelRound
@@ -680,8 +700,8 @@ extension Exchange {
     }
 
     /// Starts a masked-input upload: checks the caller may send one now and returns the layout
-    /// and key to decrypt it with. The caller then holds an upload slot until
-    /// ``releaseUpload()``.
+    /// and key to decrypt it with. The caller then holds an upload slot and its buffer until
+    /// ``releaseUpload(_:)``.
     public func beginUpload(_ caller: Caller, federation: String, round number: Int) async throws -> UploadTicket {
         guard let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: nil)
         else {
@@ -699,15 +719,16 @@ extension Exchange {
         guard let list, let entry = try KeyList(decoding: Array(list)).entries.first(where: { $0.index == index }),
             let session = round.server.sessionID
         else { throw ExchangeError(.internal, "round \(number) has no key list") }
-        let ticket = UploadTicket(
+        let layout = MaskedUpload(wordCount: round.config.wordCount, session: session, sender: index)
+        let key = try UploadKey.broker(keys.transport, session: session, entry: entry)
+        return UploadTicket(
             federation: federation,
             round: number,
             index: index,
-            layout: MaskedUpload(wordCount: round.config.wordCount, session: session, sender: index),
-            key: try UploadKey.broker(keys.transport, session: session, entry: entry)
+            layout: layout,
+            key: key,
+            buffer: await acquireUpload(byteCount: layout.plaintextByteCount)
         )
-        await acquireUpload()
-        return ticket
     }
 
     /// Adds a fully received and decrypted masked input to the round's sum. The caller has
@@ -716,10 +737,9 @@ extension Exchange {
     public func commitUpload(
         _ caller: Caller,
         ticket: UploadTicket,
-        bodyDigest: [UInt8],
-        words buffer: UploadBuffer
+        bodyDigest: [UInt8]
     ) throws {
-        let words = buffer.words
+        let words = ticket.buffer.words
         guard
             let index = try answering(
                 caller,

@@ -63,9 +63,13 @@ public actor Exchange {
     let settings: Settings
     /// The open round of each federation, in memory (restored from SQLite at start).
     var open: [String: OpenRound] = [:]
+    /// Federation specs by id, decoded on first use.
+    var specs: [String: FederationSpec] = [:]
     private var buckets: [[UInt8]: (tokens: Double, time: Int64)] = [:]
     private var freeUploads: Int
     private var uploadQueue: [CheckedContinuation<Void, Never>] = []
+    /// Upload buffers kept between the uploads of a mask phase (freed when it closes).
+    var spareBuffers: [UploadBuffer] = []
     /// Counters for `/metrics`.
     public let metrics: ExchangeMetrics
 
@@ -281,17 +285,26 @@ public actor Exchange {
 
     // MARK: Upload slots
 
-    /// Waits for a free masked-input buffer (at most ``Settings/concurrentUploads`` at once).
-    func acquireUpload() async {
+    /// Waits for a free upload slot (at most ``Settings/concurrentUploads`` at once) and returns
+    /// its buffer of `byteCount` bytes, reused from an earlier upload of the same size when there
+    /// is one (a fresh 4 MB allocation per upload costs page faults and zeroing every time).
+    func acquireUpload(byteCount: Int) async -> UploadBuffer {
         if freeUploads > 0 {
             freeUploads -= 1
-            return
+        } else {
+            await withCheckedContinuation { uploadQueue.append($0) }
         }
-        await withCheckedContinuation { uploadQueue.append($0) }
+        if let i = spareBuffers.firstIndex(where: { $0.bytes.count == byteCount }) {
+            return spareBuffers.remove(at: i)
+        }
+        return UploadBuffer(byteCount: byteCount)
     }
 
-    /// Returns an upload slot taken by ``beginUpload(_:federation:round:)``.
-    public func releaseUpload() {
+    /// Returns an upload slot taken by ``beginUpload(_:federation:round:)`` and zeroes its buffer,
+    /// which is kept for the next upload.
+    public func releaseUpload(_ buffer: UploadBuffer) {
+        buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        if spareBuffers.count < settings.concurrentUploads { spareBuffers.append(buffer) }
         if uploadQueue.isEmpty { freeUploads += 1 } else { uploadQueue.removeFirst().resume() }
     }
 }
