@@ -65,7 +65,7 @@ struct Fixture {
             origin: "cairn.test/exchange",
             settings: settings,
             metrics: ExchangeMetrics(),
-            logger: Logger(label: "test")
+            logger: quiet
         )
         let op = try await exchange.authenticate(
             method: "POST",
@@ -243,7 +243,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
     @Test func everyEndpointRefusesEveryAttack() async throws {
         let fixture = try await Fixture()
         defer { _ = system("rm -rf '\(fixture.folder)'") }
-        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         let participantKey = Hex.encode(fixture.members["participant"]!.publicKey.rawRepresentation)
         let cases = try await app.test(.router) { client -> Int in
             var cases = 0
@@ -336,7 +336,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
     @Test func enrolmentRefusals() async throws {
         let fixture = try await Fixture()
         defer { _ = system("rm -rf '\(fixture.folder)'") }
-        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         let body = Array(
             try JSONEncoder().encode(
                 EnrolRequest(
@@ -399,3 +399,7 @@ func exchange(
         (Int($0.status.code), Array($0.body.readableBytesView))
     }
 }
+
+/// A logger that drops everything: the refusals the tests provoke by the thousand are asserted,
+/// not printed.
+let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }

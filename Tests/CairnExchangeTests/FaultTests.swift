@@ -225,7 +225,7 @@ struct RoundDriver {
         for count in [1, 2, 3] {
             let start = try await RoundDriver()
             defer { _ = system("rm -rf '\(start.fixture.folder)'") }
-            let app = Application(router: BrokerServer.router(start.fixture.exchange, logger: Logger(label: "test")))
+            let app = Application(router: BrokerServer.router(start.fixture.exchange, logger: quiet))
             let dropped = Set(RoundDriver.names.suffix(count))
             let (outcome, driver) = try await app.test(.router) { client in
                 var driver = start
@@ -287,7 +287,7 @@ struct RoundDriver {
         let clock = TestClock()
         let fixture = try await Fixture(settings: clock.settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
-        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         func encode(_ value: some Encodable) -> [UInt8] { Array(try! JSONEncoder().encode(value)) }
         let endpoints: [(path: String, signer: Ed25519.PrivateKey, valid: [UInt8], wrongTypes: [String])] = [
             (
@@ -369,7 +369,7 @@ struct RoundDriver {
         let start = try await RoundDriver()
         defer { _ = system("rm -rf '\(start.fixture.folder)'") }
         let fixture = start.fixture
-        let app = Application(router: BrokerServer.router(fixture.exchange, logger: Logger(label: "test")))
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         let outcome = try await app.test(.router) { client -> String in
             var driver = start
             var previous: [UInt8] = [0x01]

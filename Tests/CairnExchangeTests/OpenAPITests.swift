@@ -11,7 +11,7 @@ import Testing
     @Test func serverRoutesAreTheSpecification() async throws {
         let fixture = try await Fixture()
         defer { _ = system("rm -rf '\(fixture.folder)'") }
-        let router = BrokerServer.router(fixture.exchange, logger: Logger(label: "test"))
+        let router = BrokerServer.router(fixture.exchange, logger: quiet)
         let served = Set(router.routes.map { "\($0.method.rawValue) \($0.path)" })
 
         let file = #filePath
