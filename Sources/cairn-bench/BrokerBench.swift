@@ -38,12 +38,11 @@ struct BrokerBench {
 
     func run() async throws -> BenchReport {
         let n = participants ?? (quick ? 20 : 100)
-        let hidden = quick ? 393 : 3937
         let folder = String(cString: mkdtemp(strdup("/tmp/cairn-bench-broker-XXXXXX")))
         defer { _ = try? FileManager.default.removeItem(atPath: folder) }
-        let broker = try BrokerChild(folder: folder, participants: n, hidden: hidden)
+        let broker = try BrokerChild(folder: folder, participants: n, quick: quick)
         defer { broker.stop() }
-        let spec = BrokerBenchServer.spec(participants: n, hidden: hidden)
+        let spec = BrokerBenchServer.spec(participants: n, quick: quick)
         let d = try FederatedModel.architecture(of: spec).parameterCount
 
         let http = HTTPClient(
@@ -59,8 +58,12 @@ struct BrokerBench {
         let (_, transport) = try await BrokerClient.brokerInfo(url: broker.url, expected: brokerKey, http: http)
         var clients: [BenchParticipant] = []
         for code in codes {
-            let identity = try Ed25519.PrivateKey()
-            let client = try BrokerClient(url: broker.url, identity: identity, broker: brokerKey, http: http)
+            let client = try BrokerClient(
+                url: broker.url,
+                identity: try Ed25519.PrivateKey(),
+                broker: brokerKey,
+                http: http
+            )
             let _: MemberRecord = try await client.json(
                 "POST",
                 "/v1/enrol",
@@ -69,7 +72,7 @@ struct BrokerBench {
                     deliveryKey: Hex.encode(try X25519.PrivateKey().publicKey.rawRepresentation)
                 )
             )
-            clients.append(try BenchParticipant(client: client, identity: identity, transport: transport, dimension: d))
+            clients.append(try BenchParticipant(client: client, transport: transport, dimension: d))
         }
 
         try await Task.sleep(for: .seconds(1))
@@ -109,7 +112,7 @@ struct BrokerBench {
         let bytes = Double(bodies.map(\.count).reduce(0, +))
         let first = results.map(\.uploadStart).min()!
         let last = results.map(\.uploadEnd).max()!
-        let ingest = bytes / seconds(last - first) / 1e6
+        let ingest = bytes / (last - first).seconds / 1e6
         let floorStart = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for body in bodies {
@@ -126,7 +129,7 @@ struct BrokerBench {
             }
             try await group.waitForAll()
         }
-        let floor = bytes / seconds(ContinuousClock.now - floorStart) / 1e6
+        let floor = bytes / (ContinuousClock.now - floorStart).seconds / 1e6
 
         var report = BenchReport(area: "broker")
         let params = [("n", "\(n)"), ("D", "\(d)")]
@@ -134,7 +137,7 @@ struct BrokerBench {
             BenchCase(
                 name: "round",
                 params: params + [("poll", "250 ms")],
-                value: seconds(round),
+                value: round.seconds,
                 unit: "s",
                 floor: nil
             )
@@ -164,9 +167,6 @@ struct BrokerBench {
         return report
     }
 
-    private func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
 }
 
 /// Waits until `count` tasks arrived.
@@ -196,14 +196,12 @@ struct BenchParticipant: Sendable {
     }
 
     let client: BrokerClient
-    let identity: Ed25519.PrivateKey
     let transport: X25519.PublicKey
     let input: [UInt32]
     let samples: UInt32
 
-    init(client: BrokerClient, identity: Ed25519.PrivateKey, transport: X25519.PublicKey, dimension: Int) throws {
+    init(client: BrokerClient, transport: X25519.PublicKey, dimension: Int) throws {
         self.client = client
-        self.identity = identity
         self.transport = transport
         // Random 16-bit words: the sum of 100 stays far from wrapping.
         let random = SecureRandom.bytes(2 * dimension)
@@ -234,7 +232,7 @@ struct BenchParticipant: Sendable {
         var view = try await waitFor("advertise")
         var secagg = try SecAggClient(
             config: try RoundConfig(decoding: try Hex.decode(view.config)),
-            identity: identity
+            identity: client.identity
         )
         try await post(view, "advertise", try secagg.advertise().encoded)
         view = try await waitFor("share")
@@ -282,12 +280,12 @@ final class BrokerChild: Sendable {
     let url: String
     let nullURL: String
 
-    init(folder: String, participants: Int, hidden: Int) throws {
+    init(folder: String, participants: Int, quick: Bool) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments =
             ["broker-serve", "--database", folder, "--participants", "\(participants)"]
-            + (hidden < 1000 ? ["--quick"] : [])
+            + (quick ? ["--quick"] : [])
         let stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin
@@ -335,9 +333,9 @@ final class BrokerChild: Sendable {
 
 /// `cairn-bench broker-serve`: the broker half of `cairn-bench broker`.
 enum BrokerBenchServer {
-    /// The benchmark's federation: an MLP with 251 inputs and `hidden` units over 2 classes
-    /// (3937 units: D = 10^6 exactly), every deadline 10 minutes.
-    static func spec(participants: Int, hidden: Int) -> FederationSpec {
+    /// The benchmark's federation: an MLP with 251 inputs and 3937 hidden units over 2 classes
+    /// (D = 10^6 exactly; `quick`: 393 units, D = 99,824), every deadline 10 minutes.
+    static func spec(participants: Int, quick: Bool) -> FederationSpec {
         FederationSpec(
             id: "bench",
             description: "cairn-bench broker",
@@ -346,7 +344,7 @@ enum BrokerBenchServer {
                 label: .init(name: "y", classes: ["no", "yes"]),
                 features: (1...251).map { DataSchema.Feature(name: "x\($0)", type: .float, min: 0, max: 1) }
             ),
-            model: ModelChoice(kind: .mlp, hidden: hidden),
+            model: ModelChoice(kind: .mlp, hidden: quick ? 393 : 3937),
             policy: RoundPolicy(
                 minimumParticipants: participants,
                 deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600)
@@ -357,7 +355,7 @@ enum BrokerBenchServer {
     /// Sets up the exchange in `folder` (federation, one invite per participant in
     /// `folder/invites`), serves it and a null endpoint on loopback, prints
     /// `ports <broker> <null>`, and starts one round when `start` arrives on standard input.
-    static func serve(folder: String, participants: Int, hidden: Int) async throws {
+    static func serve(folder: String, participants: Int, quick: Bool) async throws {
         let logger = Logger(label: "cairn-bench.broker") { _ in SwiftLogNoOpLogHandler() }
         let identity = try Ed25519.PrivateKey()
         let operatorKey = try Ed25519.PrivateKey()
@@ -386,7 +384,7 @@ enum BrokerBenchServer {
             ),
             bodyDigest: []
         )
-        try await exchange.createFederation(op, spec(participants: participants, hidden: hidden))
+        try await exchange.createFederation(op, spec(participants: participants, quick: quick))
         var codes: [String] = []
         for _ in 0..<participants {
             codes.append(try await exchange.invite(op, federation: "bench", InviteRequest(role: .participant)).code)

@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
             try await BrokerBenchServer.serve(
                 folder: database!,
                 participants: participants ?? 100,
-                hidden: quick ? 393 : 3937
+                quick: quick
             )
             return
         }

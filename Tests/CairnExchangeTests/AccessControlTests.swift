@@ -22,6 +22,8 @@ struct Fixture {
     let operatorKey: Ed25519.PrivateKey
     let broker: Ed25519.PublicKey
     var members: [String: Ed25519.PrivateKey] = [:]
+    /// The exchange's clock.
+    let now: @Sendable () -> Int64
 
     static let schema = DataSchema(
         task: .multiclass,
@@ -67,18 +69,8 @@ struct Fixture {
             metrics: ExchangeMetrics(),
             logger: quiet
         )
-        let op = try await exchange.authenticate(
-            method: "POST",
-            target: "/setup",
-            signature: try RequestSignature.sign(
-                method: "POST",
-                target: "/setup",
-                bodyDigest: [],
-                identity: operatorKey,
-                broker: broker
-            ),
-            bodyDigest: []
-        )
+        now = settings.now
+        let op = try await caller(operatorKey)
         for federation in ["alpha", "beta"] {
             try await exchange.createFederation(op, Self.spec(federation, policy: policy))
         }
@@ -90,21 +82,8 @@ struct Fixture {
         ] + others {
             let key = try Ed25519.PrivateKey()
             let invite = try await exchange.invite(op, federation: federation, InviteRequest(role: role))
-            let caller = try await exchange.authenticate(
-                method: "POST",
-                target: "/setup",
-                signature: try RequestSignature.sign(
-                    method: "POST",
-                    target: "/setup",
-                    bodyDigest: [],
-                    identity: key,
-                    broker: broker
-                ),
-                bodyDigest: [],
-                enrolling: true
-            )
             _ = try await exchange.enrol(
-                caller,
+                try await caller(key, enrolling: true),
                 EnrolRequest(invite: String(invite.code.prefix(32)), deliveryKey: String(repeating: "ab", count: 32))
             )
             members[name] = key
@@ -115,6 +94,44 @@ struct Fixture {
             key: Hex.encode(members["suspended"]!.publicKey.rawRepresentation)
         )
         members["operator"] = operatorKey
+    }
+
+    /// `key` as the exchange sees it after a signed request, for calling the exchange directly.
+    func caller(_ key: Ed25519.PrivateKey, enrolling: Bool = false) async throws -> Exchange.Caller {
+        try await exchange.authenticate(
+            method: "POST",
+            target: "/setup",
+            signature: try RequestSignature.sign(
+                method: "POST",
+                target: "/setup",
+                bodyDigest: [],
+                identity: key,
+                broker: broker,
+                time: now()
+            ),
+            bodyDigest: [],
+            enrolling: enrolling
+        )
+    }
+
+    /// One request through the router, signed by `key` at the exchange's time.
+    func request(
+        _ client: some TestClientProtocol,
+        _ key: Ed25519.PrivateKey,
+        _ method: HTTPRequest.Method,
+        _ path: String,
+        _ body: [UInt8] = [],
+        contentType: String? = nil
+    ) async throws -> (status: Int, body: [UInt8]) {
+        let signature = try RequestSignature.sign(
+            method: method.rawValue,
+            target: path,
+            bodyDigest: try RequestSignature.digest(body),
+            identity: key,
+            broker: broker,
+            time: now()
+        )
+        return try await CairnExchangeTests.exchange(client, method, path, body, contentType, signature)
     }
 
     /// Everything stored except seen nonces, as one string: a refusal must leave it unchanged.

@@ -59,20 +59,11 @@ struct RoundDriver {
                 UInt32.random(in: 1...1000, using: &generator)
             )
         }
-        let op = try await fixture.exchange.authenticate(
-            method: "POST",
-            target: "/setup",
-            signature: try RequestSignature.sign(
-                method: "POST",
-                target: "/setup",
-                bodyDigest: [],
-                identity: fixture.operatorKey,
-                broker: fixture.broker,
-                time: clock.now
-            ),
-            bodyDigest: []
+        _ = try await fixture.exchange.training(
+            try await fixture.caller(fixture.operatorKey),
+            federation: "alpha",
+            TrainingRequest(action: "start", rounds: 1)
         )
-        _ = try await fixture.exchange.training(op, federation: "alpha", TrainingRequest(action: "start", rounds: 1))
         await fixture.exchange.tick()
     }
 
@@ -85,15 +76,7 @@ struct RoundDriver {
         _ body: [UInt8] = [],
         contentType: String? = nil
     ) async throws -> (status: Int, body: [UInt8]) {
-        let signature = try RequestSignature.sign(
-            method: method.rawValue,
-            target: path,
-            bodyDigest: try RequestSignature.digest(body),
-            identity: fixture.members[name]!,
-            broker: fixture.broker,
-            time: clock.now
-        )
-        return try await exchange(client, method, path, body, contentType, signature)
+        try await fixture.request(client, fixture.members[name]!, method, path, body, contentType: contentType)
     }
 
     /// The round as `name` sees it.
@@ -316,24 +299,6 @@ struct RoundDriver {
         ]
         let statuses = try await app.test(.router) { client -> [Int: Int] in
             var statuses: [Int: Int] = [:]
-            func post(
-                _ path: String,
-                _ key: Ed25519.PrivateKey,
-                _ body: [UInt8],
-                _ type: String?
-            ) async throws
-                -> (status: Int, body: [UInt8])
-            {
-                let signature = try RequestSignature.sign(
-                    method: "POST",
-                    target: path,
-                    bodyDigest: try RequestSignature.digest(body),
-                    identity: key,
-                    broker: fixture.broker,
-                    time: clock.now
-                )
-                return try await exchange(client, .post, path, body, type, signature)
-            }
             for (path, key, valid, wrongTypes) in endpoints {
                 var corpus: [(String, [UInt8], String?)] = (0..<valid.count).map {
                     ("\(path) cut to \($0) bytes", Array(valid.prefix($0)), "application/json")
@@ -347,7 +312,11 @@ struct RoundDriver {
                     ("\(path) over 4 MiB", [UInt8](repeating: 0x20, count: (4 << 20) + 1), "application/json")
                 )
                 for (what, body, type) in corpus {
-                    let status = try await Self.refused(fixture, { try await post(path, key, body, type) }, what)
+                    let status = try await Self.refused(
+                        fixture,
+                        { try await fixture.request(client, key, .post, path, body, contentType: type) },
+                        what
+                    )
                     statuses[status, default: 0] += 1
                 }
             }

@@ -186,7 +186,7 @@ extension Exchange {
         guard var round = open[federation] else { return }
         let closing = round.phase
         // The round's only copy from here (its running sum is not duplicated when it changes);
-        // it goes back into `open` unless it finishes or aborts.
+        // it goes back into `open` unless it finishes or aborts (`finish` and `abort` leave it out).
         open[federation] = nil
         do {
             var outbox: [(recipient: Int, message: [UInt8])] = []
@@ -257,6 +257,7 @@ extension Exchange {
         }
     }
 
+    /// Unmasks and stores the new model; `advance` has taken the round out of `open`.
     private func finish(_ round: inout OpenRound) throws {
         let result = try round.server.finish()
         // The base model is read again here rather than held through the round: the broker's
@@ -312,7 +313,6 @@ extension Exchange {
                 arguments: [federation, number]
             )
         }
-        open[federation] = nil
         metrics.finished.increment()
         logger.info(
             "round finished",
@@ -321,8 +321,8 @@ extension Exchange {
         checkpoint()
     }
 
+    /// Records an abort; `advance` has taken the round out of `open`.
     private func abort(_ federation: String, _ round: OpenRound, reason: String) {
-        open[federation] = nil
         metrics.aborted.increment()
         logger.notice(
             "round aborted",
@@ -749,14 +749,17 @@ extension Exchange {
                 digest: bodyDigest
             )
         else { return }
-        var round = open[ticket.federation]!
         do {
-            try round.server.receiveMaskedInput(session: ticket.layout.session, sender: index, words: words)
+            // In place: a copy of the round here would copy its running sum (4·D bytes) per upload.
+            try open[ticket.federation]!.server.receiveMaskedInput(
+                session: ticket.layout.session,
+                sender: index,
+                words: words
+            )
         } catch let error as SecAggError {
             throw Self.refusal(error)
         }
         metrics.maskedBytes.increment(by: Int64(ticket.layout.bodyByteCount))
-        open[ticket.federation] = round
         try accept(caller, federation: ticket.federation, phase: .mask, index: index, digest: bodyDigest)
     }
 }
