@@ -36,6 +36,7 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        .systemLibrary(name: "CMalloc"),
         .target(name: "CairnWire"),
         .target(name: "CairnCrypto", dependencies: ["CSodium", "CairnWire"]),
         .target(name: "CairnSIMD", dependencies: ["CairnCrypto", "CairnWire"]),
@@ -51,8 +52,9 @@ let package = Package(
             name: "CairnBroker",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnSIMD", "CairnSecAgg", "CairnAudit", "CairnModels",
-                "CairnLicensing", "CairnExchange",
+                "CairnLicensing", "CairnExchange", "CMalloc",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -119,23 +119,43 @@ public enum FederatedModel {
         to global: Model,
         policy: RoundPolicy
     ) throws -> Model {
+        var model = global
+        try apply(sum: sum, sampleCount: sampleCount, to: &model, policy: policy)
+        return model
+    }
+
+    /// Adds the mean update of a round (its sum of updates and of sample counts) to `model` in
+    /// place, dequantising a block at a time: no second `D`-sized array.
+    public static func apply(
+        sum: [UInt32],
+        sampleCount: UInt32,
+        to model: inout Model,
+        policy: RoundPolicy
+    ) throws {
         guard sampleCount >= 1 else { throw ExchangeError(.malformed, "a round with no training rows changes nothing") }
-        guard sum.count == global.parameters.count else {
-            throw ExchangeError(.malformed, "the sum has \(sum.count) words; the model has \(global.parameters.count)")
+        guard sum.count == model.parameters.count else {
+            throw ExchangeError(.malformed, "the sum has \(sum.count) words; the model has \(model.parameters.count)")
         }
-        var mean = [Float](repeating: 0, count: sum.count)
+        let parameters = try quantisation(policy)
+        let divisor = Double(sampleCount) / Double(policy.maximumSampleCount)
+        var block = [Float](repeating: 0, count: min(sum.count, 16_384))
         try sum.withUnsafeBufferPointer { q in
-            try mean.withUnsafeMutableBufferPointer {
-                try Quantisation.dequantise(
-                    q,
-                    into: $0,
-                    parameters: quantisation(policy),
-                    dividingBy: Double(sampleCount) / Double(policy.maximumSampleCount),
-                    parallelism: .serial
-                )
+            try model.parameters.withUnsafeMutableBufferPointer { global in
+                try block.withUnsafeMutableBufferPointer { mean in
+                    for start in stride(from: 0, to: q.count, by: mean.count) {
+                        let count = min(mean.count, q.count - start)
+                        let part = UnsafeMutableBufferPointer(rebasing: mean[..<count])
+                        try Quantisation.dequantise(
+                            UnsafeBufferPointer(rebasing: q[start..<start + count]),
+                            into: part,
+                            parameters: parameters,
+                            dividingBy: divisor,
+                            parallelism: .serial
+                        )
+                        for i in 0..<count { global[start + i] += part[i] }
+                    }
+                }
             }
         }
-        for i in mean.indices { mean[i] += global.parameters[i] }
-        return try Model(architecture: global.architecture, parameters: mean)
     }
 }

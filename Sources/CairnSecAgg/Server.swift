@@ -43,10 +43,13 @@ public struct SecAggServer: Sendable {
 
     private var advertised: [UInt16: KeyList.Entry] = [:]
     private var session: Session?
+    /// The shares received while sharing; emptied once they are handed out.
     private var shared: [UInt16: ShareKeys] = [:]
+    /// Who shared keys (kept after ``shared`` is emptied).
+    private var sharers: Set<UInt16> = []
     private var masked: Set<UInt16> = []
-    /// The running sum of masked inputs, `D + 1` words.
-    private var sum: [UInt32]
+    /// The running sum of masked inputs, `D + 1` words; empty until the first one arrives.
+    private var sum: [UInt32] = []
     private var survivors: [UInt16] = []
     private var dropped: [UInt16] = []
     private var signatures: [UInt16: [UInt8]] = [:]
@@ -55,7 +58,6 @@ public struct SecAggServer: Sendable {
     /// A server for one round.
     public init(config: RoundConfig) {
         self.config = config
-        sum = [UInt32](repeating: 0, count: config.wordCount)
     }
 
     /// The session id, once advertising has closed.
@@ -100,26 +102,29 @@ public struct SecAggServer: Sendable {
                 "ShareKeys from participant \(message.sender) must hold one share for each of its \(neighbours.count) neighbours"
             )
         }
-        guard shared[message.sender] == nil else {
+        guard !sharers.contains(message.sender) else {
             throw SecAggError(.wrongPhase, "participant \(message.sender) already sent its shares")
         }
         shared[message.sender] = message
+        sharers.insert(message.sender)
     }
 
     /// Closes sharing: for each participant that shared, the shares its neighbours sent it.
     public mutating func closeSharing() throws -> [ShareDelivery] {
         let session = try open(.sharing, "closing sharing", nil)
-        try require(shared.count, config.signatureThreshold, "shared keys")
+        try require(sharers.count, config.signatureThreshold, "shared keys")
         var inbox: [UInt16: [EncryptedShare]] = [:]
         for (sender, message) in shared.sorted(by: { $0.key < $1.key }) {
-            for share in message.shares where shared[share.peer] != nil {
+            for share in message.shares where sharers.contains(share.peer) {
                 inbox[share.peer, default: []].append(
                     EncryptedShare(peer: sender, nonce: share.nonce, ciphertext: share.ciphertext)
                 )
             }
         }
         phase = .masking
-        return shared.keys.sorted().map { ShareDelivery(session: session.id, recipient: $0, shares: inbox[$0] ?? []) }
+        // Handed out: the broker keeps no ciphertext it no longer needs, in memory or saved state.
+        shared = [:]
+        return sharers.sorted().map { ShareDelivery(session: session.id, recipient: $0, shares: inbox[$0] ?? []) }
     }
 
     /// Adds one participant's masked input to the running sum.
@@ -136,7 +141,7 @@ public struct SecAggServer: Sendable {
         words: UnsafeBufferPointer<UInt32>
     ) throws {
         _ = try open(.masking, "MaskedInput", id)
-        guard shared[sender] != nil else {
+        guard sharers.contains(sender) else {
             throw SecAggError(.wrongSession, "MaskedInput from participant \(sender), who shared no keys")
         }
         guard words.count == config.wordCount else {
@@ -148,6 +153,7 @@ public struct SecAggServer: Sendable {
         guard !masked.contains(sender) else {
             throw SecAggError(.wrongPhase, "participant \(sender) already sent its masked input")
         }
+        if sum.isEmpty { sum = [UInt32](repeating: 0, count: config.wordCount) }
         try sum.withUnsafeMutableBufferPointer { try ModularSum.add(words, into: $0, parallelism: parallelism) }
         masked.insert(sender)
     }
@@ -157,7 +163,7 @@ public struct SecAggServer: Sendable {
         let session = try open(.masking, "closing masking", nil)
         try require(masked.count, max(config.signatureThreshold, config.threshold), "sent masked inputs")
         survivors = masked.sorted()
-        dropped = shared.keys.filter { !masked.contains($0) }.sorted()
+        dropped = sharers.filter { !masked.contains($0) }.sorted()
         phase = .checking
         return ConsistencyRequest(session: session.id, survivors: survivors)
     }
@@ -206,7 +212,7 @@ public struct SecAggServer: Sendable {
     /// share of a survivor or the mask-key share of a dropped one.
     private func expectedShares(from responder: UInt16, _ session: Session) -> [(UInt16, ShareKind)] {
         (session.neighbours[responder] ?? []).compactMap { v in
-            guard shared[v] != nil else { return nil }
+            guard sharers.contains(v) else { return nil }
             return (v, masked.contains(v) ? .selfMask : .maskKey)
         }
     }
@@ -273,8 +279,8 @@ public struct SecAggServer: Sendable {
             return try Shamir.combine(shares, threshold: config.threshold)
         }
         // Taken rather than copied: the round ends here either way (finished or aborted).
-        var sum = self.sum
-        self.sum = []
+        var sum: [UInt32] = []
+        swap(&sum, &self.sum)
         try sum.withUnsafeMutableBufferPointer { y in
             for u in survivors {
                 try MaskExpansion.subtract(
@@ -321,22 +327,38 @@ public struct SecAggServer: Sendable {
 
     // MARK: Saved state
 
-    private static let stateLabel = "cairn/secagg-server-state/v1"
+    private static let stateLabel = "cairn/secagg-server-state/v2"
+
+    /// The running sum of the masked inputs received so far (`D + 1` words), or an empty buffer
+    /// before the first: what ``savedState(includingSum:)`` leaves out when told to.
+    public func withRunningSum<R>(_ body: (UnsafeBufferPointer<UInt32>) throws -> R) rethrows -> R {
+        try sum.withUnsafeBufferPointer(body)
+    }
 
     /// Everything needed to resume the round: configuration, phase, keys, shares, the running sum,
     /// signatures and revealed shares. It holds secrets once unmasking began: store it encrypted.
-    public func savedState() -> SecretBytes {
-        var w = ByteWriter(capacity: 8192 + 4 * sum.count + 200 * config.participantCount * (1 + config.neighbours))
+    ///
+    /// - Parameter includingSum: `false` leaves the running sum (`4 · (D + 1)` bytes) out, for a
+    ///   caller that stores it on its own from ``withRunningSum(_:)`` (it changes only while
+    ///   masking, and then in every input) and hands it back to ``init(restoring:sum:)``.
+    public func savedState(includingSum: Bool = true) -> SecretBytes {
+        let withSum = includingSum && !sum.isEmpty
+        var w = ByteWriter(
+            capacity: 8192 + (withSum ? 4 * sum.count : 0)
+                + 200 * config.participantCount * (1 + (shared.isEmpty ? 0 : config.neighbours))
+        )
         w.label(Self.stateLabel)
         w.lengthPrefixed(config.encoded)
         w.u8(phase.rawValue)
         w.bool(session != nil)
         w.u32(UInt32(advertised.count))
         for (_, entry) in advertised.sorted(by: { $0.key < $1.key }) { entry.write(&w) }
+        w.indices(sharers.sorted())
         w.u32(UInt32(shared.count))
         for (_, message) in shared.sorted(by: { $0.key < $1.key }) { w.lengthPrefixed(message.encoded) }
         w.indices(masked.sorted())
-        sum.withUnsafeBufferPointer { w.u32Words($0) }
+        w.bool(withSum)
+        if withSum { sum.withUnsafeBufferPointer { w.u32Words($0) } }
         w.u32(UInt32(signatures.count))
         for (signer, signature) in signatures.sorted(by: { $0.key < $1.key }) {
             w.u16(signer)
@@ -347,8 +369,9 @@ public struct SecAggServer: Sendable {
         return SecretBytes(draining: &w)
     }
 
-    /// Resumes a round from ``savedState()``.
-    public init(restoring state: SecretBytes) throws {
+    /// Resumes a round from ``savedState(includingSum:)``; `sum` is the running sum when the
+    /// state was saved without it (and masked inputs had arrived).
+    public init(restoring state: SecretBytes, sum separateSum: [UInt32]? = nil) throws {
         var r = state.withUnsafeBytes { ByteReader(Array($0)) }
         do {
             guard try r.label("state label") == Self.stateLabel else {
@@ -372,12 +395,32 @@ public struct SecAggServer: Sendable {
                     )
                 )
             }
+            sharers = Set(try r.indices("sharers"))
             for _ in 0..<(try r.count("shared")) {
                 let message = try ShareKeys(decoding: r.lengthPrefixed("share keys", maximum: 1 << 24))
+                guard sharers.contains(message.sender) else {
+                    throw WireError(.invalidValue, "shares from participant \(message.sender), who is not a sharer")
+                }
                 shared[message.sender] = message
             }
             masked = Set(try r.indices("masked"))
-            sum = try r.u32Words(config.wordCount, "sum")
+            if try r.bool("sum included") {
+                sum = try r.u32Words(config.wordCount, "sum")
+            } else if let separateSum {
+                guard separateSum.count == config.wordCount else {
+                    throw WireError(
+                        .invalidValue,
+                        "the running sum has \(separateSum.count) words, not \(config.wordCount)"
+                    )
+                }
+                sum = separateSum
+            }
+            guard masked.isEmpty || !sum.isEmpty else {
+                throw WireError(
+                    .invalidValue,
+                    "\(masked.count) masked inputs were received but there is no running sum"
+                )
+            }
             for _ in 0..<(try r.count("signatures")) {
                 signatures[try r.u16("signer")] = try r.fixed(Ed25519.signatureByteCount, "signature")
             }
@@ -389,7 +432,7 @@ public struct SecAggServer: Sendable {
             self.phase = phase
             if phase.rawValue >= Phase.checking.rawValue {
                 survivors = masked.sorted()
-                dropped = shared.keys.filter { !masked.contains($0) }.sorted()
+                dropped = sharers.filter { !masked.contains($0) }.sorted()
             }
         } catch let error as SecAggError where error.code != .malformed {
             throw error

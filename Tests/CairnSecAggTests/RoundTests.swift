@@ -146,7 +146,16 @@ import Testing
         func crash(_ i: Int) throws {
             h.clients[i] = try SecAggClient(restoring: h.clients[i].savedState(), identity: h.keys[i])
         }
-        func crashServer() throws { h.server = try SecAggServer(restoring: h.server.savedState()) }
+        // Each crash restores the server twice: from a state holding the running sum, then from
+        // one without it plus the sum kept aside (as the broker stores them).
+        func crashServer() throws {
+            h.server = try SecAggServer(restoring: h.server.savedState())
+            let sum = h.server.withRunningSum { Array($0) }
+            h.server = try SecAggServer(
+                restoring: h.server.savedState(includingSum: false),
+                sum: sum.isEmpty ? nil : sum
+            )
+        }
         for i in 0..<8 {
             try h.server.receive(h.clients[i].advertise())
             try crash(i)
@@ -172,6 +181,15 @@ import Testing
         }
         let request = try h.server.closeMasking()
         try crashServer()
+        // Without its running sum, a state with masked inputs in it is refused, as is a wrong sum.
+        let bare = h.server.savedState(includingSum: false)
+        let missing = #expect(throws: SecAggError.self) { try SecAggServer(restoring: bare) }
+        #expect(
+            missing?.message
+                == "the saved server state is refused: 6 masked inputs were received but there is no running sum"
+        )
+        let short = #expect(throws: SecAggError.self) { try SecAggServer(restoring: bare, sum: [1, 2, 3]) }
+        #expect(short?.message == "the saved server state is refused: the running sum has 3 words, not 38")
         for i in [0, 1, 3, 4, 5, 7] {
             let signature = try h.clients[i].signSurvivors(request)
             try crash(i)

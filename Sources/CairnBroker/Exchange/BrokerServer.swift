@@ -1,3 +1,4 @@
+import CMalloc
 import CairnCrypto
 import CairnExchange
 import CairnWire
@@ -167,7 +168,8 @@ public enum BrokerServer {
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        _ = returnLargeBlocks
+        return Application(
             router: router(exchange, logger: logger),
             server: .http1(configuration: .init(additionalChannelHandlers: [ReadSizes()])),
             configuration: .init(address: .hostname(host, port: port), serverName: "cairn-broker"),
@@ -189,6 +191,17 @@ public enum BrokerServer {
         try await application(exchange, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
             .runService()
     }
+
+    /// Fixes glibc's allocator thresholds, once per process. By default glibc raises its mmap
+    /// threshold to the size of the largest block freed (up to 32 MiB), after which every
+    /// `4 · D`-byte buffer of a round (the sum, upload buffers, models) comes from the heap and
+    /// its pages stay with the broker after it is freed. Fixed, a block of 256 KiB or more is
+    /// mapped and unmapped on its own, and free heap over 1 MiB is given back.
+    private static let returnLargeBlocks: Void = {
+        if mallopt(M_MMAP_THRESHOLD, 256 << 10) != 1 || mallopt(M_TRIM_THRESHOLD, 1 << 20) != 1 {
+            Logger(label: "cairn.broker").warning("the allocator thresholds could not be set")
+        }
+    }()
 
     // MARK: Helpers
 
@@ -420,7 +433,7 @@ final class ReadSizes: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
 
     private static let small = 4096
-    private static let large = 65_536
+    private static let large = 16_384
     /// Reads asked for since the request's head: more than the server buffers means a consumer.
     private static let consuming = 16
     private var reads = 0

@@ -3,19 +3,26 @@ import CairnExchange
 import CairnWire
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The broker's state in SQLite (`broker.sqlite` in the data folder): members, federations,
-/// invites, seen nonces, rounds with the SecAgg+ server state at each phase boundary, the
-/// messages each phase hands out, who answered what, and the model of every round.
+/// invites, seen nonces, rounds with the SecAgg+ server state at each phase boundary (and the
+/// running sum once masking closed), the messages each phase hands out, who answered what, and
+/// the model of every round.
 ///
 /// WAL mode with `synchronous = FULL`: a change is on disk before the request that made it is
-/// answered. Invariants that span rows change inside one write transaction.
+/// answered. Invariants that span rows change inside one write transaction. Each connection's
+/// page cache is capped at 512 KiB: the large values (models, a round's running sum) are written
+/// and read in place through ``Database/writeBlob(_:_:row:from:)`` and
+/// ``Database/readBlob(_:_:row:into:)``, so a bigger cache would only hold pages of them.
 final class BrokerStore: Sendable {
     let pool: DatabasePool
 
     init(path: String) throws {
         var configuration = Configuration()
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -512")
+        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
@@ -98,6 +105,20 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v2: round sums") { db in
+            // A round's running sum (4·(D+1) bytes), written once when masking closes rather than
+            // in every saved state, and in its own table: updating a `rounds` row never rewrites it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE round_sums (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        sum BLOB NOT NULL,
+                        PRIMARY KEY (federation, round)
+                    )
+                    """
+            )
+        }
         return m
     }
 
@@ -111,6 +132,52 @@ final class BrokerStore: Sendable {
 
     private static func wrap(_ error: DatabaseError) -> ExchangeError {
         ExchangeError(.internal, "broker.sqlite: \(error.message ?? "SQLite error \(error.resultCode)")")
+    }
+}
+
+extension Database {
+    /// Copies `bytes` into the value of `table.column` in row `row` (its rowid), which must be a
+    /// BLOB of exactly `bytes.count` bytes (set with `zeroblob(n)` in the same transaction).
+    /// SQLite writes it page by page from `bytes`: a multi-megabyte value is never copied whole.
+    func writeBlob(_ table: String, _ column: String, row: Int64, from bytes: UnsafeRawBufferPointer) throws {
+        try withBlob(table, column, row: row, writable: true, count: bytes.count) { blob in
+            sqlite3_blob_write(blob, bytes.baseAddress, Int32(bytes.count), 0)
+        }
+    }
+
+    /// Fills `buffer` from the value of `table.column` in row `row`, which must be a BLOB of
+    /// exactly `buffer.count` bytes, page by page and without an intermediate copy.
+    func readBlob(_ table: String, _ column: String, row: Int64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try withBlob(table, column, row: row, writable: false, count: buffer.count) { blob in
+            sqlite3_blob_read(blob, buffer.baseAddress, Int32(buffer.count), 0)
+        }
+    }
+
+    private func withBlob(
+        _ table: String,
+        _ column: String,
+        row: Int64,
+        writable: Bool,
+        count: Int,
+        _ body: (OpaquePointer) -> Int32
+    ) throws {
+        func failure(_ code: Int32) -> ExchangeError {
+            let message = sqliteConnection.map { String(cString: sqlite3_errmsg($0)) } ?? "no connection"
+            return ExchangeError(.internal, "broker.sqlite: \(table).\(column) of row \(row): \(message) (\(code))")
+        }
+        guard count > 0 else { return }
+        var blob: OpaquePointer?
+        let opened = sqlite3_blob_open(sqliteConnection, "main", table, column, row, writable ? 1 : 0, &blob)
+        defer { sqlite3_blob_close(blob) }
+        guard opened == SQLITE_OK, let blob else { throw failure(opened) }
+        guard sqlite3_blob_bytes(blob) == count else {
+            throw ExchangeError(
+                .internal,
+                "broker.sqlite: \(table).\(column) of row \(row) holds \(sqlite3_blob_bytes(blob)) bytes, not \(count)"
+            )
+        }
+        let done = body(blob)
+        guard done == SQLITE_OK else { throw failure(done) }
     }
 }
 

@@ -27,9 +27,13 @@ extension Exchange {
                 sql: "INSERT INTO federations (id, spec, state, rounds_left, created) VALUES (?, ?, 'idle', 0, ?)",
                 arguments: [spec.id, json, now]
             )
-            try db.execute(
-                sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, 0, ?, ?, 0)",
-                arguments: [spec.id, Data(digest), Data(model.parameters.withUnsafeBytes { Array($0) })]
+            try Self.storeModel(
+                db,
+                federation: spec.id,
+                round: 0,
+                digest: digest,
+                parameters: model.parameters,
+                contributors: 0
             )
             return true
         }

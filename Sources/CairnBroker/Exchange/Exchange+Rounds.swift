@@ -118,7 +118,7 @@ extension Exchange {
             let last =
                 try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation])
                 ?? 0
-            return (last + 1, try Self.model(db, of: spec).model)
+            return (last + 1, try Self.modelRecord(db, of: federation))
         }
         let parameters: RoundParameters
         do {
@@ -135,8 +135,8 @@ extension Exchange {
         let config = try RoundConfig(
             federation: federation,
             round: UInt64(number),
-            baseModelDigest: try FederatedModel.digest(base),
-            dimension: base.parameters.count,
+            baseModelDigest: base.digest,
+            dimension: try FederatedModel.architecture(of: spec).parameterCount,
             quantisation: try FederatedModel.quantisation(policy),
             maximumSampleCount: policy.maximumSampleCount,
             roster: roster,
@@ -157,7 +157,10 @@ extension Exchange {
             try db.execute(
                 sql:
                     "INSERT INTO rounds (federation, round, phase, deadline, config, server) VALUES (?, ?, 'advertise', ?, ?, ?)",
-                arguments: [federation, number, deadline, Data(config.encoded), Data(server.savedState().copiedBytes)]
+                arguments: [
+                    federation, number, deadline, Data(config.encoded),
+                    Data(server.savedState(includingSum: false).copiedBytes),
+                ]
             )
         }
         open[federation] = OpenRound(
@@ -220,7 +223,7 @@ extension Exchange {
             round.deadline = settings.now() + Int64(round.phase.deadline(round.spec.policy.deadlines))
             round.expected = expected
             round.answered = []
-            let saved = round.server.savedState()
+            let saved = round.server.savedState(includingSum: false)
             let (number, phase, deadline) = (round.number, round.phase.rawValue, round.deadline)
             try audit(
                 actor: brokerActor,
@@ -238,17 +241,25 @@ extension Exchange {
                         arguments: [federation, number, phase, item.recipient, Data(item.message)]
                     )
                 }
-                try saved.withUnsafeBytes { state in
-                    // Bound without a copy: the state holds the running sum (4·D bytes).
-                    let blob = Data(
-                        bytesNoCopy: UnsafeMutableRawPointer(mutating: state.baseAddress!),
-                        count: state.count,
-                        deallocator: .none
-                    )
-                    try db.execute(
-                        sql: "UPDATE rounds SET phase = ?, deadline = ?, server = ? WHERE federation = ? AND round = ?",
-                        arguments: [phase, deadline, blob, federation, number]
-                    )
+                try db.execute(
+                    sql: "UPDATE rounds SET phase = ?, deadline = ?, server = ? WHERE federation = ? AND round = ?",
+                    arguments: [phase, deadline, Data(saved.copiedBytes), federation, number]
+                )
+                // The running sum changes only while masking: stored once, in place, as it closes.
+                if closing == .mask {
+                    try round.server.withRunningSum { sum in
+                        try db.execute(
+                            sql:
+                                "INSERT OR REPLACE INTO round_sums (federation, round, sum) VALUES (?, ?, zeroblob(?))",
+                            arguments: [federation, number, 4 * sum.count]
+                        )
+                        try db.writeBlob(
+                            "round_sums",
+                            "sum",
+                            row: db.lastInsertedRowID,
+                            from: UnsafeRawBufferPointer(sum)
+                        )
+                    }
                 }
             }
             open[federation] = round
@@ -259,20 +270,8 @@ extension Exchange {
 
     /// Unmasks and stores the new model; `advance` has taken the round out of `open`.
     private func finish(_ round: inout OpenRound) throws {
-        let result = try round.server.finish()
-        // The base model is read again here rather than held through the round: the broker's
-        // memory during the mask phase is the running sum and the upload buffers.
-        let base = try store.read { db in try Self.model(db, of: round.spec, before: round.number).model }
-        let model = try FederatedModel.applying(
-            sum: result.sum,
-            sampleCount: result.sampleCount,
-            to: base,
-            policy: round.spec.policy
-        )
+        let (model, survivors, samples, sumDigest) = try unmask(&round)
         let digest = try FederatedModel.digest(model)
-        let hash = try BLAKE2b(domain: .aggregate)
-        result.sum.withUnsafeBytes { hash.update($0) }
-        let sumDigest = try hash.finalize()
         let (federation, number) = (round.federation, round.number)
         // The log first: a crash before the write below resumes the round in unmasking, which
         // finishes it again with the same sum and model (the entries repeat; none is missing).
@@ -281,7 +280,7 @@ extension Exchange {
             action: "round.aggregate",
             objectType: "round",
             objectID: "\(federation)/\(number)",
-            reason: "\(result.survivors.count) inputs, \(result.sampleCount) samples",
+            reason: "\(survivors) inputs, \(samples) samples",
             digests: [.init(name: "sum", bytes: sumDigest)]
         )
         try audit(
@@ -292,33 +291,52 @@ extension Exchange {
             digests: [.init(name: "base", bytes: round.config.baseModelDigest), .init(name: "model", bytes: digest)]
         )
         try store.write { db in
-            try db.execute(
-                sql: "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, ?, ?)",
-                arguments: [
-                    federation, number, Data(digest), model.parameters.withUnsafeBytes { Data($0) },
-                    result.survivors.count,
-                ]
+            try Self.storeModel(
+                db,
+                federation: federation,
+                round: number,
+                digest: digest,
+                parameters: model.parameters,
+                contributors: survivors
             )
             try db.execute(
                 sql:
                     "UPDATE rounds SET phase = 'finished', deadline = 0, server = x'', included = ?, model_digest = ? WHERE federation = ? AND round = ?",
-                arguments: [result.survivors.count, Data(digest), federation, number]
+                arguments: [survivors, Data(digest), federation, number]
             )
             try db.execute(
                 sql: "UPDATE federations SET rounds_left = max(rounds_left - 1, 0) WHERE id = ?",
                 arguments: [federation]
             )
             try db.execute(
-                sql: "DELETE FROM outbox WHERE federation = ? AND round = ?",
-                arguments: [federation, number]
+                sql:
+                    "DELETE FROM outbox WHERE federation = ? AND round = ?; DELETE FROM round_sums WHERE federation = ? AND round = ?",
+                arguments: [federation, number, federation, number]
             )
         }
         metrics.finished.increment()
         logger.info(
             "round finished",
-            metadata: ["federation": "\(federation)", "round": "\(number)", "included": "\(result.survivors.count)"]
+            metadata: ["federation": "\(federation)", "round": "\(number)", "included": "\(survivors)"]
         )
         checkpoint()
+    }
+
+    /// Removes the masks and adds the mean update to the base model, which is read here rather
+    /// than held through the round and changed in place. The sum is dropped on return, before the
+    /// new model is stored: the new model's parameters, survivor and sample counts, sum digest.
+    private func unmask(_ round: inout OpenRound) throws -> (Model, Int, UInt32, [UInt8]) {
+        let result = try round.server.finish()
+        let hash = try BLAKE2b(domain: .aggregate)
+        result.sum.withUnsafeBytes { hash.update($0) }
+        var model = try store.read { db in try Self.model(db, of: round.spec, before: round.number).model }
+        try FederatedModel.apply(
+            sum: result.sum,
+            sampleCount: result.sampleCount,
+            to: &model,
+            policy: round.spec.policy
+        )
+        return (model, result.survivors.count, result.sampleCount, try hash.finalize())
     }
 
     /// Records an abort; `advance` has taken the round out of `open`.
@@ -344,8 +362,9 @@ extension Exchange {
                     arguments: [reason, federation, round.number]
                 )
                 try db.execute(
-                    sql: "DELETE FROM outbox WHERE federation = ? AND round = ?",
-                    arguments: [federation, round.number]
+                    sql:
+                        "DELETE FROM outbox WHERE federation = ? AND round = ?; DELETE FROM round_sums WHERE federation = ? AND round = ?",
+                    arguments: [federation, round.number, federation, round.number]
                 )
             }
         } catch {
@@ -360,7 +379,15 @@ extension Exchange {
     /// be restored is aborted.
     static func restore(store: BrokerStore, log: AuditLog, actor: String, now: Int64) throws -> [String: OpenRound] {
         let rows = try store.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM rounds WHERE phase NOT IN ('finished', 'aborted')")
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.federation, r.round, r.phase, r.config, r.server, s.rowid AS sum_row,
+                        length(s.sum) AS sum_size
+                    FROM rounds r LEFT JOIN round_sums s USING (federation, round)
+                    WHERE r.phase NOT IN ('finished', 'aborted')
+                    """
+            )
         }
         var open: [String: OpenRound] = [:]
         for row in rows {
@@ -375,13 +402,31 @@ extension Exchange {
                 }
                 let spec = try JSONDecoder().decode(FederationSpec.self, from: Data(specJSON.utf8))
                 let config = try RoundConfig(decoding: Array(row["config"] as Data))
-                let server = try SecAggServer(restoring: SecretBytes(copying: Array(row["server"] as Data)))
+                var sum: [UInt32]? = nil
+                if let size = row["sum_size"] as Int? {
+                    let rowID: Int64 = row["sum_row"]
+                    sum = try store.read { db in
+                        try [UInt32](unsafeUninitializedCapacity: size / 4) { buffer, count in
+                            try db.readBlob(
+                                "round_sums",
+                                "sum",
+                                row: rowID,
+                                into: UnsafeMutableRawBufferPointer(buffer)
+                            )
+                            count = buffer.count
+                        }
+                    }
+                }
+                let server = try SecAggServer(
+                    restoring: SecretBytes(copying: Array(row["server"] as Data)),
+                    sum: sum
+                )
                 let messages = try store.write { db -> [Row] in
                     try db.execute(
                         sql: "DELETE FROM answers WHERE federation = ? AND round = ? AND phase = ?",
                         arguments: [federation, number, phase.rawValue]
                     )
-                    _ = try Self.model(db, of: spec, before: number)  // refuse to resume without it
+                    _ = try Self.modelRecord(db, of: federation, before: number)  // refuse to resume without it
                     return try Row.fetchAll(
                         db,
                         sql: "SELECT recipient, message FROM outbox WHERE federation = ? AND round = ? AND phase = ?",
@@ -489,7 +534,28 @@ extension Exchange {
         return (try file.encoded(), current.round, current.digest)
     }
 
-    /// The federation's newest model from a round before `round`, with its round and digest.
+    /// The federation's newest stored model from a round before `round`: its rowid, round and
+    /// digest, without its parameters.
+    static func modelRecord(
+        _ db: Database,
+        of federation: String,
+        before round: Int = .max
+    ) throws
+        -> (row: Int64, round: Int, digest: [UInt8])
+    {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql:
+                    "SELECT rowid, round, digest FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                arguments: [federation, round]
+            )
+        else { throw ExchangeError(.internal, "federation \(federation) has no model before round \(round)") }
+        return (row["rowid"], row["round"], Array(row["digest"] as Data))
+    }
+
+    /// The federation's newest model from a round before `round`, with its round and digest; the
+    /// parameters are read straight from the database into the model's array.
     static func model(
         _ db: Database,
         of spec: FederationSpec,
@@ -497,17 +563,31 @@ extension Exchange {
     ) throws
         -> (round: Int, digest: [UInt8], model: Model)
     {
-        guard
-            let row = try Row.fetchOne(
-                db,
-                sql:
-                    "SELECT round, digest, parameters FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
-                arguments: [spec.id, round]
-            )
-        else { throw ExchangeError(.internal, "federation \(spec.id) has no model before round \(round)") }
-        let floats = (row["parameters"] as Data).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        let model = try Model(architecture: try FederatedModel.architecture(of: spec), parameters: floats)
-        return (row["round"], Array(row["digest"] as Data), model)
+        let record = try modelRecord(db, of: spec.id, before: round)
+        let architecture = try FederatedModel.architecture(of: spec)
+        let parameters = try [Float](unsafeUninitializedCapacity: architecture.parameterCount) { buffer, count in
+            try db.readBlob("models", "parameters", row: record.row, into: UnsafeMutableRawBufferPointer(buffer))
+            count = buffer.count
+        }
+        return (record.round, record.digest, try Model(architecture: architecture, parameters: parameters))
+    }
+
+    /// Stores a model version, its parameters written in place (never copied whole).
+    static func storeModel(
+        _ db: Database,
+        federation: String,
+        round: Int,
+        digest: [UInt8],
+        parameters: [Float],
+        contributors: Int
+    ) throws {
+        try db.execute(
+            sql:
+                "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, zeroblob(?), ?)",
+            arguments: [federation, round, Data(digest), 4 * parameters.count, contributors]
+        )
+        let row = db.lastInsertedRowID
+        try parameters.withUnsafeBytes { try db.writeBlob("models", "parameters", row: row, from: $0) }
     }
 
     /// `GET /v1/federations/{federation}/round`.
@@ -625,8 +705,10 @@ extension Exchange {
         let digest = try BLAKE2b.hash(body, domain: .submission)
         guard let index = try answering(caller, federation: federation, number: number, phase: phase, digest: digest)
         else { return }
-        var round = open[federation]!
         do {
+            // A copy, stored back only if the message is accepted; it ends with this block, so
+            // no second reference to the round's running sum outlives it.
+            var round = open[federation]!
             let sender: UInt16
             switch phase {
             case .advertise:
@@ -652,10 +734,10 @@ extension Exchange {
             case .mask, .finished, .aborted:
                 throw ExchangeError(.malformed, "masked inputs go to the input endpoint")
             }
+            open[federation] = round
         } catch let error as SecAggError {
             throw Self.refusal(error)
         }
-        open[federation] = round
         try accept(caller, federation: federation, phase: phase, index: index, digest: digest)
     }
 
@@ -680,8 +762,9 @@ extension Exchange {
         digest: [UInt8]
     ) throws {
         open[federation]!.answered.insert(index)
-        let round = open[federation]!
-        let number = round.number
+        // No copy of the round is held past here: `advance` takes it out of `open`, and a copy
+        // alive across that call would make the running sum copy itself when finishing.
+        let number = open[federation]!.number
         try store.write { db in
             try db.execute(
                 sql:
@@ -696,7 +779,8 @@ extension Exchange {
             objectID: "\(federation)/\(number)",
             digests: [.init(name: "submission", bytes: digest)]
         )
-        if round.expected.isSubset(of: round.answered) { advance(federation, dueToDeadline: false) }
+        let complete = open[federation].map { $0.expected.isSubset(of: $0.answered) } ?? false
+        if complete { advance(federation, dueToDeadline: false) }
     }
 
     /// Starts a masked-input upload: checks the caller may send one now and returns the layout

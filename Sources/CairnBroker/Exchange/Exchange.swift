@@ -301,10 +301,12 @@ public actor Exchange {
     }
 
     /// Returns an upload slot taken by ``beginUpload(_:federation:round:)`` and zeroes its buffer,
-    /// which is kept for the next upload.
+    /// which is kept for the next upload while some round is masking, and freed otherwise.
     public func releaseUpload(_ buffer: UploadBuffer) {
         buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-        if spareBuffers.count < settings.concurrentUploads { spareBuffers.append(buffer) }
+        if spareBuffers.count < settings.concurrentUploads, open.values.contains(where: { $0.phase == .mask }) {
+            spareBuffers.append(buffer)
+        }
         if uploadQueue.isEmpty { freeUploads += 1 } else { uploadQueue.removeFirst().resume() }
     }
 }
