@@ -43,19 +43,30 @@ public struct BrokerClient: Sendable {
     }
 
     /// One request, signed afresh on every attempt, retried with exponential backoff (0.1 s
-    /// doubling to 5 s) while the failure is retryable and ``patience`` lasts.
+    /// doubling to 5 s) while the failure is retryable and ``patience`` lasts. The body is
+    /// hashed once, not on every attempt; `bodyDigest` is its digest
+    /// (``RequestSignature/digest(_:)``) when the caller already has it.
     public func send(
         _ method: String,
         _ path: String,
         body: [UInt8] = [],
+        bodyDigest: [UInt8]? = nil,
         contentType: String? = nil,
         signed: Bool = true
     ) async throws -> Reply {
+        let digest = signed ? try bodyDigest ?? RequestSignature.digest(body) : []
         let start = ContinuousClock.now
         var delay = 0.1
         while true {
             do {
-                return try await attempt(method, path, body: body, contentType: contentType, signed: signed)
+                return try await attempt(
+                    method,
+                    path,
+                    body: body,
+                    digest: digest,
+                    contentType: contentType,
+                    signed: signed
+                )
             } catch let error as ExchangeError where error.isRetryable {
                 guard ContinuousClock.now - start < .seconds(patience) else { throw error }
                 try await Task.sleep(for: .seconds(delay))
@@ -68,6 +79,7 @@ public struct BrokerClient: Sendable {
         _ method: String,
         _ path: String,
         body: [UInt8],
+        digest: [UInt8],
         contentType: String?,
         signed: Bool
     ) async throws
@@ -76,7 +88,6 @@ public struct BrokerClient: Sendable {
         var request = HTTPClientRequest(url: url + path)
         request.method = HTTPMethod(rawValue: method)
         if signed {
-            let digest = try RequestSignature.digest(body)
             let signature = try RequestSignature.sign(
                 method: method,
                 target: path,

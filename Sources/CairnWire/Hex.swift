@@ -1,15 +1,22 @@
 /// Lower-case hexadecimal, as used in CLI output, test vectors and JSON.
 public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
-
-    /// Encodes bytes as lower-case hexadecimal.
+    /// Encodes bytes as lower-case hexadecimal. Inlinable, so each caller gets it specialised
+    /// for its collection (the generic version walked bytes through protocol witnesses).
+    @inlinable
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out: [UInt8] = []
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
+        let bytes = Array(bytes)
+        return String(unsafeUninitializedCapacity: 2 * bytes.count) { out in
+            for (i, byte) in bytes.enumerated() {
+                out[2 * i] = digit(byte >> 4)
+                out[2 * i + 1] = digit(byte & 0x0f)
+            }
+            return 2 * bytes.count
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    @inlinable
+    static func digit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
     }
 
     /// Decodes hexadecimal (either case); throws on an odd length or a non-hex character.

@@ -629,8 +629,11 @@ extension Exchange {
                 modelRound: modelRound
             )
         }
+        // A participant that answered this phase only waits for the next: its view leaves out
+        // the configuration and the message (most polls during a round are such waits).
+        let answered = round.answered.contains(UInt16(index))
         let message: [UInt8] =
-            round.phase == .advertise
+            round.phase == .advertise || answered
             ? []
             : try store.read { db in
                 try Data.fetchOne(
@@ -645,9 +648,9 @@ extension Exchange {
             phase: round.phase.rawValue,
             deadline: round.deadline,
             index: index,
-            config: round.configHex,
+            config: answered ? "" : round.configHex,
             message: Hex.encode(message),
-            answered: round.answered.contains(UInt16(index)),
+            answered: answered,
             modelRound: modelRound
         )
     }
