@@ -49,8 +49,9 @@ extension NodeCommand {
                 its rows, and answers all five SecAgg+ phases: only a masked, quantised update leaves the \
                 machine, encrypted to the broker. Its round state is kept encrypted in <home>/round.state, so a \
                 restart resumes without ever revealing both shares of a peer. Network errors and broker \
-                restarts are retried with backoff. Progress goes to standard output on a terminal (--progress \
-                forces it); otherwise it prints one line per round.
+                restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request). \
+                Progress goes to standard output on a terminal (--progress forces it): each phase, and each \
+                wait for an unreachable or busy broker; otherwise it prints one line per round.
                 """
         )
         @OptionGroup var home: NodeHomeOptions
@@ -97,6 +98,8 @@ extension NodeCommand {
                         )
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
+                    case .retrying(let reason, let wait):
+                        if verbose { say("waiting for the broker: \(reason); trying again in \(rounded(wait)) s") }
                     }
                 }
             }

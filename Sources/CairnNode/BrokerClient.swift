@@ -1,7 +1,7 @@
 public import AsyncHTTPClient
 public import CairnCrypto
 public import CairnExchange
-import CairnWire
+public import CairnWire
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -18,6 +18,9 @@ public struct BrokerClient: Sendable {
     public let broker: Ed25519.PublicKey
     /// How long to keep retrying one request before giving up, in seconds.
     public var patience: Double = 120
+    /// Hears each retryable failure and the wait, in seconds, before the next attempt (a node's
+    /// progress shows that it is waiting for the broker, not stuck).
+    public var onRetry: RetryReport?
     let http: HTTPClient
 
     /// A client over the shared HTTP client.
@@ -55,23 +58,8 @@ public struct BrokerClient: Sendable {
         signed: Bool = true
     ) async throws -> Reply {
         let digest = signed ? try bodyDigest ?? RequestSignature.digest(body) : []
-        let start = ContinuousClock.now
-        var delay = 0.1
-        while true {
-            do {
-                return try await attempt(
-                    method,
-                    path,
-                    body: body,
-                    digest: digest,
-                    contentType: contentType,
-                    signed: signed
-                )
-            } catch let error as ExchangeError where error.isRetryable {
-                guard ContinuousClock.now - start < .seconds(patience) else { throw error }
-                try await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 5)
-            }
+        return try await withRetries(patience: patience, onRetry: onRetry) {
+            try await attempt(method, path, body: body, digest: digest, contentType: contentType, signed: signed)
         }
     }
 
@@ -172,5 +160,28 @@ public struct BrokerClient: Sendable {
             throw ExchangeError(.forbidden, "the broker's transport key carries no valid signature from its identity")
         }
         return (info, transport)
+    }
+}
+
+/// What a retry loop reports before it waits: the failure, and the wait in seconds.
+public typealias RetryReport = @Sendable (_ failure: ExchangeError, _ wait: Double) -> Void
+
+/// Runs `body`, and again after 0.1 s, doubling to 5 s, while it fails with a retryable
+/// ``ExchangeError`` and `patience` seconds have not passed since the first attempt; the last
+/// failure is thrown. `onRetry` hears each failure before its wait.
+func withRetries<T>(
+    patience: Double = 120,
+    onRetry: RetryReport? = nil,
+    _ body: () async throws -> T
+) async throws -> T {
+    let start = ContinuousClock.now
+    var delay = 0.1
+    while true {
+        do { return try await body() } catch let error as ExchangeError where error.isRetryable {
+            guard ContinuousClock.now - start < .seconds(patience) else { throw error }
+            onRetry?(error, delay)
+            try await Task.sleep(for: .seconds(delay))
+            delay = min(delay * 2, 5)
+        }
     }
 }

@@ -106,9 +106,11 @@ public struct Participant: Sendable {
         case roundFinished(round: Int, accuracy: Double?)
         /// A round went on or aborted without this node.
         case roundMissed(round: Int, reason: String)
+        /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
+        case retrying(reason: String, wait: Double)
     }
 
-    let client: BrokerClient
+    var client: BrokerClient
     let home: String
     let federation: String
     let identity: NodeIdentity
@@ -157,6 +159,17 @@ public struct Participant: Sendable {
     /// Takes part in rounds until `rounds` rounds have finished (counting from the current model),
     /// training on `data` (validated and standardised by the caller), and reports each step.
     public func run(
+        data: Dataset,
+        evaluation: Dataset?,
+        rounds: Int,
+        report: @escaping @Sendable (Event) -> Void
+    ) async throws {
+        var participant = self
+        participant.client.onRetry = { failure, wait in report(.retrying(reason: failure.message, wait: wait)) }
+        try await participant.take(data: data, evaluation: evaluation, rounds: rounds, report: report)
+    }
+
+    private func take(
         data: Dataset,
         evaluation: Dataset?,
         rounds: Int,
@@ -358,19 +371,6 @@ public struct Participant: Sendable {
             authenticating: Array(bytes[0..<8])
         )
         return try SecAggClient(restoring: plain, identity: identity.identity)
-    }
-}
-
-/// Retries `body` while it fails with a retryable error, for up to two minutes.
-func withRetries<T>(_ body: () async throws -> T) async throws -> T {
-    let start = ContinuousClock.now
-    var delay = 0.1
-    while true {
-        do { return try await body() } catch let error as ExchangeError where error.isRetryable {
-            guard ContinuousClock.now - start < .seconds(120) else { throw error }
-            try await Task.sleep(for: .seconds(delay))
-            delay = min(delay * 2, 5)
-        }
     }
 }
 
