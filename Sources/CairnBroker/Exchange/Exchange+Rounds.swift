@@ -58,7 +58,7 @@ struct OpenRound: Sendable {
     let number: Int
     let spec: FederationSpec
     let config: RoundConfig
-    /// The configuration as the round view sends it.
+    /// The configuration as the round view sends it (encoded once, not on every poll).
     let configHex: String
     var server: SecAggServer
     var phase: ExchangePhase
@@ -67,6 +67,27 @@ struct OpenRound: Sendable {
     var expected: Set<UInt16>
     /// Who has.
     var answered: Set<UInt16> = []
+
+    init(
+        federation: String,
+        number: Int,
+        spec: FederationSpec,
+        config: RoundConfig,
+        server: SecAggServer,
+        phase: ExchangePhase,
+        deadline: Int64,
+        expected: Set<UInt16>
+    ) {
+        self.federation = federation
+        self.number = number
+        self.spec = spec
+        self.config = config
+        configHex = Hex.encode(config.encoded)
+        self.server = server
+        self.phase = phase
+        self.deadline = deadline
+        self.expected = expected
+    }
 }
 
 /// Where a masked-input upload goes, handed to the HTTP layer while it streams.
@@ -168,7 +189,6 @@ extension Exchange {
             number: number,
             spec: spec,
             config: config,
-            configHex: Hex.encode(config.encoded),
             server: server,
             phase: .advertise,
             deadline: deadline,
@@ -460,7 +480,6 @@ extension Exchange {
                     number: number,
                     spec: spec,
                     config: config,
-                    configHex: Hex.encode(config.encoded),
                     server: server,
                     phase: phase,
                     deadline: deadline,
