@@ -84,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "CairnFuzzing",
-            dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit", "CairnSecAgg"]
+            dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit", "CairnSecAgg", "CairnLicensing"]
         ),
         .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),
@@ -93,7 +93,7 @@ let package = Package(
             name: "cairn-bench",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnSIMD", "CairnModels", "CairnAudit", "CairnSecAgg",
-                "CairnExchange", "CairnBroker", "CairnNode",
+                "CairnExchange", "CairnBroker", "CairnNode", "CairnLicensing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -121,6 +121,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "CairnLicensingTests", dependencies: ["CairnLicensing", "CairnCrypto", "CairnWire"]),
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(
             name: "CairnAuditTests",

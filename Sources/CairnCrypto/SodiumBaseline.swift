@@ -59,17 +59,19 @@ package enum SodiumBaseline {
     }
 
     /// A whole secretstream: `input` cut into `chunk`-byte pieces, the last one final,
-    /// written back to back into `output` (each piece + 17 bytes).
+    /// written back to back into `output` (each piece + 17 bytes). Returns the stream header, or
+    /// nil when libsodium fails.
+    @discardableResult
     package static func secretstreamSeal(
         _ input: UnsafeRawBufferPointer,
         chunk: Int,
         into output: UnsafeMutableRawBufferPointer,
         key: [UInt8]
-    ) -> Bool {
+    ) -> [UInt8]? {
         ensureSodium()
         var state = crypto_secretstream_xchacha20poly1305_state()
         var header = [UInt8](repeating: 0, count: 24)
-        guard crypto_secretstream_xchacha20poly1305_init_push(&state, &header, key) == 0 else { return false }
+        guard crypto_secretstream_xchacha20poly1305_init_push(&state, &header, key) == 0 else { return nil }
         var inOffset = 0
         var outOffset = 0
         repeat {
@@ -87,12 +89,49 @@ package enum SodiumBaseline {
                     0,
                     tag
                 ) == 0
-            else { return false }
+            else { return nil }
             inOffset += n
             outOffset += n + 17
         } while inOffset < input.count
         sodium_memzero(&state, MemoryLayout.size(ofValue: state))
-        return true
+        return header
+    }
+
+    /// Opens what ``secretstreamSeal(_:chunk:into:key:)`` wrote: `input` holds the chunks back to
+    /// back (each `chunk` + 17 bytes, the last shorter), `output` their plaintext. False when a
+    /// chunk does not authenticate or the final tag is not on the last chunk.
+    package static func secretstreamOpen(
+        _ input: UnsafeRawBufferPointer,
+        chunk: Int,
+        into output: UnsafeMutableRawBufferPointer,
+        key: [UInt8],
+        header: [UInt8]
+    ) -> Bool {
+        ensureSodium()
+        var state = crypto_secretstream_xchacha20poly1305_state()
+        guard crypto_secretstream_xchacha20poly1305_init_pull(&state, header, key) == 0 else { return false }
+        defer { sodium_memzero(&state, MemoryLayout.size(ofValue: state)) }
+        var inOffset = 0
+        var outOffset = 0
+        var tag: UInt8 = 0
+        repeat {
+            let n = min(chunk + 17, input.count - inOffset)
+            guard n >= 17,
+                crypto_secretstream_xchacha20poly1305_pull(
+                    &state,
+                    output.baseAddress!.assumingMemoryBound(to: UInt8.self) + outOffset,
+                    nil,
+                    &tag,
+                    input.baseAddress!.assumingMemoryBound(to: UInt8.self) + inOffset,
+                    UInt64(n),
+                    nil,
+                    0
+                ) == 0
+            else { return false }
+            inOffset += n
+            outOffset += n - 17
+        } while inOffset < input.count
+        return tag == UInt8(crypto_secretstream_xchacha20poly1305_TAG_FINAL)
     }
 
     /// Unkeyed BLAKE2b-256 of `input`, one call.

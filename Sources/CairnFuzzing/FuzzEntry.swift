@@ -2,6 +2,7 @@ import CairnWire
 
 @testable import CairnAudit
 @testable import CairnCrypto
+@testable import CairnLicensing
 @testable import CairnModels
 @testable import CairnSecAgg
 
@@ -16,7 +17,7 @@ public enum FuzzEntry {
     public static func run(_ input: [UInt8]) {
         guard let selector = input.first else { return }
         let body = Array(input.dropFirst())
-        switch selector % 9 {
+        switch selector % 10 {
         case 0:
             _ = try? Keystore.parseHeader(body)
         case 1:
@@ -68,6 +69,8 @@ public enum FuzzEntry {
             _ = try? AuditBundle.verifyProofDocument(body, verifier: fuzzVerifier)
         case 8:
             secureAggregation(body)
+        case 9:
+            licensing(body)
         default:
             if let file = try? ModelFile.decode(body) {
                 // What decodes re-encodes to a file that decodes to the same model.
@@ -95,6 +98,46 @@ public enum FuzzEntry {
         roundTrip((try? UnmaskRequest(decoding: body))?.encoded, "UnmaskRequest")
         roundTrip((try? UnmaskResponse(decoding: body))?.encoded, "UnmaskResponse")
         roundTrip((try? RoundConfig(decoding: body))?.encoded, "RoundConfig")
+    }
+
+    /// Fixed keys for fuzzing licences and containers (the test vectors' seeds).
+    private static let licenceKey = try! Ed25519.PrivateKey(
+        seed: SecretBytes(copying: [UInt8](repeating: 0x4c, count: 32))
+    )
+    private static let licenseeKey = try! Ed25519.PrivateKey(
+        seed: SecretBytes(copying: [UInt8](repeating: 0x6e, count: 32))
+    )
+    private static let deliveryKey = try! X25519.PrivateKey(
+        rawRepresentation: SecretBytes(copying: [UInt8](repeating: 0x64, count: 32))
+    )
+
+    /// A signed licence, a container header and a whole container (with the licence as the
+    /// first 256 bytes' prefix when it decodes): what decodes is canonical.
+    private static func licensing(_ body: [UInt8]) {
+        if let licence = try? SignedLicence(decoding: body, brokerLicenceKey: licenceKey.publicKey) {
+            precondition(licence.licence.encoded() == Array(body.dropLast(64)), "licence round trip changed the bytes")
+        }
+        if let header = try? ContainerHeader(reading: body, brokerLicenceKey: licenceKey.publicKey) {
+            precondition(header.byteCount <= body.count, "a header was read past the input")
+        }
+        let licence = try! Licence(
+            id: [UInt8](repeating: 1, count: 16),
+            model: "vectors",
+            versions: 1...3,
+            licensee: licenseeKey.publicKey,
+            entitlements: .inference,
+            notBefore: 0,
+            notAfter: Int64.max,
+            deliveryLimit: 1
+        ).signed(by: licenceKey)
+        _ = try? Container.open(
+            body,
+            licence: licence,
+            identity: licenseeKey.publicKey,
+            deliveryKey: deliveryKey,
+            brokerLicenceKey: licenceKey.publicKey,
+            now: 1
+        )
     }
 
     /// The Go sumdb test key's verifier, for fuzzing signed-note parsing.

@@ -21,7 +21,9 @@ struct Bench: AsyncParsableCommand {
             expansions, and the bytes each participant uploads against 4·D); broker (one round of n = 100 \
             participants over loopback HTTP with D = 10^6 against a broker in a child process: round wall \
             time, the broker's peak memory above idle against 4·(4·D) + 64 KiB·n, and masked-input ingest \
-            against the same bodies uploaded to a null endpoint). \
+            against the same bodies uploaded to a null endpoint); delivery (sealing and opening a 1 GiB model \
+            container, licence and signature checks included, against raw libsodium secretstream on the \
+            same bytes with the same 1 MiB chunks). \
             crash-writer and crash-check are the halves of scripts/audit-crash; broker-serve is the broker \
             half of the broker benchmark. Run it as: \
             swift run -c release cairn-bench averaging --json
@@ -30,7 +32,8 @@ struct Bench: AsyncParsableCommand {
     )
 
     @Argument(
-        help: "What to measure: crypto, averaging, training, audit, secagg or broker (or crash-writer, crash-check)."
+        help:
+            "What to measure: crypto, averaging, training, audit, secagg, broker or delivery (or crash-writer, crash-check)."
     )
     var area: String
 
@@ -80,13 +83,14 @@ struct Bench: AsyncParsableCommand {
     func validate() throws {
         guard
             [
-                "crypto", "averaging", "training", "audit", "secagg", "broker", "crash-writer", "crash-check",
+                "crypto", "averaging", "training", "audit", "secagg", "broker", "delivery", "crash-writer",
+                "crash-check",
                 "broker-serve",
             ]
             .contains(area)
         else {
             throw ValidationError(
-                "unknown area '\(area)'; available: crypto, averaging, training, audit, secagg, broker"
+                "unknown area '\(area)'; available: crypto, averaging, training, audit, secagg, broker, delivery"
             )
         }
         if (neighbours == nil) != (threshold == nil) {
@@ -127,6 +131,7 @@ struct Bench: AsyncParsableCommand {
             case "crypto": try CryptoBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
             case "audit": try AuditBench(quick: quick).run()
+            case "delivery": try DeliveryBench(quick: quick).run()
             case "broker": try await BrokerBench(quick: quick, participants: participants).run()
             case "secagg":
                 try SecAggBench(
