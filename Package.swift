@@ -67,7 +67,7 @@ let package = Package(
             name: "CairnNode",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnSIMD", "CairnSecAgg", "CairnModels", "CairnLicensing",
-                "CairnExchange",
+                "CairnExchange", "CairnAudit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ]

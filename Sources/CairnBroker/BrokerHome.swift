@@ -128,6 +128,7 @@ public struct BrokerHome: Sendable {
             identity: try keystore.ed25519Key(named: Self.identityKeyName),
             transport: try keystore.x25519Key(named: Self.transportKeyName),
             checkpoint: signer,
+            licence: try keystore.ed25519Key(named: Self.licenceKeyName),
             operatorKey: try keystore.ed25519Key(named: Self.operatorKeyName).publicKey
         )
     }

@@ -26,16 +26,37 @@ public struct BrokerInfo: Codable, Sendable, Hashable {
     public var transportKey: String
     /// The identity key's signature (`cairn/broker-transport-key/v1`) over the transport key.
     public var transportSignature: String
+    /// The broker's Ed25519 licence key (hex): it signs licences, container headers and model versions.
+    public var licenceKey: String
+    /// The identity key's signature (`cairn/broker-licence-key/v1`) over the licence key.
+    public var licenceKeySignature: String
+    /// The audit log's checkpoint verifier key (C2SP form, `<origin>+<id>+<base64>`).
+    public var checkpointKey: String
+    /// The identity key's signature (`cairn/broker-checkpoint-key/v1`) over the verifier key's UTF-8.
+    public var checkpointKeySignature: String
     /// The software release.
     public var version: String
 
     /// A broker description.
-    public init(origin: String, identityKey: String, transportKey: String, transportSignature: String, version: String)
-    {
+    public init(
+        origin: String,
+        identityKey: String,
+        transportKey: String,
+        transportSignature: String,
+        licenceKey: String,
+        licenceKeySignature: String,
+        checkpointKey: String,
+        checkpointKeySignature: String,
+        version: String
+    ) {
         self.origin = origin
         self.identityKey = identityKey
         self.transportKey = transportKey
         self.transportSignature = transportSignature
+        self.licenceKey = licenceKey
+        self.licenceKeySignature = licenceKeySignature
+        self.checkpointKey = checkpointKey
+        self.checkpointKeySignature = checkpointKeySignature
         self.version = version
     }
 }

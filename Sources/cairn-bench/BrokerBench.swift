@@ -405,6 +405,7 @@ enum BrokerBenchServer {
                 identity: identity,
                 transport: try X25519.PrivateKey(),
                 checkpoint: try NoteSigner(name: "cairn.bench/broker", key: try Ed25519.PrivateKey()),
+                licence: try Ed25519.PrivateKey(),
                 operatorKey: operatorKey.publicKey
             ),
             origin: "cairn.bench/broker",

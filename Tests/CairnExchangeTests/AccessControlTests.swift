@@ -62,6 +62,7 @@ struct Fixture {
                 identity: identity,
                 transport: try X25519.PrivateKey(),
                 checkpoint: try NoteSigner(name: "cairn.test/exchange", key: try Ed25519.PrivateKey()),
+                licence: try Ed25519.PrivateKey(),
                 operatorKey: operatorKey.publicKey
             ),
             origin: "cairn.test/exchange",
@@ -137,7 +138,10 @@ struct Fixture {
     /// Everything stored except seen nonces, as one string: a refusal must leave it unchanged.
     func state() async throws -> String {
         try await exchange.store.read { db in
-            try ["members", "federations", "models", "invites", "rounds", "outbox", "answers"].map { table in
+            try [
+                "members", "federations", "models", "invites", "rounds", "outbox", "answers", "versions", "listings",
+                "licences",
+            ].map { table in
                 try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map(\.description).joined(
                     separator: "\n"
                 )
@@ -157,7 +161,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
 
     var description: String { "\(method) \(path)" }
 
-    static func all(participantKey: String) -> [Endpoint] {
+    static func all(participantKey: String, licence: String) -> [Endpoint] {
         let json = "application/json"
         let binary = "application/octet-stream"
         func encode(_ value: some Encodable) -> [UInt8] { Array(try! JSONEncoder().encode(value)) }
@@ -245,6 +249,55 @@ struct Endpoint: Sendable, CustomStringConvertible {
                 contentType: binary,
                 allowed: part
             ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations/alpha/publish",
+                body: encode(PublishRequest(description: "m", offer: LicenceOffer())),
+                contentType: json,
+                allowed: op
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/admin/federations/alpha/licences",
+                body: [],
+                contentType: nil,
+                allowed: op
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/licences/\(licence)",
+                body: encode(LicenceDecision(action: "revoke")),
+                contentType: json,
+                allowed: op
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/federations/alpha/listing",
+                body: [],
+                contentType: nil,
+                allowed: ["participant", "licensee", "operator"]
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/licences",
+                body: encode(LicenceRequest(entitlements: ["inference"])),
+                contentType: json,
+                allowed: ["participant", "licensee"]
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/licences/\(licence)",
+                body: [],
+                contentType: nil,
+                allowed: ["licensee", "operator"]
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/licences/\(licence)/versions/1/container",
+                body: [],
+                contentType: nil,
+                allowed: ["licensee"]
+            ),
         ]
     }
 }
@@ -262,9 +315,22 @@ struct Endpoint: Sendable, CustomStringConvertible {
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         let participantKey = Hex.encode(fixture.members["participant"]!.publicKey.rawRepresentation)
+        // A published model and the licensee's granted licence, for the licensing routes.
+        let op = try await fixture.caller(fixture.operatorKey)
+        _ = try await fixture.exchange.publish(
+            op,
+            federation: "alpha",
+            PublishRequest(description: "m", offer: LicenceOffer())
+        )
+        let licence = try await fixture.exchange.requestLicence(
+            try await fixture.caller(fixture.members["licensee"]!),
+            federation: "alpha",
+            LicenceRequest(entitlements: ["inference"])
+        ).id
+        _ = try await fixture.exchange.decide(op, id: licence, LicenceDecision(action: "grant"))
         let cases = try await app.test(.router) { client -> Int in
             var cases = 0
-            for endpoint in Endpoint.all(participantKey: participantKey) {
+            for endpoint in Endpoint.all(participantKey: participantKey, licence: licence) {
                 for attack in Attack.allCases {
                     let role: String? =
                         switch attack {
@@ -344,9 +410,10 @@ struct Endpoint: Sendable, CustomStringConvertible {
             }
             return cases
         }
-        // 15 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
-        // on the 6 admin routes, the participant on the 8 participant routes.
-        #expect(cases == 15 * 11 - 5 - 6 - 8)
+        // 22 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // on the 9 admin routes, the participant on the 8 participant routes, and on the licensing
+        // routes 3 on the listing, 2 on requests, 2 on a licence and 1 on its container.
+        #expect(cases == 22 * 11 - 5 - 9 - 8 - 3 - 2 - 2 - 1)
     }
 
     /// Enrolment admits an unknown key but nothing else that is wrong.

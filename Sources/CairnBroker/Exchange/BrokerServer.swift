@@ -129,6 +129,79 @@ public enum BrokerServer {
                 )
             }
         }
+        router.post("/v1/admin/federations/{federation}/publish") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let (body, signature) = try await signedBody(request, json: true)
+                let caller = try await authenticate(exchange, request, signature, body)
+                let version = try await exchange.publish(
+                    caller,
+                    federation: try parameter(context, "federation"),
+                    try decode(PublishRequest.self, body)
+                )
+                return try json(version, status: .created)
+            }
+        }
+        router.get("/v1/admin/federations/{federation}/licences") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let caller = try await authenticated(exchange, request)
+                return try json(await exchange.licences(caller, federation: try parameter(context, "federation")))
+            }
+        }
+        router.post("/v1/admin/licences/{licence}") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let (body, signature) = try await signedBody(request, json: true)
+                let caller = try await authenticate(exchange, request, signature, body)
+                return try json(
+                    await exchange.decide(
+                        caller,
+                        id: try parameter(context, "licence"),
+                        try decode(LicenceDecision.self, body)
+                    )
+                )
+            }
+        }
+        router.get("/v1/federations/{federation}/listing") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let caller = try await authenticated(exchange, request)
+                return try json(await exchange.listing(caller, federation: try parameter(context, "federation")))
+            }
+        }
+        router.post("/v1/federations/{federation}/licences") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let (body, signature) = try await signedBody(request, json: true)
+                let caller = try await authenticate(exchange, request, signature, body)
+                let record = try await exchange.requestLicence(
+                    caller,
+                    federation: try parameter(context, "federation"),
+                    try decode(LicenceRequest.self, body)
+                )
+                return try json(record, status: .created)
+            }
+        }
+        router.get("/v1/licences/{licence}") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let caller = try await authenticated(exchange, request)
+                return try json(await exchange.licence(caller, id: try parameter(context, "licence")))
+            }
+        }
+        router.get("/v1/licences/{licence}/versions/{version}/container") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let caller = try await authenticated(exchange, request)
+                guard let text = context.parameters.get("version"), text.utf8.count <= 9, let version = Int(text) else {
+                    throw ExchangeError(.malformed, "a version is a number from 1")
+                }
+                let container = try await exchange.deliver(
+                    caller,
+                    id: try parameter(context, "licence"),
+                    version: version
+                )
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "application/octet-stream"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: container))
+                )
+            }
+        }
         router.get("/v1/federations/{federation}/round") { request, context in
             await respond(exchange, request, logger) { _ in
                 let caller = try await authenticated(exchange, request)

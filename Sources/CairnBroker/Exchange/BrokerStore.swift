@@ -119,6 +119,39 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v3: registry and licences") { db in
+            // Published model versions (immutable), one listing per federation, and licences
+            // with the terms they were requested under and how many containers they fetched.
+            try db.execute(
+                sql: """
+                    CREATE TABLE versions (
+                        federation TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        round INTEGER NOT NULL,
+                        metadata TEXT NOT NULL,
+                        file BLOB NOT NULL,
+                        PRIMARY KEY (federation, version)
+                    );
+                    CREATE TABLE listings (
+                        federation TEXT PRIMARY KEY,
+                        description TEXT NOT NULL,
+                        offer TEXT NOT NULL
+                    );
+                    CREATE TABLE licences (
+                        id BLOB PRIMARY KEY CHECK (length(id) = 16),
+                        federation TEXT NOT NULL,
+                        licensee BLOB NOT NULL,
+                        status TEXT NOT NULL,
+                        requested INTEGER NOT NULL,
+                        entitlements TEXT NOT NULL,
+                        offer TEXT NOT NULL,
+                        signed BLOB,
+                        entry INTEGER,
+                        deliveries INTEGER NOT NULL DEFAULT 0
+                    );
+                    """
+            )
+        }
         return m
     }
 

@@ -23,6 +23,8 @@ public actor Exchange {
         public let transport: X25519.PrivateKey
         /// Signs audit checkpoints.
         public let checkpoint: NoteSigner
+        /// Signs licences, container headers and model versions.
+        public let licence: Ed25519.PrivateKey
         /// The operator's public key, enrolled with role `operator`.
         public let operatorKey: Ed25519.PublicKey
 
@@ -31,11 +33,13 @@ public actor Exchange {
             identity: Ed25519.PrivateKey,
             transport: X25519.PrivateKey,
             checkpoint: NoteSigner,
+            licence: Ed25519.PrivateKey,
             operatorKey: Ed25519.PublicKey
         ) {
             self.identity = identity
             self.transport = transport
             self.checkpoint = checkpoint
+            self.licence = licence
             self.operatorKey = operatorKey
         }
     }
@@ -121,6 +125,17 @@ public actor Exchange {
                 try keys.identity.signature(
                     for: keys.transport.publicKey.rawRepresentation,
                     domain: .brokerTransportKey
+                )
+            ),
+            licenceKey: Hex.encode(keys.licence.publicKey.rawRepresentation),
+            licenceKeySignature: Hex.encode(
+                try keys.identity.signature(for: keys.licence.publicKey.rawRepresentation, domain: .brokerLicenceKey)
+            ),
+            checkpointKey: keys.checkpoint.verifier.encoded,
+            checkpointKeySignature: Hex.encode(
+                try keys.identity.signature(
+                    for: Array(keys.checkpoint.verifier.encoded.utf8),
+                    domain: .brokerCheckpointKey
                 )
             ),
             version: CairnVersion.software
