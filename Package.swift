@@ -76,7 +76,7 @@ let package = Package(
             name: "CairnCLI",
             dependencies: [
                 "CairnCrypto", "CairnWire", "CairnBroker", "CairnNode", "CairnAudit", "CairnModels",
-                "CairnExchange",
+                "CairnExchange", "CairnLicensing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -90,6 +90,7 @@ extension BrokerCommand {
             abstract: "Operator commands, signed with the operator key and sent to the running daemon.",
             subcommands: [
                 CreateFederation.self, Invite.self, Participants.self, Suspend.self, Start.self, Stop.self, Status.self,
+                Publish.self, Licences.self, Licence.self,
             ]
         )
     }

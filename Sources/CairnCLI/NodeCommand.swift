@@ -17,8 +17,8 @@ struct NodeCommand: AsyncParsableCommand {
             """,
         version: CairnVersion.software,
         subcommands: [
-            Init.self, Identity.self, Enroll.self, DataCommand.self, Run.self, Status.self, Train.self, Predict.self,
-            Simulate.self,
+            Init.self, Identity.self, Enroll.self, DataCommand.self, Run.self, Status.self, Models.self, Train.self,
+            Predict.self, Simulate.self,
         ]
     )
 

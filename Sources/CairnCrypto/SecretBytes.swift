@@ -87,6 +87,15 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
     public var description: String { "SecretBytes(\(byteCount) bytes, redacted)" }
 }
 
+/// Zeroing memory that held secrets or unreleased plaintext, in a way the compiler cannot elide.
+public enum SecureMemory {
+    /// Overwrites `buffer` with zeros (libsodium's `sodium_memzero`).
+    public static func zero(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        sodium_memzero(base, buffer.count)
+    }
+}
+
 /// Comparisons whose running time does not depend on the contents compared.
 public enum ConstantTime {
     /// Whether `a` and `b` are equal; only the lengths (which are public) affect the timing.

@@ -1,4 +1,3 @@
-internal import CSodium
 public import CairnCrypto
 import CairnWire
 
@@ -391,7 +390,7 @@ public enum Container {
                 }
             }
         } catch {
-            if let base = output.baseAddress, written > 0 { sodium_memzero(base, written) }
+            SecureMemory.zero(UnsafeMutableRawBufferPointer(rebasing: output[..<written]))
             if let error = error as? LicensingError { throw error }
             throw LicensingError(
                 .tampered,

@@ -18,7 +18,8 @@ import Testing
         "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit", "cairn-broker init",
         "cairn-audit export", "cairn-audit verify", "cairn-audit report", "cairn-audit prove",
         "cairn-audit people erase", "cairn-broker serve", "cairn-broker admin create-federation",
-        "cairn-node enroll", "cairn-node run", "cairn-node status",
+        "cairn-node enroll", "cairn-node run", "cairn-node status", "cairn-broker admin publish",
+        "cairn-broker admin licence", "cairn-node models fetch", "cairn-node models list",
     ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
@@ -44,7 +45,18 @@ import Testing
         case "cairn-node train": help = NodeCommand.helpMessage(for: NodeCommand.Train.self, columns: 100)
         case "cairn-node predict": help = NodeCommand.helpMessage(for: NodeCommand.Predict.self, columns: 100)
         case "cairn-node simulate": help = NodeCommand.helpMessage(for: NodeCommand.Simulate.self, columns: 100)
-        default: help = NodeCommand.helpMessage(for: NodeCommand.Identity.self, columns: 100)
+        case "cairn-broker admin publish":
+            help = BrokerCommand.helpMessage(for: BrokerCommand.Admin.Publish.self, columns: 100)
+        case "cairn-broker admin licence":
+            help = BrokerCommand.helpMessage(for: BrokerCommand.Admin.Licence.self, columns: 100)
+        case "cairn-node models fetch":
+            help = NodeCommand.helpMessage(for: NodeCommand.Models.Fetch.self, columns: 100)
+        case "cairn-node models list":
+            help = NodeCommand.helpMessage(for: NodeCommand.Models.List.self, columns: 100)
+        case "cairn-node identity": help = NodeCommand.helpMessage(for: NodeCommand.Identity.self, columns: 100)
+        default:
+            Issue.record("no help text wired for \(command)")
+            return
         }
         let path = goldenFolder + "/" + command.replacingSpaces + ".txt"
         if getenv("CAIRN_UPDATE_GOLDEN") != nil {

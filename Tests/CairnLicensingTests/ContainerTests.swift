@@ -230,6 +230,29 @@ func pattern(_ count: Int) -> [UInt8] { (0..<count).map { UInt8($0 % 251) } }
         #expect(refusals["badSignature", default: 0] > h)
     }
 
+    @Test func aFailureZeroesWhatWasDecrypted() throws {
+        var container = try parties.seal(pattern(3 * 4096))
+        container[container.count - 5] ^= 1  // the last chunk's tag: chunks 1 and 2 decrypt first
+        var output = [UInt8](repeating: 0xff, count: 3 * 4096)
+        let licence = try parties.licence()
+        #expect(throws: LicensingError.self) {
+            try container.withUnsafeBytes { c in
+                try output.withUnsafeMutableBytes { o in
+                    _ = try Container.open(
+                        c,
+                        into: o,
+                        licence: licence,
+                        identity: parties.licensee.publicKey,
+                        deliveryKey: parties.delivery,
+                        brokerLicenceKey: parties.broker.publicKey,
+                        now: Parties.now
+                    )
+                }
+            }
+        }
+        #expect(output.allSatisfy { $0 == 0 })
+    }
+
     @Test func theHeaderIsTheAssociatedDataOfEveryChunk() throws {
         // A header re-signed by the broker with one field changed does not carry the old chunks.
         let container = try parties.seal(pattern(5000))

@@ -1,0 +1,107 @@
+import ArgumentParser
+import CairnExchange
+import CairnNode
+
+extension BrokerCommand.Admin {
+    /// `cairn-broker admin publish`.
+    struct Publish: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish the federation's current model as the next registry version and list it.",
+            discussion: """
+                The version is immutable and signed with the broker's licence key: its rounds and the \
+                contributors of each, the parameter and file digests. The listing shows the description and \
+                these terms to the federation's participants and licensees; the terms a licence is asked \
+                under are recorded with it. Pricing: fixed (--price per licence), cost-plus (--cost and \
+                --margin; the price is cost × (1 + margin)) or usage (--price per --unit). A model already \
+                published is refused: a new version needs a new round.
+                """
+        )
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var federation: FederationOption
+        @Option(help: "What the model does, for licensees.") var description: String
+        @Option(help: "fixed, cost-plus or usage.") var pricing = "fixed"
+        @Option(help: "The price (fixed: per licence; usage: per unit).") var price: Double = 0
+        @Option(help: "cost-plus: the cost.") var cost: Double?
+        @Option(help: "cost-plus: the margin, e.g. 0.2 for 20 %.") var margin: Double?
+        @Option(help: "usage: what one unit is, e.g. \"1000 predictions\".") var unit: String?
+        @Option(help: "ISO 4217 currency code.") var currency = "EUR"
+        @Option(help: "Entitlements offered, comma-separated: inference, fine-tuning.") var entitlements = "inference"
+        @Option(help: "Days a licence is valid from its grant (1–366).") var licenceDays = 30
+        @Option(help: "Containers one licence may fetch (1–1000).") var deliveryLimit = 3
+        @Flag(help: "Make participants of the federation ask and wait like anyone else (default: granted at once).")
+        var noAutoGrant = false
+
+        func run() async throws {
+            let offer = LicenceOffer(
+                entitlements: entitlements.split(separator: ",").map(String.init),
+                licenceDays: licenceDays,
+                deliveryLimit: deliveryLimit,
+                pricing: pricing,
+                price: price,
+                cost: cost,
+                margin: margin,
+                unit: unit,
+                currency: currency,
+                autoGrantParticipants: !noAutoGrant
+            )
+            let version: ModelVersion = try await cliCall {
+                try await admin.client().json(
+                    "POST",
+                    "/v1/admin/federations/\(federation.federation)/publish",
+                    PublishRequest(description: description, offer: offer)
+                )
+            }
+            print(
+                "published \(version.model) version \(version.version) (round \(version.rounds.last ?? 0), file \(version.fileDigest.prefix(16))…)"
+            )
+        }
+    }
+
+    /// `cairn-broker admin licences`.
+    struct Licences: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the licence requests for a federation's model.")
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var federation: FederationOption
+        @Flag(help: "Print the JSON the daemon answered.") var json = false
+
+        func run() async throws {
+            let records: [LicenceRecord] = try await cliCall {
+                try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)/licences")
+            }
+            if json { return try printJSON(records) }
+            for r in records {
+                print(
+                    "\(r.id)  \(r.status)  \(r.entitlements.joined(separator: ","))  \(r.offer.pricing) \(r.offer.price) \(r.offer.currency)  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries  licensee \(r.licensee.prefix(16))…"
+                )
+            }
+        }
+    }
+
+    /// `cairn-broker admin licence grant|refuse|revoke`.
+    struct Licence: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Grant or refuse a requested licence, or revoke a granted one.",
+            discussion: """
+                A grant signs the licence with the broker's licence key (versions 1 to the newest published, \
+                valid for the listing's days, with its delivery limit) and records it in the audit log, whose \
+                inclusion proof the licensee checks before using it. Every decision is an audit entry.
+                """
+        )
+        enum Action: String, ExpressibleByArgument, CaseIterable { case grant, refuse, revoke }
+        @OptionGroup var admin: AdminOptions
+        @Argument(help: "grant, refuse or revoke.") var action: Action
+        @Argument(help: "The licence id (32 hex digits).") var id: String
+        @Option(help: "Why, for the audit log.") var reason = ""
+
+        func run() async throws {
+            let record: LicenceRecord = try await cliCall {
+                try await admin.client().json(
+                    "POST",
+                    "/v1/admin/licences/\(id)",
+                    LicenceDecision(action: action.rawValue, reason: reason)
+                )
+            }
+            print("licence \(record.id): \(record.status)")
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import ArgumentParser
+import CairnExchange
+import CairnLicensing
+import CairnModels
+import CairnNode
+import CairnWire
+import Foundation
+
+extension NodeCommand {
+    /// `cairn-node models`: the catalogue, licences and licensed models.
+    struct Models: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Browse the federation's model listing, ask for a licence, fetch and use a licensed model.",
+            subcommands: [List.self, Request.self, Fetch.self, Predict.self, Evaluate.self]
+        )
+    }
+}
+
+extension NodeCommand.Models {
+    /// Unlocks the node and connects as a licensee.
+    static func licensee(_ home: NodeHomeOptions, _ passphrase: PassphraseOptions) async throws -> Licensee {
+        let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
+        return try await cliCall { try await Licensee.connect(home: home.resolved, identity: identity) }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the federation's model listing: description, schema, versions, metrics and terms.",
+            discussion: "Every version's registry entry is checked against the broker's licence key."
+        )
+        @OptionGroup var home: NodeHomeOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @Flag(help: "Print the listing's JSON.") var json = false
+
+        func run() async throws {
+            let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let listing = try await cliCall { try await client.listing() }
+            if json { return try printJSON(listing) }
+            let o = listing.offer
+            let terms =
+                switch o.pricing {
+                case "cost-plus":
+                    "\(o.price) \(o.currency) per licence (cost \(o.cost ?? 0) + \(Int(((o.margin ?? 0) * 100).rounded())) %)"
+                case "usage": "\(o.price) \(o.currency) per \(o.unit ?? "unit")"
+                default: "\(o.price) \(o.currency) per licence"
+                }
+            print("\(listing.model): \(listing.description)")
+            let names = listing.schema.features.map(\.name)
+            let shown =
+                names.count <= 6
+                ? names.joined(separator: ", ") : "\(names[0]), \(names[1]), … \(names[names.count - 1])"
+            print("  task \(listing.task), \(listing.schema.inputCount) inputs (\(shown))")
+            print(
+                "  terms: \(o.entitlements.joined(separator: ", ")); \(terms); \(o.licenceDays) days; \(o.deliveryLimit) deliveries\(o.autoGrantParticipants ? "; participants granted at once" : "")"
+            )
+            for v in listing.versions {
+                let metrics = v.metrics.keys.sorted().map { "\($0) \(rounded(v.metrics[$0]!))" }.joined(separator: ", ")
+                print(
+                    "  version \(v.version): rounds \(v.rounds.map(String.init).joined(separator: ",")), contributors \(v.contributors.map(String.init).joined(separator: ",")), file \(v.fileDigest.prefix(16))…\(metrics.isEmpty ? "" : ", " + metrics)"
+                )
+            }
+        }
+    }
+
+    struct Request: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask for a licence to the listing's model.",
+            discussion: """
+                Prints the licence id and its status: granted at once for a participant when the listing \
+                says so, otherwise requested until the operator decides.
+                """
+        )
+        @OptionGroup var home: NodeHomeOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @Option(help: "Entitlements wanted, comma-separated: inference, fine-tuning.") var entitlements = "inference"
+
+        func run() async throws {
+            let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let record = try await cliCall {
+                try await client.request(entitlements: entitlements.split(separator: ",").map(String.init))
+            }
+            print("licence \(record.id): \(record.status)")
+        }
+    }
+
+    struct Fetch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch a licensed model, verify it and decrypt it to a safetensors file.",
+            discussion: """
+                Checks the licence (the broker's signature, this node as licensee, its validity window and \
+                its entry in the broker's audit log, by inclusion proof to a signed checkpoint), then the \
+                container (the header's signature, every chunk, the final tag) and the model file's digest \
+                against the signed registry entry. Only then is anything written: the safetensors file and, \
+                beside it, <output>.json with the version's registry entry and the licence's terms. Each fetch \
+                counts against the licence's delivery limit.
+                """
+        )
+        @OptionGroup var home: NodeHomeOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @Option(help: "The licence id (32 hex digits).") var licence: String
+        @Option(help: "The model version (default: the newest the licence covers).") var modelVersion: Int?
+        @Option(help: ArgumentHelp("Where to write the model (safetensors).", valueName: "file")) var output: String
+        @Flag(help: "Replace existing output files.") var overwrite = false
+
+        func run() async throws {
+            let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let fetched: (version: ModelVersion, licence: SignedLicence, file: [UInt8])
+            do {
+                fetched = try await cliCall { try await client.fetch(licence: licence, version: modelVersion) }
+            } catch let error as LicensingError {
+                throw CLIError("refused: \(error.message)")
+            }
+            let terms = fetched.licence.licence
+            let metadata = FetchedModel(
+                version: fetched.version,
+                licence: terms.idHex,
+                entitlements: terms.entitlements.names,
+                notAfter: terms.notAfter
+            )
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                try DurableFile.write(fetched.file, to: output, mode: 0o644, replace: overwrite)
+                try DurableFile.write(
+                    Array(try encoder.encode(metadata)),
+                    to: output + ".json",
+                    mode: 0o644,
+                    replace: overwrite
+                )
+            } catch let error as WireError {
+                throw CLIError(error.message)
+            }
+            print(
+                "fetched \(fetched.version.model) version \(fetched.version.version) under licence \(terms.idHex) to \(output) (\(fetched.file.count) bytes, digest verified)"
+            )
+        }
+    }
+
+    struct Evaluate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Evaluate a model file on a labelled CSV: accuracy, log-loss and per-class scores."
+        )
+        @Argument(help: ArgumentHelp("The labelled CSV file (header row first).", valueName: "csv")) var csv: String
+        @Option(help: ArgumentHelp("The model (safetensors).", valueName: "file")) var model: String
+
+        func run() throws {
+            let file = try ModelFile.read(from: model)
+            let (data, _) = try DataValidator.load(csv, schema: file.schema)
+            let e = Evaluation(
+                probabilities: file.probabilities(data),
+                labels: data.labels,
+                classes: file.model.architecture.classes
+            )
+            print(
+                "\(e.sampleCount) rows: accuracy \(rounded(e.accuracy)), log-loss \(rounded(e.logLoss)), macro F1 \(rounded(e.macroF1))"
+            )
+        }
+    }
+}
+
+/// What `models fetch` writes beside the model.
+struct FetchedModel: Codable {
+    var version: ModelVersion
+    var licence: String
+    var entitlements: [String]
+    var notAfter: Int64
+}
