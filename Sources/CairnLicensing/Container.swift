@@ -290,21 +290,16 @@ public enum Container {
         now: Int64
     ) throws -> (header: ContainerHeader, payload: [UInt8]) {
         try container.withUnsafeBytes { c in
-            let header = try ContainerHeader(
-                reading: Array(container.prefix(ContainerHeader.maximumByteCount)),
-                brokerLicenceKey: brokerLicenceKey
+            let (header, associated) = try checked(
+                c,
+                licence: licence,
+                identity: identity,
+                brokerLicenceKey: brokerLicenceKey,
+                now: now
             )
             let total = Int(header.totalLength)
             let payload = try [UInt8](unsafeUninitializedCapacity: total) { out, initialised in
-                _ = try open(
-                    c,
-                    into: UnsafeMutableRawBufferPointer(out),
-                    licence: licence,
-                    identity: identity,
-                    deliveryKey: deliveryKey,
-                    brokerLicenceKey: brokerLicenceKey,
-                    now: now
-                )
+                try decrypt(c, header, associated, into: UnsafeMutableRawBufferPointer(out), deliveryKey: deliveryKey)
                 initialised = total
             }
             return (header, payload)
@@ -323,6 +318,27 @@ public enum Container {
         brokerLicenceKey: Ed25519.PublicKey,
         now: Int64
     ) throws -> ContainerHeader {
+        let (header, associated) = try checked(
+            container,
+            licence: licence,
+            identity: identity,
+            brokerLicenceKey: brokerLicenceKey,
+            now: now
+        )
+        precondition(output.count == Int(header.totalLength), "output must have the header's total length")
+        try decrypt(container, header, associated, into: output, deliveryKey: deliveryKey)
+        return header
+    }
+
+    /// Every check before decryption, in the documented order; returns the header and its bytes
+    /// (every chunk's associated data).
+    private static func checked(
+        _ container: UnsafeRawBufferPointer,
+        licence: SignedLicence,
+        identity: Ed25519.PublicKey,
+        brokerLicenceKey: Ed25519.PublicKey,
+        now: Int64
+    ) throws -> (ContainerHeader, [UInt8]) {
         let terms = licence.licence
         guard terms.licensee == identity else {
             throw LicensingError(
@@ -351,7 +367,17 @@ public enum Container {
                 "the container has \(container.count) bytes; its header describes \(header.containerByteCount) (truncated or with data appended)"
             )
         }
-        precondition(output.count == Int(header.totalLength), "output must have the header's total length")
+        return (header, Array(headerBytes.prefix(header.byteCount)))
+    }
+
+    /// Opens the file key and decrypts every chunk into `output`, zeroing it on failure.
+    private static func decrypt(
+        _ container: UnsafeRawBufferPointer,
+        _ header: ContainerHeader,
+        _ associated: [UInt8],
+        into output: UnsafeMutableRawBufferPointer,
+        deliveryKey: X25519.PrivateKey
+    ) throws {
         let fileKey: SecretBytes
         do {
             fileKey = try SealedBox.open(header.sealedFileKey, recipient: deliveryKey)
@@ -364,7 +390,6 @@ public enum Container {
         } catch {
             throw LicensingError(.tampered, "the file key or stream header is not valid")
         }
-        let associated = Array(headerBytes.prefix(header.byteCount))
         var input = header.byteCount
         var written = 0
         var chunk = 0
@@ -397,6 +422,5 @@ public enum Container {
                 "chunk \(chunk + 1) of \(header.chunkCount) does not authenticate (changed, moved, missing or added)"
             )
         }
-        return header
     }
 }

@@ -16,7 +16,7 @@ extension Exchange {
         try Self.check(spec)
         let model = try FederatedModel.initialModel(of: spec)
         let digest = try FederatedModel.digest(model)
-        let json = String(decoding: try JSONEncoder.sorted.encode(spec), as: UTF8.self)
+        let json = try Self.json(spec)
         let now = settings.now()
         let created = try store.write { db -> Bool in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) == nil
