@@ -9,7 +9,9 @@ extension BrokerCommand.Admin {
             abstract: "Publish the federation's current model as the next registry version and list it.",
             discussion: """
                 The version is immutable and signed with the broker's licence key: its rounds and the \
-                contributors of each, the parameter and file digests. The listing shows the description and \
+                contributors of each, the parameter and file digests, and the federated evaluation: the \
+                participants' scores of that round's model on their own held-out rows (cairn-node run \
+                --evaluate), averaged by row count, when at least 2 reported one. The listing shows the description and \
                 these terms to the federation's participants and licensees; the terms a licence is asked \
                 under are recorded with it. Pricing: fixed (--price per licence), cost-plus (--cost and \
                 --margin; the price is cost × (1 + margin)) or usage (--price per --unit). A model already \
@@ -54,6 +56,18 @@ extension BrokerCommand.Admin {
             print(
                 "published \(version.model) version \(version.version) (round \(version.rounds.last ?? 0), file \(version.fileDigest.prefix(16))…)"
             )
+            let m = version.metrics
+            if let accuracy = m["accuracy"], let loss = m["log-loss"], let rows = m["evaluation-rows"],
+                let n = m["evaluators"]
+            {
+                print(
+                    "federated evaluation: accuracy \(rounded(accuracy)), log-loss \(rounded(loss)) on \(Int(rows)) held-out rows of \(Int(n)) participants"
+                )
+            } else {
+                print(
+                    "no federated evaluation: fewer than \(EvaluationReport.minimumEvaluators) participants reported a score for round \(version.rounds.last ?? 0) (cairn-node run --evaluate)"
+                )
+            }
         }
     }
 
@@ -82,9 +96,10 @@ extension BrokerCommand.Admin {
         static let configuration = CommandConfiguration(
             abstract: "Grant or refuse a requested licence, or revoke a granted one.",
             discussion: """
-                A grant signs the licence with the broker's licence key (versions 1 to the newest published, \
-                valid for the listing's days, with its delivery limit) and records it in the audit log, whose \
-                inclusion proof the licensee checks before using it. Every decision is an audit entry.
+                A grant signs the licence with the broker's licence key (the versions of --versions, by \
+                default 1 to the newest published; valid for the listing's days, with its delivery limit) and \
+                records it in the audit log, whose inclusion proof the licensee checks before using it. Every \
+                decision is an audit entry.
                 """
         )
         enum Action: String, ExpressibleByArgument, CaseIterable { case grant, refuse, revoke }
@@ -92,16 +107,46 @@ extension BrokerCommand.Admin {
         @Argument(help: "grant, refuse or revoke.") var action: Action
         @Argument(help: "The licence id (32 hex digits).") var id: String
         @Option(help: "Why, for the audit log.") var reason = ""
+        @Option(
+            help: ArgumentHelp(
+                "grant: the versions covered, N or FIRST-LAST; LAST may be beyond the newest, to cover versions published while the licence is valid. (default: 1 to the newest)",
+                valueName: "range"
+            )
+        )
+        var versions: String?
+
+        func validate() throws {
+            if versions != nil && action != .grant { throw ValidationError("--versions applies to grant only") }
+            _ = try range()
+        }
+
+        /// `--versions` as (first, last); nil when not given.
+        func range() throws -> (Int, Int)? {
+            guard let versions else { return nil }
+            let parts = versions.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            guard (1...2).contains(parts.count), let first = parts[0], let last = parts[parts.count - 1], first >= 1,
+                last >= first
+            else { throw ValidationError("--versions is N or FIRST-LAST with 1 ≤ FIRST ≤ LAST, not \(versions)") }
+            return (first, last)
+        }
 
         func run() async throws {
             let record: LicenceRecord = try await cliCall {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/licences/\(id)",
-                    LicenceDecision(action: action.rawValue, reason: reason)
+                    LicenceDecision(
+                        action: action.rawValue,
+                        reason: reason,
+                        firstVersion: try range()?.0,
+                        lastVersion: try range()?.1
+                    )
                 )
             }
-            print("licence \(record.id): \(record.status)")
+            print(
+                "licence \(record.id): \(record.status)"
+                    + (record.versions.map { action == .grant ? " for versions \($0[0])–\($0[1])" : "" } ?? "")
+            )
         }
     }
 }

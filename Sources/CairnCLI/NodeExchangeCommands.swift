@@ -47,7 +47,10 @@ extension NodeCommand {
                 Validates the CSV against the federation's schema, then waits for rounds. In each round it \
                 fetches the global model (checking its digest against the round's configuration), trains on \
                 its rows, and answers all five SecAgg+ phases: only a masked, quantised update leaves the \
-                machine, encrypted to the broker. Its round state is kept encrypted in <home>/round.state, so a \
+                machine, encrypted to the broker. With --evaluate, each new global model is scored on the \
+                held-out rows and only the score (row count, accuracy, log-loss) is sent, signed, to the broker, \
+                which averages the participants' scores by row count into the metrics of the version it \
+                publishes. Its round state is kept encrypted in <home>/round.state, so a \
                 restart resumes without ever revealing both shares of a peer. Network errors and broker \
                 restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request). \
                 Progress goes to standard output on a terminal (--progress forces it): each phase, and each \
@@ -59,7 +62,12 @@ extension NodeCommand {
         @Option(help: ArgumentHelp("This participant's data (CSV with a header row).", valueName: "csv")) var data:
             String
         @Option(help: "Stop after this many rounds have finished.") var rounds = 10
-        @Option(help: ArgumentHelp("Also print each new model's accuracy on this labelled CSV.", valueName: "csv"))
+        @Option(
+            help: ArgumentHelp(
+                "Held-out labelled CSV (rows not in --data): score each new global model on it, print the accuracy and report the score to the broker for federated evaluation.",
+                valueName: "csv"
+            )
+        )
         var evaluate: String?
         @Flag(help: "Report every phase, not just each round.") var progress = false
 
@@ -91,11 +99,14 @@ extension NodeCommand {
                         if verbose { say("round \(round): open with \(n) participants; training and advertising keys") }
                     case .answered(let round, let phase, let bytes):
                         if verbose { say("round \(round): \(phase) sent (\(bytes) bytes)") }
-                    case .roundFinished(let round, let accuracy):
-                        say(
-                            "round \(round): finished"
-                                + (accuracy.map { "; global model accuracy \(rounded($0))" } ?? "")
-                        )
+                    case .roundFinished(let round, let evaluation, let refused):
+                        var line = "round \(round): finished"
+                        if let evaluation {
+                            line += "; global model accuracy \(rounded(evaluation.accuracy))"
+                            line += " on \(evaluation.sampleCount) held-out rows"
+                            line += refused.map { " (the broker did not record it: \($0))" } ?? " (score reported)"
+                        }
+                        say(line)
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
                     case .retrying(let reason, let wait):

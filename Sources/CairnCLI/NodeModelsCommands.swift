@@ -54,10 +54,20 @@ extension NodeCommand.Models {
                 "  terms: \(o.entitlements.joined(separator: ", ")); \(terms); \(o.licenceDays) days; \(o.deliveryLimit) deliveries\(o.autoGrantParticipants ? "; participants granted at once" : "")"
             )
             for v in listing.versions {
-                let metrics = v.metrics.keys.sorted().map { "\($0) \(rounded(v.metrics[$0]!))" }.joined(separator: ", ")
+                let metrics = v.metrics.keys.sorted().map { name in
+                    let x = v.metrics[name]!
+                    return "\(name) " + (x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : rounded(x))
+                }
+                let consecutive = v.rounds.count > 2 && zip(v.rounds, v.rounds.dropFirst()).allSatisfy { $1 == $0 + 1 }
+                let rounds =
+                    consecutive ? "\(v.rounds[0])–\(v.rounds.last!)" : v.rounds.map(String.init).joined(separator: ",")
+                let contributors =
+                    Set(v.contributors).count == 1 && v.contributors.count > 1
+                    ? "\(v.contributors[0]) each" : v.contributors.map(String.init).joined(separator: ",")
                 print(
-                    "  version \(v.version): rounds \(v.rounds.map(String.init).joined(separator: ",")), contributors \(v.contributors.map(String.init).joined(separator: ",")), file \(v.fileDigest.prefix(16))…\(metrics.isEmpty ? "" : ", " + metrics)"
+                    "  version \(v.version): rounds \(rounds), contributors \(contributors), file \(v.fileDigest.prefix(16))…"
                 )
+                if !metrics.isEmpty { print("    federated evaluation: " + metrics.joined(separator: ", ")) }
             }
         }
     }

@@ -148,6 +148,36 @@ public struct Listing: Codable, Sendable, Hashable {
     }
 }
 
+/// `POST /v1/federations/{federation}/evaluations`: a participant's score of one round's global
+/// model on its own held-out rows (federated evaluation). The rows never leave the node; the
+/// broker averages the scores of a round by row count into the metrics of the version published
+/// from it.
+public struct EvaluationReport: Codable, Sendable, Hashable {
+    /// Fewer scores of a round than this and its version gets no metrics: with one, the
+    /// "average" would be that participant's own score.
+    public static let minimumEvaluators = 2
+
+    /// The round whose model was scored.
+    public var round: Int
+    /// That model's `cairn/model-parameters/v1` digest (hex), as the broker served it.
+    public var parametersDigest: String
+    /// Held-out rows scored (1–10^9).
+    public var samples: Int
+    /// Share of rows whose most probable class is the label (0–1).
+    public var accuracy: Double
+    /// Mean cross-entropy per row, natural log (0–1000).
+    public var logLoss: Double
+
+    /// A report.
+    public init(round: Int, parametersDigest: String, samples: Int, accuracy: Double, logLoss: Double) {
+        self.round = round
+        self.parametersDigest = parametersDigest
+        self.samples = samples
+        self.accuracy = accuracy
+        self.logLoss = logLoss
+    }
+}
+
 /// `POST /v1/federations/{federation}/licences`: ask for a licence to the listing.
 public struct LicenceRequest: Codable, Sendable, Hashable {
     /// The entitlements wanted, a subset of the offer's.
@@ -163,11 +193,18 @@ public struct LicenceDecision: Codable, Sendable, Hashable {
     public var action: String
     /// Why (recorded in the audit log; at most 200 bytes).
     public var reason: String
+    /// `grant` only: the first version the licence covers (default 1; at most the newest).
+    public var firstVersion: Int?
+    /// `grant` only: the last version it covers (default the newest published; a later one also
+    /// covers versions published before the licence expires).
+    public var lastVersion: Int?
 
     /// A decision.
-    public init(action: String, reason: String = "") {
+    public init(action: String, reason: String = "", firstVersion: Int? = nil, lastVersion: Int? = nil) {
         self.action = action
         self.reason = reason
+        self.firstVersion = firstVersion
+        self.lastVersion = lastVersion
     }
 }
 
@@ -210,6 +247,8 @@ public struct LicenceRecord: Codable, Sendable, Hashable {
     public var offer: LicenceOffer
     /// The signed licence (hex), once granted.
     public var licence: String
+    /// The first and last versions it covers, once granted.
+    public var versions: [Int]?
     /// Containers delivered under it.
     public var deliveries: Int
     /// Its `licence.issue` entry in the audit log, once granted.
@@ -225,6 +264,7 @@ public struct LicenceRecord: Codable, Sendable, Hashable {
         entitlements: [String],
         offer: LicenceOffer,
         licence: String,
+        versions: [Int]? = nil,
         deliveries: Int,
         proof: LicenceProof?
     ) {
@@ -236,6 +276,7 @@ public struct LicenceRecord: Codable, Sendable, Hashable {
         self.entitlements = entitlements
         self.offer = offer
         self.licence = licence
+        self.versions = versions
         self.deliveries = deliveries
         self.proof = proof
     }

@@ -102,8 +102,9 @@ public struct Participant: Sendable {
         case roundOpened(round: Int, participants: Int)
         /// This node answered a phase.
         case answered(round: Int, phase: String, bytes: Int)
-        /// A round finished: the new model's accuracy on the evaluation data, if any.
-        case roundFinished(round: Int, accuracy: Double?)
+        /// A round finished: the new model's score on the held-out data, if any, and whether the
+        /// broker recorded it for federated evaluation (or why not).
+        case roundFinished(round: Int, evaluation: Evaluation?, refused: String?)
         /// A round went on or aborted without this node.
         case roundMissed(round: Int, reason: String)
         /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
@@ -184,20 +185,19 @@ public struct Participant: Sendable {
             let view: RoundView = try await client.json("GET", "/v1/federations/\(federation)/round")
             let current = view.modelRound
             if current > lastModelRound {
-                var accuracy: Double?
-                if let evaluation {
-                    let (file, _, _) = try await model()
-                    accuracy =
-                        Evaluation(
-                            probabilities: file.model.probabilities(evaluation.features),
-                            labels: evaluation.labels,
-                            classes: file.model.architecture.classes
-                        ).accuracy
+                var score: (round: Int, evaluation: Evaluation, refused: String?)?
+                if let evaluation { score = try await evaluate(on: evaluation) }
+                let newest = max(current, score?.round ?? 0)
+                for r in (lastModelRound + 1)...newest {
+                    report(
+                        .roundFinished(
+                            round: r,
+                            evaluation: r == score?.round ? score?.evaluation : nil,
+                            refused: r == score?.round ? score?.refused : nil
+                        )
+                    )
                 }
-                for r in (lastModelRound + 1)...current {
-                    report(.roundFinished(round: r, accuracy: r == current ? accuracy : nil))
-                }
-                lastModelRound = current
+                lastModelRound = newest
                 continue
             }
             if view.index >= 0, !view.answered, ["advertise", "share", "mask", "check", "unmask"].contains(view.phase) {
@@ -214,6 +214,35 @@ public struct Participant: Sendable {
                 report(.roundMissed(round: view.round, reason: "the round aborted"))
             }
             try await Task.sleep(for: .seconds(pollInterval))
+        }
+    }
+
+    /// Scores the current global model on `heldOut` and reports the score to the broker for
+    /// federated evaluation (only the row count, accuracy and log-loss leave this node). A refusal
+    /// (a different score already given for that round, say) is returned, not thrown: training
+    /// goes on.
+    func evaluate(on heldOut: Dataset) async throws -> (round: Int, evaluation: Evaluation, refused: String?) {
+        let (file, round, digest) = try await model()
+        let evaluation = Evaluation(
+            probabilities: file.model.probabilities(heldOut.features),
+            labels: heldOut.labels,
+            classes: file.model.architecture.classes
+        )
+        do {
+            let _: EvaluationReport = try await client.json(
+                "POST",
+                "/v1/federations/\(federation)/evaluations",
+                EvaluationReport(
+                    round: round,
+                    parametersDigest: Hex.encode(digest),
+                    samples: evaluation.sampleCount,
+                    accuracy: evaluation.accuracy,
+                    logLoss: evaluation.logLoss
+                )
+            )
+            return (round, evaluation, nil)
+        } catch let error as ExchangeError where [.conflict, .malformed, .notFound].contains(error.code) {
+            return (round, evaluation, error.message)
         }
     }
 

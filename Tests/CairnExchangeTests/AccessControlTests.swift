@@ -140,7 +140,7 @@ struct Fixture {
         try await exchange.store.read { db in
             try [
                 "members", "federations", "models", "invites", "rounds", "outbox", "answers", "versions", "listings",
-                "licences",
+                "licences", "evaluations",
             ].map { table in
                 try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1, 2").map(\.description).joined(
                     separator: "\n"
@@ -161,7 +161,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
 
     var description: String { "\(method) \(path)" }
 
-    static func all(participantKey: String, licence: String) -> [Endpoint] {
+    static func all(participantKey: String, licence: String, modelDigest: String) -> [Endpoint] {
         let json = "application/json"
         let binary = "application/octet-stream"
         func encode(_ value: some Encodable) -> [UInt8] { Array(try! JSONEncoder().encode(value)) }
@@ -285,6 +285,15 @@ struct Endpoint: Sendable, CustomStringConvertible {
                 allowed: ["participant", "licensee"]
             ),
             Endpoint(
+                method: .post,
+                path: "/v1/federations/alpha/evaluations",
+                body: encode(
+                    EvaluationReport(round: 0, parametersDigest: modelDigest, samples: 10, accuracy: 0.5, logLoss: 1)
+                ),
+                contentType: json,
+                allowed: part
+            ),
+            Endpoint(
                 method: .get,
                 path: "/v1/licences/\(licence)",
                 body: [],
@@ -328,9 +337,16 @@ struct Endpoint: Sendable, CustomStringConvertible {
             LicenceRequest(entitlements: ["inference"])
         ).id
         _ = try await fixture.exchange.decide(op, id: licence, LicenceDecision(action: "grant"))
+        let modelDigest = Hex.encode(
+            try await fixture.exchange.model(
+                try await fixture.caller(fixture.members["participant"]!),
+                federation: "alpha"
+            )
+            .digest
+        )
         let cases = try await app.test(.router) { client -> Int in
             var cases = 0
-            for endpoint in Endpoint.all(participantKey: participantKey, licence: licence) {
+            for endpoint in Endpoint.all(participantKey: participantKey, licence: licence, modelDigest: modelDigest) {
                 for attack in Attack.allCases {
                     let role: String? =
                         switch attack {
@@ -410,10 +426,11 @@ struct Endpoint: Sendable, CustomStringConvertible {
             }
             return cases
         }
-        // 22 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
-        // on the 9 admin routes, the participant on the 8 participant routes, and on the licensing
-        // routes 3 on the listing, 2 on requests, 2 on a licence and 1 on its container.
-        #expect(cases == 22 * 11 - 5 - 9 - 8 - 3 - 2 - 2 - 1)
+        // 23 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // on the 9 admin routes, the participant on the 9 participant routes (evaluations among
+        // them), and on the licensing routes 3 on the listing, 2 on requests, 2 on a licence and 1
+        // on its container.
+        #expect(cases == 23 * 11 - 5 - 9 - 9 - 3 - 2 - 2 - 1)
     }
 
     /// Enrolment admits an unknown key but nothing else that is wrong.

@@ -178,6 +178,18 @@ public enum BrokerServer {
                 return try json(record, status: .created)
             }
         }
+        router.post("/v1/federations/{federation}/evaluations") { request, context in
+            await respond(exchange, request, logger) { _ in
+                let (body, signature) = try await signedBody(request, json: true)
+                let caller = try await authenticate(exchange, request, signature, body)
+                let report = try await exchange.reportEvaluation(
+                    caller,
+                    federation: try parameter(context, "federation"),
+                    try decode(EvaluationReport.self, body)
+                )
+                return try json(report, status: .created)
+            }
+        }
         router.get("/v1/licences/{licence}") { request, context in
             await respond(exchange, request, logger) { _ in
                 let caller = try await authenticated(exchange, request)

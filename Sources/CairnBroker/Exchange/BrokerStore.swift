@@ -152,6 +152,22 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v4: federated evaluation") { db in
+            // Each participant's score of a round's model on its held-out rows, once per round.
+            try db.execute(
+                sql: """
+                    CREATE TABLE evaluations (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        member BLOB NOT NULL,
+                        samples INTEGER NOT NULL,
+                        accuracy REAL NOT NULL,
+                        log_loss REAL NOT NULL,
+                        PRIMARY KEY (federation, round, member)
+                    );
+                    """
+            )
+        }
         return m
     }
 

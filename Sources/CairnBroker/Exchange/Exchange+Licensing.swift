@@ -28,7 +28,9 @@ extension Exchange {
                 sql: "SELECT version, round FROM versions WHERE federation = ? ORDER BY version DESC LIMIT 1",
                 arguments: [federation]
             )
-            let lastRound: Int = last?["round"] ?? -1
+            // The rounds since the last version; the first version's start after the initial
+            // model (round 0), unless it is that model.
+            let lastRound: Int = last?["round"] ?? (current.round > 0 ? 0 : -1)
             guard current.round > lastRound else {
                 throw ExchangeError(
                     .conflict,
@@ -53,7 +55,7 @@ extension Exchange {
                 contributors: lineage.map { $0["contributors"] },
                 parametersDigest: Hex.encode(current.digest),
                 fileDigest: Hex.encode(try Container.plaintextDigest(file)),
-                metrics: [:],
+                metrics: try Self.federatedMetrics(db, federation: federation, round: current.round),
                 published: now,
                 signature: ""
             )
@@ -85,6 +87,102 @@ extension Exchange {
             ]
         )
         return version
+    }
+
+    /// The row-weighted means of the scores reported for `round`'s model (`accuracy`,
+    /// `log-loss`), with `evaluators` and `evaluation-rows`; empty below ``EvaluationReport/minimumEvaluators``.
+    /// Both means are of per-row quantities, so they equal the score of the pooled held-out rows.
+    static func federatedMetrics(_ db: Database, federation: String, round: Int) throws -> [String: Double] {
+        let row = try Row.fetchOne(
+            db,
+            sql: """
+                SELECT count(*) AS n, total(samples) AS rows, total(samples * accuracy) AS correct,
+                    total(samples * log_loss) AS loss
+                FROM evaluations WHERE federation = ? AND round = ?
+                """,
+            arguments: [federation, round]
+        )!
+        let n: Int = row["n"]
+        let rows: Double = row["rows"]
+        guard n >= EvaluationReport.minimumEvaluators, rows > 0 else { return [:] }
+        return [
+            "accuracy": row["correct"] / rows,
+            "log-loss": row["loss"] / rows,
+            "evaluators": Double(n),
+            "evaluation-rows": rows,
+        ]
+    }
+
+    /// `POST /v1/federations/{federation}/evaluations`: records a participant's score of one
+    /// round's model on its held-out rows. The same report again is accepted; a different one for
+    /// the same round is refused (409), so a score cannot be changed once given.
+    public func reportEvaluation(
+        _ caller: Caller,
+        federation: String,
+        _ report: EvaluationReport
+    ) throws -> EvaluationReport {
+        let member = try requireMember(caller, of: federation)
+        guard (1...1_000_000_000).contains(report.samples), (0...1).contains(report.accuracy),
+            (0...1000).contains(report.logLoss), report.round >= 0,
+            report.parametersDigest.utf8.count == 64, let digest = try? Hex.decode(report.parametersDigest)
+        else {
+            throw ExchangeError(
+                .malformed,
+                "an evaluation has a round, a 64-hex-digit parameters digest, 1–10^9 samples, accuracy 0–1 and log-loss 0–1000"
+            )
+        }
+        let recorded = try store.write { db -> Bool in
+            guard
+                let stored = try Data.fetchOne(
+                    db,
+                    sql: "SELECT digest FROM models WHERE federation = ? AND round = ?",
+                    arguments: [federation, report.round]
+                )
+            else { throw ExchangeError(.notFound, "federation \(federation) has no model of round \(report.round)") }
+            guard Array(stored) == digest else {
+                throw ExchangeError(
+                    .conflict,
+                    "the model of round \(report.round) has digest \(Hex.encode(Array(stored)).prefix(16))…, not \(report.parametersDigest.prefix(16))…"
+                )
+            }
+            if let earlier = try Row.fetchOne(
+                db,
+                sql:
+                    "SELECT samples, accuracy, log_loss FROM evaluations WHERE federation = ? AND round = ? AND member = ?",
+                arguments: [federation, report.round, Data(member.key)]
+            ) {
+                guard earlier["samples"] == report.samples, earlier["accuracy"] == report.accuracy,
+                    earlier["log_loss"] == report.logLoss
+                else {
+                    throw ExchangeError(
+                        .conflict,
+                        "\(caller.name) already reported a different score for round \(report.round); a score is given once"
+                    )
+                }
+                return false
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO evaluations (federation, round, member, samples, accuracy, log_loss)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    federation, report.round, Data(member.key), report.samples, report.accuracy, report.logLoss,
+                ]
+            )
+            return true
+        }
+        if recorded {
+            try audit(
+                actor: caller.name,
+                action: "model.evaluate",
+                objectType: "model",
+                objectID: "\(federation)#\(report.round)",
+                reason: "\(report.samples) held-out rows",
+                digests: [.init(name: "model.parameters", bytes: digest)]
+            )
+        }
+        return report
     }
 
     /// Refuses terms out of range and computes a cost-plus price.
@@ -280,10 +378,18 @@ extension Exchange {
         var signed: SignedLicence?
         if next == "granted" {
             let offer = try JSONDecoder().decode(LicenceOffer.self, from: Data((row["offer"] as String).utf8))
+            let first = decision.firstVersion ?? 1
+            let last = decision.lastVersion ?? max(first, lastVersion)
+            guard lastVersion >= 1, (1...lastVersion).contains(first), (first...Int(UInt32.max)).contains(last) else {
+                throw ExchangeError(
+                    .malformed,
+                    "a grant covers versions first–last with 1 ≤ first ≤ \(max(1, lastVersion)) (the newest) and last ≥ first, not \(first)–\(last)"
+                )
+            }
             signed = try Licence(
                 id: id,
                 model: federation,
-                versions: 1...UInt32(max(1, lastVersion)),
+                versions: UInt32(first)...UInt32(last),
                 licensee: try Ed25519.PublicKey(rawRepresentation: Array(row["licensee"] as Data)),
                 entitlements: try Entitlements(
                     names: (row["entitlements"] as String).split(separator: ",").map(String.init)
@@ -350,6 +456,9 @@ extension Exchange {
             )
         }
         let signed = (row["signed"] as Data?).map { Array($0) } ?? []
+        let versions =
+            try signed.isEmpty
+            ? nil : SignedLicence(decoding: signed, brokerLicenceKey: keys.licence.publicKey).licence.versions
         return LicenceRecord(
             id: Hex.encode(id),
             model: row["federation"],
@@ -359,6 +468,7 @@ extension Exchange {
             entitlements: (row["entitlements"] as String).split(separator: ",").map(String.init),
             offer: try JSONDecoder().decode(LicenceOffer.self, from: Data((row["offer"] as String).utf8)),
             licence: Hex.encode(signed),
+            versions: versions.map { [Int($0.lowerBound), Int($0.upperBound)] },
             deliveries: row["deliveries"],
             proof: proof
         )
