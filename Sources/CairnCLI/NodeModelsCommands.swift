@@ -11,7 +11,7 @@ extension NodeCommand {
     struct Models: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Browse the federation's model listing, ask for a licence, fetch and use a licensed model.",
-            subcommands: [List.self, Request.self, Fetch.self, Predict.self, Evaluate.self]
+            subcommands: [List.self, Request.self, Licences.self, Fetch.self, Predict.self, Evaluate.self]
         )
     }
 }
@@ -93,6 +93,28 @@ extension NodeCommand.Models {
         }
     }
 
+    struct Licences: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show this node's licences and requests, newest first, as the broker records them."
+        )
+        @OptionGroup var home: NodeHomeOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @Flag(help: "Print the broker's JSON.") var json = false
+
+        func run() async throws {
+            let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let records = try await cliCall { try await client.licences() }
+            if json { return try printJSON(records) }
+            if records.isEmpty { print("no licences; ask for one with cairn-node models request") }
+            for r in records {
+                let versions = r.versions.map { "versions \($0[0])–\($0[1]), " } ?? ""
+                print(
+                    "\(r.id)  \(r.status)  \(r.model) \(versions)\(r.entitlements.joined(separator: ","))  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries"
+                )
+            }
+        }
+    }
+
     struct Fetch: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Fetch a licensed model, verify it and decrypt it to a safetensors file.",
@@ -107,16 +129,27 @@ extension NodeCommand.Models {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
-        @Option(help: "The licence id (32 hex digits).") var licence: String
+        @Option(help: "The licence id (32 hex digits; default: this node's newest granted licence).")
+        var licence: String?
         @Option(help: "The model version (default: the newest the licence covers).") var modelVersion: Int?
         @Option(help: ArgumentHelp("Where to write the model (safetensors).", valueName: "file")) var output: String
         @Flag(help: "Replace existing output files.") var overwrite = false
 
         func run() async throws {
             let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let id: String
+            if let licence {
+                id = licence
+            } else {
+                let granted = try await cliCall { try await client.licences() }.first { $0.status == "granted" }
+                guard let granted else {
+                    throw CLIError("this node holds no granted licence; see cairn-node models licences")
+                }
+                id = granted.id
+            }
             let fetched: (version: ModelVersion, licence: SignedLicence, file: [UInt8])
             do {
-                fetched = try await cliCall { try await client.fetch(licence: licence, version: modelVersion) }
+                fetched = try await cliCall { try await client.fetch(licence: id, version: modelVersion) }
             } catch let error as LicensingError {
                 throw CLIError("refused: \(error.message)")
             }

@@ -134,6 +134,11 @@ public struct Licensee: Sendable {
         )
     }
 
+    /// This node's licences and requests, newest first (without their proofs).
+    public func licences() async throws -> [LicenceRecord] {
+        try await client.json("GET", "/v1/licences")
+    }
+
     /// A licence's record as the broker keeps it.
     public func record(_ id: String) async throws -> LicenceRecord {
         try await client.json("GET", "/v1/licences/\(id)")

@@ -295,6 +295,13 @@ struct Endpoint: Sendable, CustomStringConvertible {
             ),
             Endpoint(
                 method: .get,
+                path: "/v1/licences",
+                body: [],
+                contentType: nil,
+                allowed: ["operator", "participant", "licensee", "auditor", "outsider"]
+            ),
+            Endpoint(
+                method: .get,
                 path: "/v1/licences/\(licence)",
                 body: [],
                 contentType: nil,
@@ -426,11 +433,11 @@ struct Endpoint: Sendable, CustomStringConvertible {
             }
             return cases
         }
-        // 23 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // 24 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
         // on the 9 admin routes, the participant on the 9 participant routes (evaluations among
-        // them), and on the licensing routes 3 on the listing, 2 on requests, 2 on a licence and 1
-        // on its container.
-        #expect(cases == 23 * 11 - 5 - 9 - 9 - 3 - 2 - 2 - 1)
+        // them), and on the licensing routes 3 on the listing, 2 on requests, 5 on one's own
+        // licences, 2 on a licence and 1 on its container.
+        #expect(cases == 24 * 11 - 5 - 9 - 9 - 3 - 2 - 5 - 2 - 1)
     }
 
     /// Enrolment admits an unknown key but nothing else that is wrong.

@@ -349,5 +349,10 @@ import Testing
             try await f.exchange.deliver(licensee, id: id, version: 3)
         }
         #expect(try await f.exchange.deliver(licensee, id: id, version: 2).count > 0)
+
+        // Each caller sees its own licences, and only those.
+        let own = try await f.exchange.ownLicences(licensee)
+        #expect(Set(own.map(\.id)) == [all.id, id] && own.allSatisfy { $0.proof == nil && $0.status == "granted" })
+        #expect(try await f.exchange.ownLicences(participant).isEmpty)
     }
 }

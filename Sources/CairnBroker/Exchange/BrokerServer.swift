@@ -190,6 +190,12 @@ public enum BrokerServer {
                 return try json(report, status: .created)
             }
         }
+        router.get("/v1/licences") { request, _ in
+            await respond(exchange, request, logger) { _ in
+                let caller = try await authenticated(exchange, request)
+                return try json(await exchange.ownLicences(caller))
+            }
+        }
         router.get("/v1/licences/{licence}") { request, context in
             await respond(exchange, request, logger) { _ in
                 let caller = try await authenticated(exchange, request)

@@ -418,6 +418,19 @@ extension Exchange {
         return try licenceRecord(id: id)
     }
 
+    /// `GET /v1/licences`: the caller's own licences and requests, newest first (without proofs;
+    /// `GET /v1/licences/{id}` gives one with its proof).
+    public func ownLicences(_ caller: Caller) throws -> [LicenceRecord] {
+        let ids = try store.read { db in
+            try Data.fetchAll(
+                db,
+                sql: "SELECT id FROM licences WHERE licensee = ? ORDER BY requested DESC, id",
+                arguments: [Data(caller.key.rawRepresentation)]
+            )
+        }
+        return try ids.map { try licenceRecord(id: Array($0), withProof: false) }
+    }
+
     /// `GET /v1/licences/{id}`: the licensee's own licence, with its audit proof once granted.
     public func licence(_ caller: Caller, id: String) throws -> LicenceRecord {
         let raw = try Self.licenceID(id)
