@@ -131,36 +131,51 @@ extension Exchange {
                 "an evaluation has a round, a 64-hex-digit parameters digest, 1–10^9 samples, accuracy 0–1 and log-loss 0–1000"
             )
         }
-        let recorded = try store.write { db -> Bool in
+        // Checked, then audited, then stored: a crash between the two leaves an audited score
+        // that is not stored, and the node's retry stores it (auditing it again), never a stored
+        // score without its entry.
+        let stored = try store.read { db -> Bool in
             guard
-                let stored = try Data.fetchOne(
+                let model = try Data.fetchOne(
                     db,
                     sql: "SELECT digest FROM models WHERE federation = ? AND round = ?",
                     arguments: [federation, report.round]
                 )
             else { throw ExchangeError(.notFound, "federation \(federation) has no model of round \(report.round)") }
-            guard Array(stored) == digest else {
+            guard Array(model) == digest else {
                 throw ExchangeError(
                     .conflict,
-                    "the model of round \(report.round) has digest \(Hex.encode(Array(stored)).prefix(16))…, not \(report.parametersDigest.prefix(16))…"
+                    "the model of round \(report.round) has digest \(Hex.encode(Array(model)).prefix(16))…, not \(report.parametersDigest.prefix(16))…"
                 )
             }
-            if let earlier = try Row.fetchOne(
-                db,
-                sql:
-                    "SELECT samples, accuracy, log_loss FROM evaluations WHERE federation = ? AND round = ? AND member = ?",
-                arguments: [federation, report.round, Data(member.key)]
-            ) {
-                guard earlier["samples"] == report.samples, earlier["accuracy"] == report.accuracy,
-                    earlier["log_loss"] == report.logLoss
-                else {
-                    throw ExchangeError(
-                        .conflict,
-                        "\(caller.name) already reported a different score for round \(report.round); a score is given once"
-                    )
-                }
-                return false
+            guard
+                let earlier = try Row.fetchOne(
+                    db,
+                    sql:
+                        "SELECT samples, accuracy, log_loss FROM evaluations WHERE federation = ? AND round = ? AND member = ?",
+                    arguments: [federation, report.round, Data(member.key)]
+                )
+            else { return false }
+            guard earlier["samples"] == report.samples, earlier["accuracy"] == report.accuracy,
+                earlier["log_loss"] == report.logLoss
+            else {
+                throw ExchangeError(
+                    .conflict,
+                    "\(caller.name) already reported a different score for round \(report.round); a score is given once"
+                )
             }
+            return true
+        }
+        guard !stored else { return report }
+        try audit(
+            actor: caller.name,
+            action: "model.evaluate",
+            objectType: "model",
+            objectID: "\(federation)#\(report.round)",
+            reason: "\(report.samples) held-out rows",
+            digests: [.init(name: "model.parameters", bytes: digest)]
+        )
+        try store.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO evaluations (federation, round, member, samples, accuracy, log_loss)
@@ -169,17 +184,6 @@ extension Exchange {
                 arguments: [
                     federation, report.round, Data(member.key), report.samples, report.accuracy, report.logLoss,
                 ]
-            )
-            return true
-        }
-        if recorded {
-            try audit(
-                actor: caller.name,
-                action: "model.evaluate",
-                objectType: "model",
-                objectID: "\(federation)#\(report.round)",
-                reason: "\(report.samples) held-out rows",
-                digests: [.init(name: "model.parameters", bytes: digest)]
             )
         }
         return report
