@@ -336,6 +336,9 @@ import Testing
                 )
             }
         }
+        await refuses(.malformed, "belong to a grant, not a refuse") {
+            try await f.exchange.decide(op, id: id, LicenceDecision(action: "refuse", lastVersion: 2))
+        }
         let later = try await f.exchange.decide(
             op,
             id: id,

@@ -354,6 +354,9 @@ extension Exchange {
 
     private func decide(id: [UInt8], _ decision: LicenceDecision, actor: String) throws -> LicenceRecord {
         guard decision.reason.utf8.count <= 200 else { throw ExchangeError(.malformed, "the reason exceeds 200 bytes") }
+        guard decision.action == "grant" || (decision.firstVersion == nil && decision.lastVersion == nil) else {
+            throw ExchangeError(.malformed, "firstVersion and lastVersion belong to a grant, not a \(decision.action)")
+        }
         let now = settings.now()
         let (row, lastVersion) = try store.read { db in
             (
