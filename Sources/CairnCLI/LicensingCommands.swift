@@ -131,6 +131,7 @@ extension BrokerCommand.Admin {
         }
 
         func run() async throws {
+            let range = try range()
             let record: LicenceRecord = try await cliCall {
                 try await admin.client().json(
                     "POST",
@@ -138,8 +139,8 @@ extension BrokerCommand.Admin {
                     LicenceDecision(
                         action: action.rawValue,
                         reason: reason,
-                        firstVersion: try range()?.0,
-                        lastVersion: try range()?.1
+                        firstVersion: range?.0,
+                        lastVersion: range?.1
                     )
                 )
             }
