@@ -329,11 +329,22 @@ extension Exchange {
     public func licences(_ caller: Caller, federation: String) throws -> [LicenceRecord] {
         try requireOperator(caller)
         _ = try federationSpec(federation)
+        return try licenceRecords(where: "federation", is: federation)
+    }
+
+    /// The records of the licences whose `column` (`federation` or `licensee`) is `value`,
+    /// newest first, without proofs.
+    private func licenceRecords(
+        where column: String,
+        is value: some DatabaseValueConvertible
+    ) throws
+        -> [LicenceRecord]
+    {
         let ids = try store.read { db in
             try Data.fetchAll(
                 db,
-                sql: "SELECT id FROM licences WHERE federation = ? ORDER BY requested DESC, id",
-                arguments: [federation]
+                sql: "SELECT id FROM licences WHERE \(column) = ? ORDER BY requested DESC, id",
+                arguments: [value]
             )
         }
         return try ids.map { try licenceRecord(id: Array($0), withProof: false) }
@@ -428,14 +439,7 @@ extension Exchange {
     /// `GET /v1/licences`: the caller's own licences and requests, newest first (without proofs;
     /// `GET /v1/licences/{id}` gives one with its proof).
     public func ownLicences(_ caller: Caller) throws -> [LicenceRecord] {
-        let ids = try store.read { db in
-            try Data.fetchAll(
-                db,
-                sql: "SELECT id FROM licences WHERE licensee = ? ORDER BY requested DESC, id",
-                arguments: [Data(caller.key.rawRepresentation)]
-            )
-        }
-        return try ids.map { try licenceRecord(id: Array($0), withProof: false) }
+        try licenceRecords(where: "licensee", is: Data(caller.key.rawRepresentation))
     }
 
     /// `GET /v1/licences/{id}`: the licensee's own licence, with its audit proof once granted.
