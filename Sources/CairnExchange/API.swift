@@ -111,6 +111,12 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
     public var batchSize: Int
     /// Local training: L2 penalty.
     public var l2: Float
+    /// A participant that answers nothing in this many consecutive rounds is marked inactive and
+    /// left out of later rosters until its node calls again (nil: ``defaultInactiveAfter``).
+    public var inactiveAfter: Int?
+
+    /// Rounds missed in a row before a participant is inactive, when the policy does not say.
+    public static let defaultInactiveAfter = 3
 
     /// A policy; the defaults suit the shipped datasets.
     public init(
@@ -124,7 +130,8 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         localEpochs: Int = 2,
         learningRate: Float = 0.05,
         batchSize: Int = 16,
-        l2: Float = 0.001
+        l2: Float = 0.001,
+        inactiveAfter: Int? = nil
     ) {
         self.minimumParticipants = minimumParticipants
         self.dropoutFraction = dropoutFraction
@@ -137,6 +144,7 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         self.learningRate = learningRate
         self.batchSize = batchSize
         self.l2 = l2
+        self.inactiveAfter = inactiveAfter
     }
 }
 

@@ -112,6 +112,47 @@ public enum FederatedModel {
         return q
     }
 
+    /// The largest magnitude a parameter of a stored model may have.
+    public static let parameterLimit: Float = 1e6
+
+    /// Checks a round's unmasked sum against what `contributors` honest inputs can add up to:
+    /// each coordinate of an input is clipped and quantised to at most `s · c + 1` in magnitude,
+    /// so each coordinate of the sum (as a signed 32-bit value) is within `n · (s · c + 1)`, and
+    /// each input declares 1 to the policy's maximum sample count, so the sum of counts is within
+    /// `n … n · M`. A sum outside is refused: some input was forged, and the round must not apply it.
+    public static func checkBounds(sum: [UInt32], sampleCount: UInt32, contributors: Int, policy: RoundPolicy) throws {
+        let q = try quantisation(policy)
+        let bound = Int64(contributors) * (Int64((Double(q.scale) * Double(q.clipBound)).rounded(.up)) + 1)
+        var worst: Int64 = 0
+        var at = 0
+        for (i, word) in sum.enumerated() {
+            let magnitude = abs(Int64(Int32(bitPattern: word)))
+            if magnitude > worst { (worst, at) = (magnitude, i) }
+        }
+        guard worst <= bound else {
+            throw ExchangeError(
+                .malformed,
+                "coordinate \(at) of the sum is \(worst) in magnitude, beyond the ±\(bound) that \(contributors) clipped inputs can reach: an input was forged; the update is not applied"
+            )
+        }
+        let most = Int64(contributors) * Int64(policy.maximumSampleCount)
+        guard Int64(contributors) <= Int64(sampleCount), Int64(sampleCount) <= most else {
+            throw ExchangeError(
+                .malformed,
+                "the inputs declare \(sampleCount) rows in all, outside the \(contributors)–\(most) that \(contributors) inputs may declare: an input was forged; the update is not applied"
+            )
+        }
+    }
+
+    /// Checks that a model may be stored: every parameter finite and within ±``parameterLimit``.
+    public static func checkStorable(_ model: Model) throws {
+        guard let bad = model.parameters.firstIndex(where: { !$0.isFinite || abs($0) > parameterLimit }) else { return }
+        throw ExchangeError(
+            .malformed,
+            "parameter \(bad) of the new model is \(model.parameters[bad]), outside ±\(parameterLimit); the model is not stored"
+        )
+    }
+
     /// The next global model from a round's sum of updates and of sample counts.
     public static func applying(
         sum: [UInt32],

@@ -5,6 +5,7 @@ import CairnWire
 import Foundation
 import HTTPTypes
 public import Hummingbird
+import HummingbirdCore
 public import Logging
 import NIOCore
 import NIOHTTPTypes
@@ -16,13 +17,25 @@ import ServiceLifecycle
 /// Each handler reads and checks the request, calls the exchange and encodes the answer; every
 /// refusal is answered with a ``Problem`` body and audited, in one place (``respond(_:_:_:)``).
 public enum BrokerServer {
-    /// The largest JSON or SecAgg+ message body accepted (4 MiB).
+    /// The largest SecAgg+ message body accepted (4 MiB).
     public static let maximumBody = 4 << 20
+    /// The largest JSON body accepted (a federation's description with its schema: 1 MiB).
+    public static let maximumSpecBody = 1 << 20
+    /// The largest of the other JSON bodies (64 KiB).
+    public static let maximumJSONBody = 64 << 10
 
     /// The router with every route.
-    public static func router(_ exchange: Exchange, logger: Logger) -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
-        router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+    public static func router(_ exchange: Exchange, logger: Logger) -> Router<BrokerRequestContext> {
+        let router = Router(context: BrokerRequestContext.self)
+        router.get("/healthz") { _, _ in
+            // Through the exchange and its database, as a signed request goes: a broker whose
+            // actor or store is stuck is not healthy.
+            let ready = await exchange.ready()
+            return Response(
+                status: ready ? .ok : .serviceUnavailable,
+                body: .init(byteBuffer: ByteBuffer(string: ready ? "ok\n" : "unavailable\n"))
+            )
+        }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok,
@@ -30,43 +43,43 @@ public enum BrokerServer {
                 body: .init(byteBuffer: ByteBuffer(bytes: exchange.metrics.registry.emitToBuffer()))
             )
         }
-        router.get("/v1/broker") { request, _ in
-            await respond(exchange, request, logger) { _ in try json(await exchange.info()) }
+        router.get("/v1/broker") { request, context in
+            await respond(exchange, request, context, logger) { _ in try json(await exchange.info()) }
         }
         router.post("/v1/enrol") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body, enrolling: true)
-                return try json(await exchange.enrol(caller, try decode(EnrolRequest.self, body)), status: .created)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody, enrolling: true)
+                return try json(
+                    await exchange.enrol(call.caller!, try decode(EnrolRequest.self, body)),
+                    status: .created
+                )
             }
         }
-        router.get("/v1/me") { request, _ in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.me(caller))
+        router.get("/v1/me") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                try json(await exchange.me(try await call.caller()))
             }
         }
-        router.post("/v1/admin/federations") { request, _ in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+        router.post("/v1/admin/federations") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumSpecBody)
                 let spec = try decode(FederationSpec.self, body)
-                try await exchange.createFederation(caller, spec)
-                return try json(await exchange.status(caller, federation: spec.id), status: .created)
+                try await exchange.createFederation(call.caller!, spec)
+                return try json(await exchange.status(call.caller!, federation: spec.id), status: .created)
             }
         }
         router.get("/v1/admin/federations/{federation}") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.status(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.status(try await call.caller(), federation: try parameter(context, "federation"))
+                )
             }
         }
         router.post("/v1/admin/federations/{federation}/invites") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 let invite = try await exchange.invite(
-                    caller,
+                    call.caller!,
                     federation: try parameter(context, "federation"),
                     try decode(InviteRequest.self, body)
                 )
@@ -74,18 +87,18 @@ public enum BrokerServer {
             }
         }
         router.get("/v1/admin/federations/{federation}/participants") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.members(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.members(try await call.caller(), federation: try parameter(context, "federation"))
+                )
             }
         }
         router.post("/v1/admin/federations/{federation}/participants/{key}/suspend") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: false)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                _ = try await call.body(json: false, limit: 0)
                 return try json(
                     await exchange.suspend(
-                        caller,
+                        call.caller!,
                         federation: try parameter(context, "federation"),
                         key: try parameter(context, "key")
                     )
@@ -93,12 +106,11 @@ public enum BrokerServer {
             }
         }
         router.post("/v1/admin/federations/{federation}/training") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 return try json(
                     await exchange.training(
-                        caller,
+                        call.caller!,
                         federation: try parameter(context, "federation"),
                         try decode(TrainingRequest.self, body)
                     )
@@ -106,16 +118,19 @@ public enum BrokerServer {
             }
         }
         router.get("/v1/federations/{federation}") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.federationInfo(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.federationInfo(
+                        try await call.caller(),
+                        federation: try parameter(context, "federation")
+                    )
+                )
             }
         }
         router.get("/v1/federations/{federation}/model") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
+            await respond(exchange, request, context, logger) { call in
                 let (file, round, digest) = try await exchange.model(
-                    caller,
+                    try await call.caller(),
                     federation: try parameter(context, "federation")
                 )
                 return Response(
@@ -130,11 +145,10 @@ public enum BrokerServer {
             }
         }
         router.post("/v1/admin/federations/{federation}/publish") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 let version = try await exchange.publish(
-                    caller,
+                    call.caller!,
                     federation: try parameter(context, "federation"),
                     try decode(PublishRequest.self, body)
                 )
@@ -142,18 +156,18 @@ public enum BrokerServer {
             }
         }
         router.get("/v1/admin/federations/{federation}/licences") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.licences(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.licences(try await call.caller(), federation: try parameter(context, "federation"))
+                )
             }
         }
         router.post("/v1/admin/licences/{licence}") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 return try json(
                     await exchange.decide(
-                        caller,
+                        call.caller!,
                         id: try parameter(context, "licence"),
                         try decode(LicenceDecision.self, body)
                     )
@@ -161,17 +175,17 @@ public enum BrokerServer {
             }
         }
         router.get("/v1/federations/{federation}/listing") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.listing(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.listing(try await call.caller(), federation: try parameter(context, "federation"))
+                )
             }
         }
         router.post("/v1/federations/{federation}/licences") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 let record = try await exchange.requestLicence(
-                    caller,
+                    call.caller!,
                     federation: try parameter(context, "federation"),
                     try decode(LicenceRequest.self, body)
                 )
@@ -179,32 +193,29 @@ public enum BrokerServer {
             }
         }
         router.post("/v1/federations/{federation}/evaluations") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let (body, signature) = try await signedBody(request, json: true)
-                let caller = try await authenticate(exchange, request, signature, body)
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
                 let report = try await exchange.reportEvaluation(
-                    caller,
+                    call.caller!,
                     federation: try parameter(context, "federation"),
                     try decode(EvaluationReport.self, body)
                 )
                 return try json(report, status: .created)
             }
         }
-        router.get("/v1/licences") { request, _ in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.ownLicences(caller))
+        router.get("/v1/licences") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                try json(await exchange.ownLicences(try await call.caller()))
             }
         }
         router.get("/v1/licences/{licence}") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.licence(caller, id: try parameter(context, "licence")))
+            await respond(exchange, request, context, logger) { call in
+                try json(await exchange.licence(try await call.caller(), id: try parameter(context, "licence")))
             }
         }
         router.get("/v1/licences/{licence}/versions/{version}/container") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
+            await respond(exchange, request, context, logger) { call in
+                let caller = try await call.caller()
                 guard let text = context.parameters.get("version"), text.utf8.count <= 9, let version = Int(text) else {
                     throw ExchangeError(.malformed, "a version is a number from 1")
                 }
@@ -221,18 +232,18 @@ public enum BrokerServer {
             }
         }
         router.get("/v1/federations/{federation}/round") { request, context in
-            await respond(exchange, request, logger) { _ in
-                let caller = try await authenticated(exchange, request)
-                return try json(await exchange.roundView(caller, federation: try parameter(context, "federation")))
+            await respond(exchange, request, context, logger) { call in
+                try json(
+                    await exchange.roundView(try await call.caller(), federation: try parameter(context, "federation"))
+                )
             }
         }
         for phase in [ExchangePhase.advertise, .share, .check, .unmask] {
             router.post("/v1/federations/{federation}/rounds/{round}/\(phase.rawValue)") { request, context in
-                await respond(exchange, request, logger) { _ in
-                    let (body, signature) = try await signedBody(request, json: false)
-                    let caller = try await authenticate(exchange, request, signature, body)
+                await respond(exchange, request, context, logger) { call in
+                    let body = try await call.body(json: false, limit: maximumBody)
                     try await exchange.submit(
-                        caller,
+                        call.caller!,
                         federation: try parameter(context, "federation"),
                         round: try roundNumber(context),
                         phase: phase,
@@ -243,12 +254,17 @@ public enum BrokerServer {
             }
         }
         router.post("/v1/federations/{federation}/rounds/{round}/input") { request, context in
-            await respond(exchange, request, logger) { _ in
-                try await upload(exchange, request, context)
+            await respond(exchange, request, context, logger) { call in
+                try await upload(exchange, call, context)
             }
         }
         return router
     }
+
+    /// Connections served at once; more wait in the listen backlog until one closes. Each idle
+    /// connection holds a few KiB, and a connection without a request in progress closes after
+    /// ``ConnectionGuard/Limits/idle``.
+    public static let maximumConnections = 1024
 
     /// The application: the router on `address` with the round clock beside it, both under
     /// one service group by the caller (``service(_:address:logger:)``).
@@ -262,8 +278,14 @@ public enum BrokerServer {
         _ = returnLargeBlocks
         return Application(
             router: router(exchange, logger: logger),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ReadSizes()])),
-            configuration: .init(address: .hostname(host, port: port), serverName: "cairn-broker"),
+            server: .http1(
+                configuration: .init(additionalChannelHandlers: [ReadSizes(), ConnectionGuard(.init())])
+            ),
+            configuration: .init(
+                address: .hostname(host, port: port),
+                serverName: "cairn-broker",
+                availableConnectionsDelegate: MaximumAvailableConnections(maximumConnections, logger: logger)
+            ),
             services: [RoundClock(exchange: exchange)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
@@ -296,34 +318,129 @@ public enum BrokerServer {
 
     // MARK: Helpers
 
+    /// One request being answered: authenticates it from its headers before any of its body is
+    /// read, then reads the body up to the endpoint's cap and checks it against the digest the
+    /// signature covers. Remembers the caller once its signature, time, nonce and key checked
+    /// out, so that a refusal after that is audited under its name; a refusal before it is only
+    /// counted (``Exchange/countRefusal(source:status:)``).
+    final class Call {
+        let exchange: Exchange
+        let request: Request
+        /// The authenticated caller, once known.
+        private(set) var caller: Exchange.Caller?
+
+        init(_ exchange: Exchange, _ request: Request) {
+            self.exchange = exchange
+            self.request = request
+        }
+
+        /// Authenticates a request without a body (a GET, or a POST whose body is empty).
+        func caller() async throws -> Exchange.Caller {
+            _ = try await body(json: false, limit: 0)
+            return caller!
+        }
+
+        /// Authenticates from the headers (the body digest declared in `Cairn-Body-Digest`, or
+        /// that of an empty body when absent), then reads at most `limit` bytes of body and
+        /// checks them against it.
+        func body(json: Bool, limit: Int, enrolling: Bool = false) async throws -> [UInt8] {
+            let declared = try declaredDigest()
+            let caller = try await authenticate(declared, enrolling: enrolling)
+            let contentType = request.headers[.contentType]?.split(separator: ";").first.map(String.init) ?? ""
+            if json, contentType != "application/json" {
+                throw ExchangeError(
+                    .unsupportedMediaType,
+                    "this endpoint takes application/json, not \(contentType.isEmpty ? "no content type" : contentType)"
+                )
+            }
+            if !json, !contentType.isEmpty, contentType != "application/octet-stream" {
+                throw ExchangeError(
+                    .unsupportedMediaType,
+                    "this endpoint takes application/octet-stream, not \(contentType)"
+                )
+            }
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+                throw ExchangeError(.tooLarge, "the body of \(length) bytes exceeds the \(limit) this endpoint takes")
+            }
+            let buffer = try await request.body.collect(upTo: limit)
+            let body = Array(buffer.readableBytesView)
+            guard ConstantTime.equals(try RequestSignature.digest(body), declared) else {
+                throw ExchangeError(
+                    .unauthenticated,
+                    "the body does not match the digest the signature covers (\(RequestSignature.bodyDigestHeader))"
+                )
+            }
+            _ = caller
+            return body
+        }
+
+        /// The body digest the request declares: `Cairn-Body-Digest`, or an empty body's.
+        func declaredDigest() throws -> [UInt8] {
+            guard let text = request.headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] else {
+                return try RequestSignature.digest([])
+            }
+            guard text.utf8.count == 64, let digest = try? Hex.decode(text) else {
+                throw ExchangeError(
+                    .unauthenticated,
+                    "the \(RequestSignature.bodyDigestHeader) header must be 64 hex digits"
+                )
+            }
+            return digest
+        }
+
+        /// Checks the signed headers against `digest`; the caller is remembered once its
+        /// signature, time and nonce hold, before its standing and rate are checked.
+        func authenticate(_ digest: [UInt8], enrolling: Bool = false) async throws -> Exchange.Caller {
+            let signature = try RequestSignature(header: { self.request.headers[HTTPField.Name($0)!] })
+            let caller = try await exchange.identify(
+                method: request.method.rawValue,
+                target: request.uri.description,
+                signature: signature,
+                bodyDigest: digest,
+                enrolling: enrolling
+            )
+            self.caller = caller
+            return try await exchange.admit(caller)
+        }
+    }
+
     private static func respond(
         _ exchange: Exchange,
         _ request: Request,
+        _ context: BrokerRequestContext,
         _ logger: Logger,
-        _ body: (Request) async throws -> Response
+        _ body: (Call) async throws -> Response
     ) async -> Response {
+        let call = Call(exchange, request)
         let response: Response
         do {
-            response = try await body(request)
+            response = try await body(call)
         } catch {
             let refusal = asExchangeError(error)
-            let caller =
-                request.headers[HTTPField.Name(RequestSignature.keyHeader)!].map { "key:" + $0.prefix(16) }
-                ?? "anonymous"
-            await exchange.auditRefusal(
-                caller: caller,
-                method: request.method.rawValue,
-                path: request.uri.path,
-                error: refusal
-            )
-            logger.info(
+            if let caller = call.caller, refusal.code != .rateLimited {
+                await exchange.auditRefusal(
+                    caller: caller.name,
+                    method: request.method.rawValue,
+                    path: request.uri.path,
+                    error: refusal
+                )
+            } else {
+                // Not attributable to a key (anyone can send these) or a flood of one key: counted,
+                // and summarised in the log once a minute per source.
+                await exchange.countRefusal(
+                    source: call.caller.map { "key:" + $0.key.fingerprint }
+                        ?? context.remoteAddress?.ipAddress ?? "unknown",
+                    status: refusal.status
+                )
+            }
+            logger.debug(
                 "request refused",
                 metadata: [
-                    "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
-                    "status": "\(refusal.status)", "code": "\(refusal.code)",
+                    "method": "\(request.method.rawValue)", "status": "\(refusal.status)", "code": "\(refusal.code)",
                 ]
             )
-            var headers: HTTPFields = [.contentType: "application/json"]
+            // The body is not read after a refusal: the connection closes once it is answered.
+            var headers: HTTPFields = [.contentType: "application/json", .connection: "close"]
             if refusal.code == .rateLimited || refusal.code == .unavailable { headers[.retryAfter] = "1" }
             let problem =
                 (try? JSONEncoder.sorted.encode(Problem(error: "\(refusal.code)", message: refusal.message))) ?? Data()
@@ -342,7 +459,7 @@ public enum BrokerServer {
         switch error {
         case let error as ExchangeError: error
         case let error as any HTTPResponseError where error.status == .contentTooLarge:
-            ExchangeError(.tooLarge, "the body exceeds the \(maximumBody >> 20) MiB this endpoint takes")
+            ExchangeError(.tooLarge, "the body exceeds what this endpoint takes")
         case let error as HTTPError: ExchangeError(.malformed, error.body ?? "bad request")
         case let error as DecodingError: ExchangeError(.malformed, "the JSON body does not fit: \(describe(error))")
         default: ExchangeError(.internal, "the broker failed to answer; the failure is in its log")
@@ -358,53 +475,6 @@ public enum BrokerServer {
         }
     }
 
-    private static func signature(_ request: Request) throws -> RequestSignature? {
-        try RequestSignature(header: { request.headers[HTTPField.Name($0)!] })
-    }
-
-    private static func signedBody(_ request: Request, json: Bool) async throws -> ([UInt8], RequestSignature?) {
-        let signature = try signature(request)
-        let contentType = request.headers[.contentType]?.split(separator: ";").first.map(String.init) ?? ""
-        let buffer = try await request.body.collect(upTo: maximumBody)
-        let body = Array(buffer.readableBytesView)
-        if json {
-            guard contentType == "application/json" else {
-                throw ExchangeError(
-                    .unsupportedMediaType,
-                    "this endpoint takes application/json, not \(contentType.isEmpty ? "no content type" : contentType)"
-                )
-            }
-        } else if !body.isEmpty, contentType != "application/octet-stream" {
-            throw ExchangeError(
-                .unsupportedMediaType,
-                "this endpoint takes application/octet-stream, not \(contentType.isEmpty ? "no content type" : contentType)"
-            )
-        }
-        return (body, signature)
-    }
-
-    private static func authenticate(
-        _ exchange: Exchange,
-        _ request: Request,
-        _ signature: RequestSignature?,
-        _ body: [UInt8],
-        enrolling: Bool = false
-    ) async throws -> Exchange.Caller {
-        try await exchange.authenticate(
-            method: request.method.rawValue,
-            target: request.uri.description,
-            signature: signature,
-            bodyDigest: try RequestSignature.digest(body),
-            enrolling: enrolling
-        )
-    }
-
-    /// A GET: the body must be empty.
-    private static func authenticated(_ exchange: Exchange, _ request: Request) async throws -> Exchange.Caller {
-        let (body, signature) = try await signedBody(request, json: false)
-        return try await authenticate(exchange, request, signature, body)
-    }
-
     private static func decode<T: Decodable>(_ type: T.Type, _ body: [UInt8]) throws -> T {
         try JSONDecoder().decode(type, from: Data(body))
     }
@@ -417,14 +487,14 @@ public enum BrokerServer {
         )
     }
 
-    private static func parameter(_ context: BasicRequestContext, _ name: String) throws -> String {
+    private static func parameter(_ context: BrokerRequestContext, _ name: String) throws -> String {
         guard let value = context.parameters.get(name), value.utf8.count <= 128 else {
             throw ExchangeError(.malformed, "the path parameter \(name) is missing or too long")
         }
         return value
     }
 
-    private static func roundNumber(_ context: BasicRequestContext) throws -> Int {
+    private static func roundNumber(_ context: BrokerRequestContext) throws -> Int {
         guard let text = context.parameters.get("round"), text.utf8.count <= 9, let n = Int(text), n >= 1 else {
             throw ExchangeError(.malformed, "the round is a positive number")
         }
@@ -432,34 +502,32 @@ public enum BrokerServer {
     }
 
     /// `POST …/input`: authenticates from the headers, waits for an upload slot, decrypts the
-    /// stream chunk by chunk into one `4 · (D + 1)`-byte buffer, then checks the signature over
-    /// the body digest and adds the words to the round's sum.
+    /// stream chunk by chunk into one `4 · (D + 1)`-byte buffer, then checks the body against
+    /// the signed digest and adds the words to the round's sum. A participant uploads one input
+    /// at a time, and the mask phase's closing ends an upload still streaming (the sender's
+    /// input is lost; the round goes on without it).
     private static func upload(
         _ exchange: Exchange,
-        _ request: Request,
-        _ context: BasicRequestContext
+        _ call: Call,
+        _ context: BrokerRequestContext
     ) async throws
         -> Response
     {
-        let signature = try signature(request)
-        guard request.headers[.contentType] == "application/octet-stream" else {
-            throw ExchangeError(.unsupportedMediaType, "a masked input is application/octet-stream")
-        }
-        let declared = request.headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!].flatMap { text in
-            text.utf8.count == 64 ? try? Hex.decode(text) : nil
-        }
-        if signature != nil, declared == nil {
+        let request = call.request
+        guard request.headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] != nil else {
+            if request.headers[HTTPField.Name(RequestSignature.signatureHeader)!] == nil {
+                _ = try await call.authenticate([])  // refused as unsigned
+            }
             throw ExchangeError(
                 .malformed,
                 "an upload declares its signed body digest in \(RequestSignature.bodyDigestHeader) (64 hex digits)"
             )
         }
-        let caller = try await exchange.authenticate(
-            method: request.method.rawValue,
-            target: request.uri.description,
-            signature: signature,
-            bodyDigest: declared ?? []
-        )
+        let declared = try call.declaredDigest()
+        let caller = try await call.authenticate(declared)
+        guard request.headers[.contentType] == "application/octet-stream" else {
+            throw ExchangeError(.unsupportedMediaType, "a masked input is application/octet-stream")
+        }
         let ticket = try await exchange.beginUpload(
             caller,
             federation: try parameter(context, "federation"),
@@ -468,24 +536,52 @@ public enum BrokerServer {
         do {
             let reader = MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: ticket.buffer.bytes)
             let digest = try RequestSignature.BodyDigest()
-            for try await piece in request.body {
-                try piece.withUnsafeReadableBytes { bytes throws(ExchangeError) in
-                    digest.update(bytes)
-                    try reader.feed(bytes)
+            let channel = context.channel
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The watch: once the mask phase closes, the connection is closed under a sender
+                // still streaming, so a stalled upload cannot hold its slot past the deadline.
+                group.addTask {
+                    while await exchange.uploadIsOpen(ticket) { try await Task.sleep(for: .milliseconds(250)) }
+                    channel.close(promise: nil)
                 }
+                for try await piece in request.body {
+                    try piece.withUnsafeReadableBytes { bytes throws(ExchangeError) in
+                        digest.update(bytes)
+                        try reader.feed(bytes)
+                    }
+                }
+                group.cancelAll()
             }
             try reader.finish()
             let received = try digest.finalize()
-            guard ConstantTime.equals(received, declared!) else {
+            guard ConstantTime.equals(received, declared) else {
                 throw ExchangeError(.unauthenticated, "the body does not match its signed digest")
             }
             try await exchange.commitUpload(caller, ticket: ticket, bodyDigest: received)
         } catch {
-            await exchange.releaseUpload(ticket.buffer)
+            await exchange.releaseUpload(ticket)
             throw error
         }
-        await exchange.releaseUpload(ticket.buffer)
+        await exchange.releaseUpload(ticket)
         return Response(status: .accepted)
+    }
+}
+
+/// The request context of the broker's routes: Hummingbird's core context and the peer's
+/// address, which names the source of refusals that no key can be held to.
+public struct BrokerRequestContext: RequestContext, RemoteAddressRequestContext {
+    /// Hummingbird's per-request storage.
+    public var coreContext: CoreRequestContextStorage
+    /// The client's address (nil in router tests).
+    public let remoteAddress: SocketAddress?
+    /// The connection (an upload's watch closes it when the mask phase closes).
+    let channel: any Channel
+
+    /// A context for a request arriving on `source`'s channel.
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+        remoteAddress = source.channel.remoteAddress
     }
 }
 
@@ -557,6 +653,121 @@ final class ReadSizes: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
+/// Ends connections that hold the broker without using it: one with no request in progress for
+/// ``Limits/idle`` (a keep-alive connection left open, or a request whose head never completes),
+/// and one whose body stalls: while the broker waits for body bytes, they must come at
+/// ``Limits/minimumRate`` on average over each ``Limits/window`` of waiting. Time a body spends
+/// queued (the broker not reading it, e.g. an upload waiting for a slot) does not count. After a
+/// response that says `Connection: close` (every refusal), the connection closes.
+final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+
+    /// The limits.
+    struct Limits {
+        /// A connection with no request in progress for this long is closed.
+        var idle: TimeAmount = .seconds(30)
+        /// The least body rate while the broker waits for it, bytes per second.
+        var minimumRate = 2048
+        /// The waiting time over which the rate is measured.
+        var window: TimeAmount = .seconds(10)
+        /// How often the connection is checked.
+        var check: TimeAmount = .seconds(1)
+    }
+
+    private let limits: Limits
+    /// Requests whose head arrived and whose response has not been written to its end.
+    private var inProgress = 0
+    private var idleSince = NIODeadline.now()
+    /// Whether a read is outstanding (the broker waits for bytes) during a request's body.
+    private var bodyOpen = false
+    private var waiting = false
+    private var waited: TimeAmount = .zero
+    private var bytes = 0
+    private var lastCheck = NIODeadline.now()
+    private var closeAfterResponse = false
+    private var timer: RepeatedTask?
+
+    init(_ limits: Limits) { self.limits = limits }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: limits.check, delay: limits.check) { _ in
+            let (handler, context) = loopBound.value
+            handler.check(context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            inProgress += 1
+            bodyOpen = true
+            (waited, bytes) = (.zero, 0)
+        case .body(let buffer):
+            bytes += buffer.readableBytes
+        case .end:
+            bodyOpen = false
+        }
+        waiting = false
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        waiting = true
+        context.read()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            if head.headerFields[.connection] == "close" { closeAfterResponse = true }
+            context.write(data, promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            inProgress = max(0, inProgress - 1)
+            idleSince = .now()
+            if closeAfterResponse {
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                context.writeAndFlush(data).whenComplete { _ in loopBound.value.close(promise: nil) }
+                promise?.succeed()
+            } else {
+                context.write(data, promise: promise)
+            }
+        }
+    }
+
+    private func check(_ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        defer { lastCheck = now }
+        if inProgress == 0 {
+            if now - idleSince > limits.idle { context.close(promise: nil) }
+            return
+        }
+        guard bodyOpen, waiting else { return }
+        waited = waited + (now - lastCheck)
+        guard waited >= limits.window else { return }
+        let needed = Int64(limits.minimumRate) * waited.nanoseconds / 1_000_000_000
+        if Int64(bytes) < needed {
+            context.close(promise: nil)
+        } else {
+            (waited, bytes) = (.zero, 0)
+        }
+    }
+}
+
 /// The service that moves rounds on: every quarter second it lets the exchange open rounds and
 /// close phases whose deadline passed. Stops on graceful shutdown.
 struct RoundClock: Service {
@@ -571,6 +782,7 @@ struct RoundClock: Service {
                 }
             }
         } catch is CancellationError {}
+        await exchange.flushRefusals(force: true)
         await exchange.checkpoint()
     }
 }

@@ -168,6 +168,16 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v5: attendance and nonce expiry") { db in
+            // Rounds a participant answered nothing in a row (it is inactive at the policy's
+            // limit), and an index for the expiry of seen nonces, deleted by time.
+            try db.execute(
+                sql: """
+                    ALTER TABLE members ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;
+                    CREATE INDEX nonces_by_time ON nonces (time);
+                    """
+            )
+        }
         return m
     }
 

@@ -18,11 +18,23 @@ extension Exchange {
         let digest = try FederatedModel.digest(model)
         let json = try Self.json(spec)
         let now = settings.now()
-        let created = try store.write { db -> Bool in
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) == nil
-            else {
-                return false
-            }
+        let exists = try store.read { db in
+            try Row.fetchOne(db, sql: "SELECT 1 FROM federations WHERE id = ?", arguments: [spec.id]) != nil
+        }
+        guard !exists else { throw ExchangeError(.conflict, "federation \(spec.id) already exists") }
+        // The log first, as for every state change: a crash between the two leaves an entry
+        // whose change the operator's retry makes (the entry repeats), never a change without one.
+        try audit(
+            actor: caller.name,
+            action: "federation.create",
+            objectType: "federation",
+            objectID: spec.id,
+            digests: [
+                .init(name: "spec", bytes: try BLAKE2b.hash(Array(json.utf8), domain: .requestBody)),
+                .init(name: "model", bytes: digest),
+            ]
+        )
+        try store.write { db in
             try db.execute(
                 sql: "INSERT INTO federations (id, spec, state, rounds_left, created) VALUES (?, ?, 'idle', 0, ?)",
                 arguments: [spec.id, json, now]
@@ -35,19 +47,7 @@ extension Exchange {
                 parameters: model.parameters,
                 contributors: 0
             )
-            return true
         }
-        guard created else { throw ExchangeError(.conflict, "federation \(spec.id) already exists") }
-        try audit(
-            actor: caller.name,
-            action: "federation.create",
-            objectType: "federation",
-            objectID: spec.id,
-            digests: [
-                .init(name: "spec", bytes: try BLAKE2b.hash(Array(json.utf8), domain: .requestBody)),
-                .init(name: "model", bytes: digest),
-            ]
-        )
     }
 
     static func check(_ spec: FederationSpec) throws {
@@ -77,6 +77,9 @@ extension Exchange {
                 .malformed,
                 "scale \(p.scale) and clip bound \(p.clipBound) cannot be summed safely over \(p.minimumParticipants) participants"
             )
+        }
+        guard (1...1000).contains(p.inactiveAfter ?? RoundPolicy.defaultInactiveAfter) else {
+            throw ExchangeError(.malformed, "inactiveAfter must be 1 to 1000 rounds")
         }
         guard p.maximumSampleCount >= 1 else {
             throw ExchangeError(.malformed, "maximumSampleCount must be at least 1")
@@ -117,12 +120,6 @@ extension Exchange {
         let secret = SecureRandom.bytes(16)
         let digest = try BLAKE2b.hash(secret, domain: .invite)
         let expires = settings.now() + Int64(request.validFor)
-        try store.write { db in
-            try db.execute(
-                sql: "INSERT INTO invites (digest, federation, role, expires) VALUES (?, ?, ?, ?)",
-                arguments: [Data(digest), federation, request.role.rawValue, expires]
-            )
-        }
         try audit(
             actor: caller.name,
             action: "invite.issue",
@@ -131,6 +128,12 @@ extension Exchange {
             reason: "role \(request.role.rawValue), expires \(expires)",
             digests: [.init(name: "invite", bytes: digest)]
         )
+        try store.write { db in
+            try db.execute(
+                sql: "INSERT INTO invites (digest, federation, role, expires) VALUES (?, ?, ?, ?)",
+                arguments: [Data(digest), federation, request.role.rawValue, expires]
+            )
+        }
         return Invite(
             code: Hex.encode(secret) + "." + Hex.encode(keys.identity.publicKey.rawRepresentation),
             federation: federation,
@@ -153,32 +156,23 @@ extension Exchange {
         let digest = try BLAKE2b.hash(secret, domain: .invite)
         let now = settings.now()
         let key = caller.key.rawRepresentation
-        let outcome = try store.write { db -> Result<Member, ExchangeError> in
+        // Checked, then audited, then stored (the actor runs one request at a time, so nothing
+        // changes in between): a crash after the entry leaves the invite unused for the retry.
+        let member = try store.read { db -> Member in
             guard
                 let row = try Row.fetchOne(db, sql: "SELECT * FROM invites WHERE digest = ?", arguments: [Data(digest)])
-            else { return .failure(ExchangeError(.forbidden, "no such invite")) }
+            else { throw ExchangeError(.forbidden, "no such invite") }
             guard (row["used_by"] as Data?) == nil else {
-                return .failure(ExchangeError(.forbidden, "this invite was already used"))
+                throw ExchangeError(.forbidden, "this invite was already used")
             }
             guard (row["expires"] as Int64) > now else {
-                return .failure(ExchangeError(.forbidden, "this invite has expired"))
+                throw ExchangeError(.forbidden, "this invite has expired")
             }
             guard let role = Role(rawValue: row["role"]) else {
-                return .failure(ExchangeError(.internal, "the invite names an unknown role"))
+                throw ExchangeError(.internal, "the invite names an unknown role")
             }
-            let member = Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
-            try db.execute(
-                sql: "UPDATE invites SET used_by = ? WHERE digest = ?",
-                arguments: [Data(key), Data(digest)]
-            )
-            try db.execute(
-                sql:
-                    "INSERT INTO members (key, role, federation, status, enrolled, delivery_key) VALUES (?, ?, ?, 'active', ?, ?)",
-                arguments: [Data(key), role.rawValue, member.federation, now, Data(delivery)]
-            )
-            return .success(member)
+            return Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
         }
-        let member = try outcome.get()
         try audit(
             actor: "\(member.role.rawValue):\(caller.key.fingerprint)",
             action: "member.enrol",
@@ -186,6 +180,17 @@ extension Exchange {
             objectID: member.federation,
             digests: [.init(name: "invite", bytes: digest)]
         )
+        try store.write { db in
+            try db.execute(
+                sql: "UPDATE invites SET used_by = ? WHERE digest = ?",
+                arguments: [Data(key), Data(digest)]
+            )
+            try db.execute(
+                sql:
+                    "INSERT INTO members (key, role, federation, status, enrolled, delivery_key) VALUES (?, ?, ?, 'active', ?, ?)",
+                arguments: [Data(key), member.role.rawValue, member.federation, now, Data(delivery)]
+            )
+        }
         return try record(member)
     }
 
@@ -256,13 +261,9 @@ extension Exchange {
         guard key.utf8.count == 64, let raw = try? Hex.decode(key) else {
             throw ExchangeError(.malformed, "a key is 64 hex digits")
         }
-        let member = try store.write { db -> Member? in
-            guard var member = try Member.fetch(db, key: raw), member.federation == federation else { return nil }
-            try db.execute(sql: "UPDATE members SET status = 'suspended' WHERE key = ?", arguments: [Data(raw)])
-            member.status = "suspended"
-            return member
-        }
-        guard let member else {
+        guard
+            var member = try store.read({ db in try Member.fetch(db, key: raw) }), member.federation == federation
+        else {
             throw ExchangeError(.notFound, "no member \(key.prefix(16))… in federation \(federation)")
         }
         try audit(
@@ -271,6 +272,10 @@ extension Exchange {
             objectType: "member",
             objectID: (try? Ed25519.PublicKey(rawRepresentation: raw).fingerprint) ?? key
         )
+        try store.write { db in
+            try db.execute(sql: "UPDATE members SET status = 'suspended' WHERE key = ?", arguments: [Data(raw)])
+        }
+        member.status = "suspended"
         return try record(member)
     }
 
@@ -284,12 +289,6 @@ extension Exchange {
             guard let rounds = request.rounds, (1...10_000).contains(rounds) else {
                 throw ExchangeError(.malformed, "start needs rounds: 1 to 10000")
             }
-            try store.write { db in
-                try db.execute(
-                    sql: "UPDATE federations SET state = 'training', rounds_left = ? WHERE id = ?",
-                    arguments: [rounds, federation]
-                )
-            }
             try audit(
                 actor: caller.name,
                 action: "training.start",
@@ -297,14 +296,20 @@ extension Exchange {
                 objectID: federation,
                 reason: "\(rounds) rounds"
             )
+            try store.write { db in
+                try db.execute(
+                    sql: "UPDATE federations SET state = 'training', rounds_left = ? WHERE id = ?",
+                    arguments: [rounds, federation]
+                )
+            }
         case "stop":
+            try audit(actor: caller.name, action: "training.stop", objectType: "federation", objectID: federation)
             try store.write { db in
                 try db.execute(
                     sql: "UPDATE federations SET state = 'stopped', rounds_left = 0 WHERE id = ?",
                     arguments: [federation]
                 )
             }
-            try audit(actor: caller.name, action: "training.stop", objectType: "federation", objectID: federation)
         default:
             throw ExchangeError(.malformed, "action is start or stop, not \(request.action.prefix(20))")
         }

@@ -21,7 +21,9 @@ extension Exchange {
             throw ExchangeError(.malformed, "the description exceeds 1000 bytes")
         }
         let now = settings.now()
-        let version = try store.write { db -> ModelVersion in
+        // Built in a read, audited, then stored: a crash in between leaves an entry for a version
+        // that the retry publishes again (the same number and model; the entry repeats).
+        let (version, round, file) = try store.read { db -> (ModelVersion, Int, [UInt8]) in
             let current = try Self.model(db, of: spec)
             let last = try Row.fetchOne(
                 db,
@@ -62,9 +64,23 @@ extension Exchange {
             version.signature = Hex.encode(
                 try keys.licence.signature(for: try version.signedBytes(), domain: .modelVersion)
             )
+            return (version, current.round, file)
+        }
+        try audit(
+            actor: caller.name,
+            action: "model.publish",
+            objectType: "model",
+            objectID: "\(federation)@\(version.version)",
+            reason: "round \(round), \(offer.pricing) \(offer.price) \(offer.currency)",
+            digests: [
+                .init(name: "model.parameters", bytes: try Hex.decode(version.parametersDigest)),
+                .init(name: "model.file", bytes: try Hex.decode(version.fileDigest)),
+            ]
+        )
+        try store.write { db in
             try db.execute(
                 sql: "INSERT INTO versions (federation, version, round, metadata, file) VALUES (?, ?, ?, ?, ?)",
-                arguments: [federation, version.version, current.round, try Self.json(version), Data(file)]
+                arguments: [federation, version.version, round, try Self.json(version), Data(file)]
             )
             try db.execute(
                 sql: """
@@ -73,19 +89,7 @@ extension Exchange {
                     """,
                 arguments: [federation, request.description, try Self.json(offer)]
             )
-            return version
         }
-        try audit(
-            actor: caller.name,
-            action: "model.publish",
-            objectType: "model",
-            objectID: "\(federation)@\(version.version)",
-            reason: "round \(version.rounds.last ?? 0), \(offer.pricing) \(offer.price) \(offer.currency)",
-            digests: [
-                .init(name: "model.parameters", bytes: try Hex.decode(version.parametersDigest)),
-                .init(name: "model.file", bytes: try Hex.decode(version.fileDigest)),
-            ]
-        )
         return version
     }
 
@@ -296,6 +300,13 @@ extension Exchange {
             throw ExchangeError(.forbidden, "the listing offers \(offer.entitlements), not \(request.entitlements)")
         }
         let id = SecureRandom.bytes(16)
+        try audit(
+            actor: caller.name,
+            action: "licence.request",
+            objectType: "licence",
+            objectID: Hex.encode(id),
+            reason: "\(wanted.names.joined(separator: ",")) under \(offer.pricing) \(offer.price) \(offer.currency)"
+        )
         try store.write { db in
             try db.execute(
                 sql: """
@@ -308,13 +319,6 @@ extension Exchange {
                 ]
             )
         }
-        try audit(
-            actor: caller.name,
-            action: "licence.request",
-            objectType: "licence",
-            objectID: Hex.encode(id),
-            reason: "\(wanted.names.joined(separator: ",")) under \(offer.pricing) \(offer.price) \(offer.currency)"
-        )
         if member.role == .participant && offer.autoGrantParticipants {
             return try decide(
                 id: id,
@@ -564,16 +568,8 @@ extension Exchange {
                 signer: keys.licence
             )
         }
-        let counted = try store.write { db -> Bool in
-            try db.execute(
-                sql: "UPDATE licences SET deliveries = deliveries + 1 WHERE id = ? AND deliveries = ?",
-                arguments: [Data(id), deliveries]
-            )
-            return db.changesCount == 1
-        }
-        guard counted else {
-            throw ExchangeError(.conflict, "another delivery under this licence is under way; try again")
-        }
+        // Audited before it is counted: a crash in between leaves a use in the log that the
+        // counter does not show (the licensee is not charged a delivery it never received).
         try audit(
             actor: caller.name,
             action: "licence.use",
@@ -589,6 +585,12 @@ extension Exchange {
             reason: "\(terms.model)@\(version) under licence \(terms.idHex)",
             digests: [.init(name: "model.file", bytes: digest)]
         )
+        try store.write { db in
+            try db.execute(
+                sql: "UPDATE licences SET deliveries = deliveries + 1 WHERE id = ?",
+                arguments: [Data(id)]
+            )
+        }
         return container
     }
 }

@@ -101,6 +101,9 @@ public struct UploadTicket: Sendable {
     public let key: SymmetricKey
     /// Where it is decrypted to; the upload slot's.
     public let buffer: UploadBuffer
+
+    /// The participant's upload, by federation and roster index (one at a time each).
+    var slotName: String { "\(federation)/\(index)" }
 }
 
 extension Exchange {
@@ -109,6 +112,7 @@ extension Exchange {
     /// Opens rounds where a federation is training and has enough participants, and closes phases
     /// that everyone answered or whose deadline passed. The broker's round service calls it.
     public func tick() {
+        flushRefusals()
         let now = settings.now()
         for federation in Array(open.keys) where open[federation]!.deadline <= now {
             advance(federation, dueToDeadline: true)
@@ -334,6 +338,7 @@ extension Exchange {
                 arguments: [federation, number, federation, number]
             )
         }
+        recordAttendance(round)
         metrics.finished.increment()
         logger.info(
             "round finished",
@@ -347,6 +352,12 @@ extension Exchange {
     /// new model is stored: the new model's parameters, survivor and sample counts, sum digest.
     private func unmask(_ round: inout OpenRound) throws -> (Model, Int, UInt32, [UInt8]) {
         let result = try round.server.finish()
+        try FederatedModel.checkBounds(
+            sum: result.sum,
+            sampleCount: result.sampleCount,
+            contributors: result.survivors.count,
+            policy: round.spec.policy
+        )
         let hash = try BLAKE2b(domain: .aggregate)
         result.sum.withUnsafeBytes { hash.update($0) }
         var model = try store.read { db in try Self.model(db, of: round.spec, before: round.number).model }
@@ -356,6 +367,7 @@ extension Exchange {
             to: &model,
             policy: round.spec.policy
         )
+        try FederatedModel.checkStorable(model)
         return (model, result.survivors.count, result.sampleCount, try hash.finalize())
     }
 
@@ -390,7 +402,66 @@ extension Exchange {
         } catch {
             logger.error("recording an abort failed", metadata: ["error": "\(error)"])
         }
+        recordAttendance(round)
         checkpoint()
+    }
+
+    /// Counts, for each participant on an ended round's roster, the rounds in a row it answered
+    /// nothing; one that reaches the policy's ``RoundPolicy/inactiveAfter`` is marked inactive
+    /// (audited first) and left out of later rosters until its node calls again
+    /// (``admit(_:)``). One answer resets its count.
+    func recordAttendance(_ round: OpenRound) {
+        let limit = round.spec.policy.inactiveAfter ?? RoundPolicy.defaultInactiveAfter
+        do {
+            let answered = try store.read { db in
+                Set(
+                    try Int.fetchAll(
+                        db,
+                        sql: "SELECT DISTINCT participant FROM answers WHERE federation = ? AND round = ?",
+                        arguments: [round.federation, round.number]
+                    )
+                )
+            }
+            for (index, key) in round.config.roster.enumerated() {
+                let raw = Data(key.rawRepresentation)
+                if answered.contains(index) {
+                    try store.write { db in
+                        try db.execute(sql: "UPDATE members SET missed = 0 WHERE key = ?", arguments: [raw])
+                    }
+                    continue
+                }
+                let missed = try store.read { db in
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT missed FROM members WHERE key = ? AND status = 'active'",
+                        arguments: [raw]
+                    )
+                }
+                guard let missed else { continue }
+                if missed + 1 >= limit {
+                    try audit(
+                        actor: brokerActor,
+                        action: "member.inactive",
+                        objectType: "member",
+                        objectID: key.fingerprint,
+                        reason:
+                            "answered nothing in \(missed + 1) rounds in a row; left out of rosters until it calls again"
+                    )
+                }
+                try store.write { db in
+                    try db.execute(
+                        sql: """
+                            UPDATE members SET missed = missed + 1,
+                                status = CASE WHEN missed + 1 >= ? THEN 'inactive' ELSE status END
+                            WHERE key = ? AND status = 'active'
+                            """,
+                        arguments: [limit, raw]
+                    )
+                }
+            }
+        } catch {
+            logger.error("recording who answered failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Every round left open by a previous run resumes in the phase it was in, from the state
@@ -783,17 +854,9 @@ extension Exchange {
         index: UInt16,
         digest: [UInt8]
     ) throws {
-        open[federation]!.answered.insert(index)
         // No copy of the round is held past here: `advance` takes it out of `open`, and a copy
         // alive across that call would make the running sum copy itself when finishing.
         let number = open[federation]!.number
-        try store.write { db in
-            try db.execute(
-                sql:
-                    "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
-                arguments: [federation, number, phase.rawValue, Int(index), Data(digest)]
-            )
-        }
         try audit(
             actor: caller.name,
             action: "round." + phase.rawValue,
@@ -801,6 +864,14 @@ extension Exchange {
             objectID: "\(federation)/\(number)",
             digests: [.init(name: "submission", bytes: digest)]
         )
+        try store.write { db in
+            try db.execute(
+                sql:
+                    "INSERT OR REPLACE INTO answers (federation, round, phase, participant, digest) VALUES (?, ?, ?, ?, ?)",
+                arguments: [federation, number, phase.rawValue, Int(index), Data(digest)]
+            )
+        }
+        open[federation]!.answered.insert(index)
         let complete = open[federation].map { $0.expected.isSubset(of: $0.answered) } ?? false
         if complete { advance(federation, dueToDeadline: false) }
     }
@@ -827,6 +898,14 @@ extension Exchange {
         else { throw ExchangeError(.internal, "round \(number) has no key list") }
         let layout = MaskedUpload(wordCount: round.config.wordCount, session: session, sender: index)
         let key = try UploadKey.broker(keys.transport, session: session, entry: entry)
+        let slot = "\(federation)/\(index)"
+        guard !uploading.contains(slot) else {
+            throw ExchangeError(
+                .conflict,
+                "an upload of this participant is already in progress; one at a time (it ends with the mask phase)"
+            )
+        }
+        uploading.insert(slot)
         return UploadTicket(
             federation: federation,
             round: number,

@@ -70,6 +70,11 @@ public actor Exchange {
     /// Federation specs by id, decoded on first use.
     var specs: [String: FederationSpec] = [:]
     private var buckets: [[UInt8]: (tokens: Double, time: Int64)] = [:]
+    /// Refusals counted this minute, by source and status (``countRefusal(source:status:)``).
+    private var refusals: [String: [Int: Int]] = [:]
+    private var refusalMinute: Int64 = 0
+    /// Uploads streaming now, by federation and roster index: one at a time per participant.
+    var uploading: Set<String> = []
     private var freeUploads: Int
     private var uploadQueue: [CheckedContinuation<Void, Never>] = []
     /// Upload buffers kept between the uploads of a mask phase (freed when it closes).
@@ -147,6 +152,9 @@ public actor Exchange {
     // MARK: Audit
 
     /// Appends one audit entry; a failure to audit fails the request (nothing unaudited happens).
+    /// Free text (the object id and the reason) is made fit for an entry first: control
+    /// characters become spaces and it is cut to whole characters within the entry's byte limits,
+    /// so nothing a client sends can make an entry unwritable.
     @discardableResult
     func audit(
         actor: String,
@@ -162,12 +170,12 @@ public actor Exchange {
                 AuditEntry(
                     sequence: $0,
                     time: AuditEntry.now(),
-                    actor: String(actor.prefix(AuditEntry.maximumTextBytes)),
+                    actor: Self.fit(actor, 200),
                     action: action,
                     objectType: objectType,
-                    objectID: String(objectID.prefix(200)),
+                    objectID: Self.fit(objectID, 400),
                     outcome: outcome,
-                    reason: String(reason.prefix(900)),
+                    reason: Self.fit(reason, 900),
                     digests: digests
                 )
             }
@@ -177,7 +185,23 @@ public actor Exchange {
         }
     }
 
-    /// Records a refused request (the HTTP layer calls it for every refusal it answers).
+    /// `text` with control characters as spaces, cut to at most `bytes` UTF-8 bytes of whole
+    /// characters; never empty.
+    static func fit(_ text: String, _ bytes: Int) -> String {
+        var out = ""
+        var count = 0
+        for scalar in text.unicodeScalars {
+            let clean: Unicode.Scalar = scalar.value < 0x20 || scalar.value == 0x7F ? " " : scalar
+            let size = String(clean).utf8.count
+            guard count + size <= bytes else { break }
+            out.unicodeScalars.append(clean)
+            count += size
+        }
+        return out.isEmpty ? "-" : out
+    }
+
+    /// Records a refused request of an authenticated caller (the HTTP layer calls it for every
+    /// refusal it answers once the caller's signature, time and nonce checked out).
     public func auditRefusal(caller: String, method: String, path: String, error: ExchangeError) {
         metrics.refused.increment()
         _ = try? audit(
@@ -188,6 +212,49 @@ public actor Exchange {
             outcome: .refused,
             reason: "\(error.status) \(error.code): \(error.message)"
         )
+    }
+
+    /// Counts a refusal that no key can be held to (no or a bad signature, an unknown key, a
+    /// stale time, a replayed nonce; anyone can send these) or a rate-limited key's: one summary
+    /// entry per source and minute (``flushRefusals(force:)``), not one entry each.
+    public func countRefusal(source: String, status: Int) {
+        metrics.refused.increment()
+        flushRefusals()
+        let key = refusals.count < Self.maximumRefusalSources || refusals[source] != nil ? source : "other sources"
+        refusals[key, default: [:]][status, default: 0] += 1
+    }
+
+    /// Distinct sources summarised per minute; the rest share one summary.
+    static let maximumRefusalSources = 256
+
+    /// Writes the summaries of the minute that ended (or of the one in progress, with `force`):
+    /// `request.refused` entries whose object is the source and whose reason counts each status.
+    func flushRefusals(force: Bool = false) {
+        let minute = settings.now() / 60
+        guard force || minute != refusalMinute else { return }
+        defer { (refusals, refusalMinute) = ([:], minute) }
+        let start = Date(timeIntervalSince1970: TimeInterval(refusalMinute * 60))
+        for (source, statuses) in refusals.sorted(by: { $0.key < $1.key }) {
+            let total = statuses.values.reduce(0, +)
+            let counts = statuses.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
+            _ = try? audit(
+                actor: "anonymous",
+                action: "request.refused",
+                objectType: "source",
+                objectID: source,
+                outcome: .refused,
+                reason: "\(total) unauthenticated or rate-limited requests refused in the minute from "
+                    + "\(start.formatted(.iso8601)): \(counts)"
+            )
+        }
+        // Rate buckets that are full again hold nothing a new request would not recreate.
+        let now = settings.now()
+        buckets = buckets.filter { Double(now - $0.value.time) * settings.requestsPerSecond < settings.burst }
+    }
+
+    /// Whether the exchange answers and its database reads (`/healthz`).
+    public func ready() -> Bool {
+        (try? store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
 
     /// Signs a checkpoint over the log as it stands.
@@ -213,6 +280,27 @@ public actor Exchange {
     /// Checks a request's signature, time, nonce, key and standing, and the caller's rate.
     /// `enrolling` admits a key the broker does not know yet (only `POST /v1/enrol`).
     public func authenticate(
+        method: String,
+        target: String,
+        signature: RequestSignature?,
+        bodyDigest: [UInt8],
+        enrolling: Bool = false
+    ) throws -> Caller {
+        try admit(
+            try identify(
+                method: method,
+                target: target,
+                signature: signature,
+                bodyDigest: bodyDigest,
+                enrolling: enrolling
+            )
+        )
+    }
+
+    /// The first half of ``authenticate(method:target:signature:bodyDigest:enrolling:)``: the
+    /// signature, the time, the key (enrolled, unless `enrolling`) and the nonce. A refusal here
+    /// is not attributable to the key the headers name.
+    public func identify(
         method: String,
         target: String,
         signature: RequestSignature?,
@@ -250,10 +338,6 @@ public actor Exchange {
         if member == nil && !enrolling {
             throw ExchangeError(.unauthenticated, "key \(signature.key.fingerprint) is not enrolled at this broker")
         }
-        if let member, member.status != "active" {
-            throw ExchangeError(.forbidden, "key \(signature.key.fingerprint) is suspended")
-        }
-        try takeToken(key, now: now)
         let fresh = try store.write { db -> Bool in
             try db.execute(
                 sql: "DELETE FROM nonces WHERE time < ?",
@@ -269,6 +353,36 @@ public actor Exchange {
             throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
         }
         return Caller(key: signature.key, member: member)
+    }
+
+    /// The second half: the caller's standing (a suspended key is refused; an inactive
+    /// participant is active again, since its node is back) and its rate.
+    public func admit(_ caller: Caller) throws -> Caller {
+        var caller = caller
+        if var member = caller.member {
+            if member.status == "inactive" {
+                try audit(
+                    actor: caller.name,
+                    action: "member.active",
+                    objectType: "member",
+                    objectID: caller.key.fingerprint,
+                    reason: "back after missing rounds"
+                )
+                try store.write { db in
+                    try db.execute(
+                        sql: "UPDATE members SET status = 'active', missed = 0 WHERE key = ? AND status = 'inactive'",
+                        arguments: [Data(member.key)]
+                    )
+                }
+                member.status = "active"
+                caller = Caller(key: caller.key, member: member)
+            }
+            guard member.status == "active" else {
+                throw ExchangeError(.forbidden, "key \(caller.key.fingerprint) is suspended")
+            }
+        }
+        try takeToken(caller.key.rawRepresentation, now: settings.now())
+        return caller
     }
 
     private func takeToken(_ key: [UInt8], now: Int64) throws {
@@ -317,11 +431,19 @@ public actor Exchange {
 
     /// Returns an upload slot taken by ``beginUpload(_:federation:round:)`` and zeroes its buffer,
     /// which is kept for the next upload while some round is masking, and freed otherwise.
-    public func releaseUpload(_ buffer: UploadBuffer) {
+    public func releaseUpload(_ ticket: UploadTicket) {
+        uploading.remove(ticket.slotName)
+        let buffer = ticket.buffer
         buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
         if spareBuffers.count < settings.concurrentUploads, open.values.contains(where: { $0.phase == .mask }) {
             spareBuffers.append(buffer)
         }
         if uploadQueue.isEmpty { freeUploads += 1 } else { uploadQueue.removeFirst().resume() }
+    }
+
+    /// Whether `ticket`'s round is still taking masked inputs (its upload may go on).
+    public func uploadIsOpen(_ ticket: UploadTicket) -> Bool {
+        guard let round = open[ticket.federation] else { return false }
+        return round.number == ticket.round && round.phase == .mask
     }
 }
