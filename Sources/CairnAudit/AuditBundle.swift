@@ -168,9 +168,9 @@ public enum AuditBundle {
 
         let temporary = directory + ".partial-\(exportID)"
         do {
-            try DurableFile.makeDirectory(temporary, mode: 0o755)
+            try DurableFile.makeDirectory(temporary, mode: 0o777)
             for (name, bytes) in files + [("manifest", Array(signedManifest.utf8))] {
-                try DurableFile.write(bytes, to: temporary + "/" + name, mode: 0o644, replace: false)
+                try DurableFile.write(bytes, to: temporary + "/" + name, mode: DurableFile.shared, replace: false)
             }
             guard rename(temporary, directory) == 0 else {
                 throw AuditError(.storage, "cannot move the bundle into place at \(directory)")

@@ -25,6 +25,7 @@ public final class AuditLog: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON")
         }
         do {
+            try DurableFile.makePrivate(path)
             pool = try DatabasePool(path: path, configuration: configuration)
             // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL, after
             // prepareDatabase ran: set FULL again on the one writer connection, so every commit
@@ -325,9 +326,15 @@ public final class AuditLog: Sendable {
     /// Erases a person's personal data and appends `person.erase` in the same transaction. The
     /// log's entries are untouched, so every hash, proof and checkpoint stays valid. Refused when
     /// nothing is held for `id`.
+    ///
+    /// The data is gone from every file, not only from the table: `secure_delete` overwrites it
+    /// in the database's pages, and the write-ahead log, whose frames still hold the pages as they
+    /// were, is checkpointed and truncated to nothing. If another process holds a read open on
+    /// the log so that it cannot be truncated, this throws after the erasure committed; running
+    /// it again (once that process has finished) completes it.
     @discardableResult
     public func erasePerson(_ id: String, actor: String, time: String) throws -> AuditEntry {
-        try append(
+        let entry = try append(
             count: 1,
             { AuditEntry(personAction: "person.erase", id: id, sequence: $0, time: time, actor: actor) },
             alongside: { db in
@@ -335,6 +342,22 @@ public final class AuditLog: Sendable {
                 guard db.changesCount == 1 else { throw AuditError(.outOfRange, "no personal data is held for \(id)") }
             }
         )[0]
+        try truncateWriteAheadLog()
+        return entry
+    }
+
+    /// Copies every page of the write-ahead log into the database and truncates the log to zero
+    /// bytes (`PRAGMA wal_checkpoint(TRUNCATE)`); throws when a reader kept it from finishing.
+    public func truncateWriteAheadLog() throws {
+        let busy = try pool.writeWithoutTransaction { db in
+            try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)").map { $0[0] as Int } ?? 1
+        }
+        guard busy == 0 else {
+            throw AuditError(
+                .storage,
+                "the write-ahead log could not be truncated while another process reads the log; the erased data may remain in audit.sqlite-wal until this is run again with that process stopped"
+            )
+        }
     }
 
     /// The personal data held, by id.

@@ -79,7 +79,6 @@ public struct BrokerHome: Sendable {
         try DurableFile.write(
             Array((signer.verifier.encoded + "\n").utf8),
             to: path + "/" + verifierFileName,
-            mode: 0o644,
             replace: true
         )
         let home = try BrokerHome(path: path)

@@ -147,7 +147,7 @@ extension AuditCommand {
             let report = try ComplianceReport(log: try home.openLog(), config: home.config, generated: AuditEntry.now())
             let text = report.render(format.format)
             if let out {
-                try DurableFile.write(Array(text.utf8), to: out, mode: 0o644, replace: true)
+                try DurableFile.write(Array(text.utf8), to: out, mode: DurableFile.shared, replace: true)
                 print("wrote \(out)")
             } else {
                 print(text, terminator: "")

@@ -73,7 +73,6 @@ extension BrokerCommand {
                 try? DurableFile.write(
                     Array((url + "\n").utf8),
                     to: home.path + "/" + BrokerHome.urlFileName,
-                    mode: 0o644,
                     replace: true
                 )
                 say(

@@ -129,7 +129,7 @@ extension NodeCommand {
                 try DurableFile.write(
                     Array(try encodeJSON(metrics).utf8),
                     to: output + ".metrics.json",
-                    mode: 0o644,
+                    mode: DurableFile.shared,
                     replace: true
                 )
             } catch let error as WireError {
@@ -241,7 +241,7 @@ extension NodeCommand {
                 try DurableFile.write(
                     Array((lines.joined(separator: "\n") + "\n").utf8),
                     to: output,
-                    mode: 0o644,
+                    mode: DurableFile.shared,
                     replace: overwrite
                 )
             } catch {
@@ -385,7 +385,7 @@ extension NodeCommand {
                         "\(schema.label.name): held-out accuracy per round (\(kind.rawValue), \(participants) participants)"
                 )
                 do {
-                    try DurableFile.write(Array(chart.utf8), to: svg, mode: 0o644, replace: true)
+                    try DurableFile.write(Array(chart.utf8), to: svg, mode: DurableFile.shared, replace: true)
                 } catch {
                     throw CLIError(error.message)
                 }

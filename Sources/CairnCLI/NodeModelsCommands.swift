@@ -163,11 +163,11 @@ extension NodeCommand.Models {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             do {
-                try DurableFile.write(fetched.file, to: output, mode: 0o644, replace: overwrite)
+                try DurableFile.write(fetched.file, to: output, mode: DurableFile.shared, replace: overwrite)
                 try DurableFile.write(
                     Array(try encoder.encode(metadata)),
                     to: output + ".json",
-                    mode: 0o644,
+                    mode: DurableFile.shared,
                     replace: overwrite
                 )
             } catch let error as WireError {

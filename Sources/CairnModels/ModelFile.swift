@@ -86,7 +86,7 @@ public struct ModelFile: Sendable {
     /// `replace` is true.
     public func write(to path: String, replace: Bool) throws {
         do {
-            try DurableFile.write(try encoded(), to: path, mode: 0o644, replace: replace)
+            try DurableFile.write(try encoded(), to: path, mode: DurableFile.shared, replace: replace)
         } catch let error as WireError {
             throw DataError(.io, error.message)
         }

@@ -198,6 +198,7 @@ public struct Participant: Sendable {
                     )
                 }
                 lastModelRound = newest
+                try discardState(through: newest)
                 continue
             }
             if view.index >= 0, !view.answered, ["advertise", "share", "mask", "check", "unmask"].contains(view.phase) {
@@ -210,6 +211,7 @@ public struct Participant: Sendable {
                     // The phase moved on while this node answered; the next poll shows where it is.
                 }
             } else if view.phase == "aborted", !state.reportedAborts.contains(view.round) {
+                try discardState(through: view.round)
                 state.reportedAborts.insert(view.round)
                 report(.roundMissed(round: view.round, reason: "the round aborted"))
             }
@@ -384,6 +386,16 @@ public struct Participant: Sendable {
             authenticating: w.bytes
         )
         try DurableFile.write(w.bytes + nonce.bytes + sealed, to: statePath, replace: true)
+    }
+
+    /// Deletes the saved round state once its round (`round` or an earlier one) has ended: it
+    /// holds the round's secret keys and mask seed, which nothing needs after that.
+    private func discardState(through round: Int) throws {
+        guard DurableFile.exists(statePath) else { return }
+        let bytes = try DurableFile.read(statePath, maximum: 64 << 20)
+        var reader = ByteReader(bytes)
+        let saved = (try? reader.u64("round")).map { Int(clamping: $0) } ?? 0
+        if saved <= round { unlink(statePath) }
     }
 
     private func loadState(round: Int) throws -> SecAggClient? {

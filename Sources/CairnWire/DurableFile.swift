@@ -28,7 +28,13 @@ public enum DurableFile {
         return out
     }
 
-    /// Writes `bytes` to `path` atomically and durably with permissions `mode`.
+    /// The mode of a file meant for others (an export, a model, a report): `0o666` less the
+    /// user's umask, as any other program's output.
+    public static let shared: UInt32 = 0o666
+
+    /// Writes `bytes` to `path` atomically and durably with permissions `mode`: exactly `mode`
+    /// when it is private (no group or other bits, such as the default `0o600`), whatever the
+    /// umask; otherwise `mode` less the umask (``shared``).
     ///
     /// - Parameter replace: when `false`, an existing file at `path` is left untouched and the
     ///   call throws, so a key file can never be overwritten by accident.
@@ -53,7 +59,9 @@ public enum DurableFile {
                 guard n > 0 else { throw ioError("cannot write \(temporary)") }
                 done += n
             }
-            guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError("cannot set permissions on \(temporary)") }
+            if mode & 0o077 == 0 {
+                guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError("cannot set permissions on \(temporary)") }
+            }
             guard fsync(fd) == 0 else { throw ioError("cannot flush \(temporary)") }
         }
         if replace {
@@ -98,12 +106,32 @@ public enum DurableFile {
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// Creates a folder (and its parents) with permissions `mode` if it does not exist.
+    /// Creates a folder (and its parents) with permissions `mode` if it does not exist: exactly
+    /// `mode` when it is private (the default `0o700`), whatever the umask; otherwise `mode` less
+    /// the umask.
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(WireError) {
         if exists(path) { return }
         let parent = parentDirectory(of: path)
         if parent != path && parent != "." && parent != "/" { try makeDirectory(parent, mode: mode) }
         guard mkdir(path, mode_t(mode)) == 0 || errno == EEXIST else { throw ioError("cannot create folder \(path)") }
+        if mode & 0o077 == 0 {
+            guard chmod(path, mode_t(mode)) == 0 else { throw ioError("cannot set permissions on \(path)") }
+        }
+    }
+
+    /// Makes `path` an owner-only file (`0o600`), creating it empty if it does not exist: a
+    /// database opened on it afterwards, and the journal files SQLite creates beside it with the
+    /// same mode, are the owner's alone whatever the umask.
+    public static func makePrivate(_ path: String) throws(WireError) {
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, mode_t(0o600))
+        guard fd >= 0 else { throw ioError("cannot create \(path)") }
+        defer { close(fd) }
+        guard fchmod(fd, mode_t(0o600)) == 0 else { throw ioError("cannot set permissions on \(path)") }
+        for suffix in ["-wal", "-shm"] where exists(path + suffix) {
+            guard chmod(path + suffix, mode_t(0o600)) == 0 else {
+                throw ioError("cannot set permissions on \(path)\(suffix)")
+            }
+        }
     }
 
     private static func parentDirectory(of path: String) -> String {

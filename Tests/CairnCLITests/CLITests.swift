@@ -211,6 +211,57 @@ struct AuditCLITests {
         #expect(!DurableFile.exists(folder + "/b3"))
     }
 
+    @Test("The data folder is the owner's alone whatever the umask, and an erased person is in none of its files")
+    func privateFolderAndErasure() throws {
+        let previous = umask(0)
+        defer { umask(previous) }
+        let folder = String(cString: mkdtemp(strdup("/tmp/cairn-erase-XXXXXX")))
+        defer { _ = system("rm -rf '\(folder)'") }
+        try DurableFile.write(Array("a long enough passphrase\n".utf8), to: folder + "/pp", replace: false)
+        let data = folder + "/broker"
+        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) throws {
+            var parsed = try command.parseAsRoot(arguments)
+            try parsed.run()
+        }
+        try run(
+            BrokerCommand.self,
+            [
+                "init", "--kdf", "interactive", "--origin", "cairn.test/e", "--data-dir", data, "--passphrase-file",
+                folder + "/pp",
+            ]
+        )
+        let (name, contact) = ("Zebedee Quillfeather-7f3a", "zebedee.7f3a@example.org")
+        try run(
+            AuditCommand.self,
+            ["people", "record", "ed25519:zq", "--name", name, "--contact", contact, "--data-dir", data]
+        )
+        // A log held open by another reader (as a report or the daemon would) does not stop it.
+        let reader = try BrokerHome(path: data).openLog()
+        #expect(try reader.people().count == 1)
+        try run(AuditCommand.self, ["people", "erase", "ed25519:zq", "--data-dir", data])
+        var info = stat()
+        #expect(stat(data, &info) == 0 && info.st_mode & 0o777 == 0o700)
+        let files = try DurableFile.entries(in: data)
+        #expect(files.contains("audit.sqlite") && files.contains("audit.sqlite-wal"))
+        for file in files {
+            let path = data + "/" + file
+            #expect(
+                stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600,
+                "\(file) is \(String(info.st_mode & 0o777, radix: 8))"
+            )
+            let bytes = try DurableFile.read(path, maximum: 1 << 30)
+            for value in [name, contact, "Quillfeather"] {
+                let needle = Array(value.utf8)
+                let found =
+                    bytes.count >= needle.count
+                    && (0...(bytes.count - needle.count)).contains {
+                        bytes[$0..<$0 + needle.count].elementsEqual(needle)
+                    }
+                #expect(!found, "\(file) still holds \(value)")
+            }
+        }
+    }
+
     @Test("The report: participation per round, lineage by parameter digest, licences, refusals, HTML escaped")
     func reportSections() throws {
         let folder = String(cString: mkdtemp(strdup("/tmp/cairn-report-XXXXXX")))

@@ -48,9 +48,9 @@ struct RoundDriver {
     /// Whose masked input the broker accepted.
     var uploaded: Set<String> = []
 
-    init() async throws {
+    init(policy: RoundPolicy = Self.policy) async throws {
         clock = TestClock()
-        fixture = try await Fixture(policy: Self.policy, participants: 5, settings: clock.settings)
+        fixture = try await Fixture(policy: policy, participants: 5, settings: clock.settings)
         transport = await fixture.exchange.keys.transport.publicKey
         var generator = SystemRandomNumberGenerator()
         for name in Self.names {
@@ -128,11 +128,12 @@ struct RoundDriver {
         }
     }
 
-    /// Runs round 1 with `dropped` answering nothing from `phase` on; every phase that still
+    /// Runs `round` with `dropped` answering nothing from `phase` on; every phase that still
     /// waits for someone closes at its deadline. Returns the round's final phase.
     /// `probe` sees each answer before it is sent, with its sender and path.
     mutating func run(
         _ client: some TestClientProtocol,
+        round: Int = 1,
         dropping dropped: Set<String> = [],
         at phase: ExchangePhase = .advertise,
         probe: (_ name: String, _ path: String, _ body: [UInt8]) async throws -> Void = { _, _, _ in }
@@ -159,7 +160,11 @@ struct RoundDriver {
             // A round that ended is followed at once by round 2 (training asked for one
             // finished round), so the outcome is read from round 1's record.
             let ended = try await fixture.exchange.store.read { db in
-                try String.fetchOne(db, sql: "SELECT phase FROM rounds WHERE federation = 'alpha' AND round = 1")!
+                try String.fetchOne(
+                    db,
+                    sql: "SELECT phase FROM rounds WHERE federation = 'alpha' AND round = ?",
+                    arguments: [round]
+                )!
             }
             if ended == "finished" || ended == "aborted" { return ended }
         }

@@ -24,11 +24,14 @@ final class BrokerStore: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -512")
         }
         do {
+            try DurableFile.makePrivate(path)
             pool = try DatabasePool(path: path, configuration: configuration)
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
         } catch let error as DatabaseError {
             throw ExchangeError(.internal, "\(path): \(error.message ?? "SQLite error \(error.resultCode)")")
+        } catch let error as WireError {
+            throw ExchangeError(.internal, error.message)
         }
     }
 

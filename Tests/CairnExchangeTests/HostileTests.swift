@@ -1,0 +1,257 @@
+import CairnAudit
+import CairnCrypto
+import CairnExchange
+import CairnModels
+import CairnSecAgg
+import CairnWire
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import CairnBroker
+
+/// A malicious member and a flood of strangers (`../shared/DESIGN.md` §8): a member's input
+/// cannot move the model beyond the round's bounds, a stalled upload or a silent node costs only
+/// its own input, and refusals nobody can be held to do not grow the log one by one.
+@Suite(.serialized) struct HostileTests {
+    /// A participant that adds 2^30 to one coordinate of its input (masking is linear, so this is
+    /// what re-encrypting its masked input with +2^30 does): the unmasked sum is beyond what
+    /// six clipped inputs can reach, the round aborts with that reason, and no model is stored.
+    @Test func aForgedCoordinateAbortsTheRound() async throws {
+        var start = try await RoundDriver()
+        defer { _ = system("rm -rf '\(start.fixture.folder)'") }
+        start.inputs["p3"]!.words[4] &+= 1 << 30
+        let driver = start
+        let app = Application(router: BrokerServer.router(driver.fixture.exchange, logger: quiet))
+        let outcome = try await app.test(.router) { client in
+            var driver = driver
+            return try await driver.run(client)
+        }
+        #expect(outcome == "aborted")
+        let (reason, models) = try await driver.fixture.exchange.store.read { db in
+            (
+                try String.fetchOne(db, sql: "SELECT reason FROM rounds WHERE federation = 'alpha' AND round = 1")!,
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM models WHERE federation = 'alpha'")!
+            )
+        }
+        // 6 inputs of at most s·c + 1 = 2^20·4 + 1 each.
+        let bound = 6 * (4 << 20 + 1)
+        #expect(reason.contains("coordinate 4 of the sum is "))
+        #expect(reason.contains("beyond the ±\(bound) that 6 clipped inputs can reach"))
+        #expect(models == 1, "only round 0's model")
+        let log = driver.fixture.log
+        let abort = try #require(try (0..<log.size).map { try log.entry($0) }.last { $0.action == "round.abort" })
+        #expect(abort.objectID == "alpha/1" && abort.outcome == .failed && abort.reason == reason)
+        #expect(!(try (0..<log.size).map { try log.entry($0) }.contains { $0.action == "model.update" }))
+    }
+
+    /// The bounds themselves: a coordinate at the bound passes, one past it (either sign) does
+    /// not, and the declared rows must lie in n…n·M.
+    @Test func sumBounds() throws {
+        let policy = RoundPolicy(clipBound: 4, scale: 1024, maximumSampleCount: 100)
+        let bound = Int32(3 * (4 * 1024 + 1))
+        func check(_ value: Int32, rows: UInt32 = 10) throws {
+            try FederatedModel.checkBounds(
+                sum: [0, UInt32(bitPattern: value), 7],
+                sampleCount: rows,
+                contributors: 3,
+                policy: policy
+            )
+        }
+        try check(bound)
+        try check(-bound)
+        #expect(throws: ExchangeError(.malformed, "")) { try check(bound + 1) }
+        #expect(throws: ExchangeError(.malformed, "")) { try check(-bound - 1) }
+        try check(0, rows: 3)
+        try check(0, rows: 300)
+        #expect(throws: ExchangeError(.malformed, "")) { try check(0, rows: 2) }
+        #expect(throws: ExchangeError(.malformed, "")) { try check(0, rows: 301) }
+        var model = Model(architecture: try ModelArchitecture(kind: .logistic, inputs: 2, classes: 2), seed: 1)
+        try FederatedModel.checkStorable(model)
+        model.parameters[1] = .nan
+        #expect(throws: ExchangeError(.malformed, "")) { try FederatedModel.checkStorable(model) }
+        model.parameters[1] = 2e6
+        #expect(throws: ExchangeError(.malformed, "")) { try FederatedModel.checkStorable(model) }
+    }
+
+    /// A participant that opens its upload and never finishes it holds one upload slot: a second
+    /// upload of its own is refused (409), the others upload through the other slot, the mask
+    /// phase closes at its deadline and ends the stalled upload, and the round finishes with
+    /// exactly the others' inputs.
+    @Test func aHeldUploadLosesOnlyItsOwnInput() async throws {
+        let start = try await RoundDriver()
+        defer { _ = system("rm -rf '\(start.fixture.folder)'") }
+        let exchange = start.fixture.exchange
+        let holder = try await start.fixture.caller(start.fixture.members["p2"]!)
+        let app = Application(router: BrokerServer.router(exchange, logger: quiet))
+        let (outcome, driver, held, second) = try await app.test(.router) { client in
+            var driver = start
+            var held: UploadTicket?
+            var second: ExchangeError?
+            let outcome = try await driver.run(client, dropping: ["p2"], at: .mask) { _, path, _ in
+                guard path.hasSuffix("/input"), held == nil else { return }
+                held = try await exchange.beginUpload(holder, federation: "alpha", round: 1)
+                do { _ = try await exchange.beginUpload(holder, federation: "alpha", round: 1) } catch let e
+                    as ExchangeError
+                { second = e }
+                #expect(await exchange.uploadIsOpen(held!))
+            }
+            return (outcome, driver, held, second)
+        }
+        let ticket = try #require(held)
+        #expect(second?.code == .conflict)
+        #expect(second?.message.hasPrefix("an upload of this participant is already in progress") == true)
+        #expect(outcome == "finished")
+        #expect(!(await exchange.uploadIsOpen(ticket)), "the mask phase closed under the held upload")
+        #expect(!driver.uploaded.contains("p2") && driver.uploaded.count == 5)
+        try await driver.expectExactSum()
+        await exchange.releaseUpload(ticket)
+    }
+
+    /// A node that quits (answers nothing) for `inactiveAfter` = 2 rounds in a row is marked
+    /// inactive (audited) and the next round opens without it; when it calls again it is active.
+    @Test func aNodeThatQuitsIsLeftOut() async throws {
+        var policy = RoundDriver.policy
+        policy.inactiveAfter = 2
+        let start = try await RoundDriver(policy: policy)
+        defer { _ = system("rm -rf '\(start.fixture.folder)'") }
+        let fixture = start.fixture
+        let op = try await fixture.caller(fixture.operatorKey)
+        _ = try await fixture.exchange.training(op, federation: "alpha", TrainingRequest(action: "start", rounds: 3))
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        let quitter = fixture.members["p5"]!.publicKey
+        let outcomes = try await app.test(.router) { client in
+            var driver = start
+            let first = try await driver.run(client, round: 1, dropping: ["p5"])
+            await fixture.exchange.tick()  // opens the next round
+            let second = try await driver.run(client, round: 2, dropping: ["p5"])
+            await fixture.exchange.tick()
+            return [first, second]
+        }
+        #expect(outcomes == ["finished", "finished"])
+        let (status, rosters) = try await fixture.exchange.store.read { db in
+            (
+                try String.fetchOne(
+                    db,
+                    sql: "SELECT status FROM members WHERE key = ?",
+                    arguments: [Data(quitter.rawRepresentation)]
+                )!,
+                try Data.fetchAll(db, sql: "SELECT config FROM rounds WHERE federation = 'alpha' ORDER BY round")
+                    .map { try RoundConfig(decoding: Array($0)).roster }
+            )
+        }
+        #expect(status == "inactive")
+        #expect(rosters.count == 3, "round 3 opened after round 2")
+        #expect(rosters[0].contains(quitter) && rosters[1].contains(quitter))
+        #expect(rosters[2].count == 5 && !rosters[2].contains(quitter))
+        let log = fixture.log
+        let entries = try (0..<log.size).map { try log.entry($0) }
+        #expect(entries.filter { $0.action == "member.inactive" }.map(\.objectID) == [quitter.fingerprint])
+        // Its node comes back: any signed call makes it active again, for rounds that open later.
+        let back = try await app.test(.router) { client in
+            try await fixture.request(client, fixture.members["p5"]!, .get, "/v1/me").status
+        }
+        #expect(back == 200)
+        let after = try await fixture.exchange.store.read { db in
+            try String.fetchOne(
+                db,
+                sql: "SELECT status FROM members WHERE key = ?",
+                arguments: [Data(quitter.rawRepresentation)]
+            )!
+        }
+        #expect(after == "active")
+        #expect(try log.entry(log.size - 1).action == "member.active")
+    }
+
+    /// 10,000 unsigned requests: every one refused (401), none written alone; the minute's
+    /// summary is one entry that counts them, and a member's signed call is still answered.
+    @Test func anUnsignedFloodIsSummarised() async throws {
+        let clock = TestClock()
+        let fixture = try await Fixture(settings: clock.settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        let size = fixture.log.size
+        let (refused, signed) = try await app.test(.router) { client in
+            var refused = 0
+            for _ in 0..<10_000 {
+                refused += try await send(client, .get, "/v1/federations/alpha/round", [], nil, nil) == 401 ? 1 : 0
+            }
+            let signed = try await fixture.request(client, fixture.members["participant"]!, .get, "/v1/me").status
+            return (refused, signed)
+        }
+        #expect(refused == 10_000 && signed == 200)
+        #expect(fixture.log.size == size)
+        clock.advance(60)
+        await fixture.exchange.tick()
+        #expect(fixture.log.size == size + 1)
+        let summary = try fixture.log.entry(size)
+        #expect(summary.action == "request.refused" && summary.objectType == "source")
+        #expect(summary.reason.hasSuffix(": 10000 × 401"))
+    }
+
+    /// A header or body the caller chose cannot make its refusal unauditable: control characters
+    /// become spaces and long multi-byte text is cut on a character within the entry's limits.
+    @Test func refusalsWithAnyTextAreAudited() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        let size = fixture.log.size
+        let status = try await app.test(.router) { client in
+            try await fixture.request(
+                client,
+                fixture.members["participant"]!,
+                .post,
+                "/v1/federations/alpha/evaluations",
+                Array("{}".utf8),
+                contentType: "text/plain\tx"
+            ).status
+        }
+        #expect(status == 415)
+        #expect(fixture.log.size == size + 1)
+        #expect(
+            try fixture.log.entry(size).reason
+                == "415 unsupportedMediaType: this endpoint takes application/json, not text/plain x"
+        )
+        let long = Exchange.fit(String(repeating: "é\u{1}", count: 1000), 900)
+        #expect(long.utf8.count == 900 && long.hasPrefix("é é ") && !long.unicodeScalars.contains { $0.value < 0x20 })
+        #expect(Exchange.fit("", 10) == "-")
+    }
+
+    /// A body that is not the one the signature's declared digest covers is refused (401) after
+    /// the headers authenticated, and nothing is stored.
+    @Test func aBodyMustMatchItsDeclaredDigest() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        let before = try await fixture.state()
+        let signed = Array(try JSONEncoder().encode(InviteRequest(role: .participant)))
+        let sent = Array(try JSONEncoder().encode(InviteRequest(role: .licensee)))
+        let status = try await app.test(.router) { client in
+            let signature = try RequestSignature.sign(
+                method: "POST",
+                target: "/v1/admin/federations/alpha/invites",
+                bodyDigest: try RequestSignature.digest(signed),
+                identity: fixture.operatorKey,
+                broker: fixture.broker,
+                time: fixture.now()
+            )
+            var headers = HTTPFields()
+            for (name, value) in signature.headers { headers[HTTPField.Name(name)!] = value }
+            headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] = Hex.encode(
+                try RequestSignature.digest(signed)
+            )
+            headers[.contentType] = "application/json"
+            return try await client.execute(
+                uri: "/v1/admin/federations/alpha/invites",
+                method: .post,
+                headers: headers,
+                body: ByteBuffer(bytes: sent)
+            ) { Int($0.status.code) }
+        }
+        #expect(status == 401)
+        #expect(try await fixture.state() == before)
+    }
+}
