@@ -162,6 +162,12 @@ extension BrokerCommand.Admin {
         @Option(help: "Local step size.") var learningRate: Float = 0.05
         @Option(help: "Local mini-batch size.") var batchSize = 16
         @Option(help: "Local L2 penalty.") var l2: Float = 0.001
+        @Option(
+            help: """
+                Rounds in a row a participant may answer nothing in before it is left out of \
+                rosters (until its node calls again).
+                """
+        ) var inactiveAfter = RoundPolicy.defaultInactiveAfter
 
         func run() async throws {
             let parts = deadlines.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -189,7 +195,8 @@ extension BrokerCommand.Admin {
                     localEpochs: localEpochs,
                     learningRate: learningRate,
                     batchSize: batchSize,
-                    l2: l2
+                    l2: l2,
+                    inactiveAfter: inactiveAfter
                 )
             )
             let status: FederationStatus = try await cliCall {

@@ -125,20 +125,7 @@ struct BrokerBench {
         let (_, transport) = try await BrokerClient.brokerInfo(url: broker.url, expected: brokerKey, http: http)
         var clients: [BenchParticipant] = []
         for code in codes {
-            let client = try BrokerClient(
-                url: broker.url,
-                identity: try Ed25519.PrivateKey(),
-                broker: brokerKey,
-                http: http
-            )
-            let _: MemberRecord = try await client.json(
-                "POST",
-                "/v1/enrol",
-                EnrolRequest(
-                    invite: String(code.prefix(32)),
-                    deliveryKey: Hex.encode(try X25519.PrivateKey().publicKey.rawRepresentation)
-                )
-            )
+            let client = try await broker.enrol(code: code, brokerKey: brokerKey, http: http)
             clients.append(try BenchParticipant(client: client, transport: transport, dimension: d))
         }
 
@@ -316,6 +303,7 @@ struct BenchParticipant: Sendable {
 final class BrokerChild: Sendable {
     let process: Process
     let input: FileHandle
+    let output: FileHandle
     let url: String
     let nullURL: String
 
@@ -332,6 +320,7 @@ final class BrokerChild: Sendable {
         try process.run()
         self.process = process
         input = stdin.fileHandleForWriting
+        output = stdout.fileHandleForReading
         // The child prints "ports <broker> <null>" once both listen.
         var line: [UInt8] = []
         while line.last != UInt8(ascii: "\n") {
@@ -347,7 +336,38 @@ final class BrokerChild: Sendable {
         nullURL = "http://127.0.0.1:\(parts[2])/null"
     }
 
+    /// A new identity enrolled with invite `code`, as a client of this broker.
+    func enrol(code: Substring, brokerKey: Ed25519.PublicKey, http: HTTPClient) async throws -> BrokerClient {
+        let client = try BrokerClient(url: url, identity: try Ed25519.PrivateKey(), broker: brokerKey, http: http)
+        let _: MemberRecord = try await client.json(
+            "POST",
+            "/v1/enrol",
+            EnrolRequest(
+                invite: String(code.prefix(32)),
+                deliveryKey: Hex.encode(try X25519.PrivateKey().publicKey.rawRepresentation)
+            )
+        )
+        return client
+    }
+
     func send(_ command: String) throws { try input.write(contentsOf: Data((command + "\n").utf8)) }
+
+    /// The broker's audit-log size; with `flush`, after the refusal summaries so far are written.
+    func auditSize(flush: Bool = false) throws -> Int {
+        try send(flush ? "flush" : "size")
+        var line: [UInt8] = []
+        while line.last != UInt8(ascii: "\n") {
+            guard let b = output.readData(ofLength: 1).first else {
+                throw ExchangeError(.internal, "the broker process exited")
+            }
+            line.append(b)
+        }
+        let text = String(decoding: line.dropLast(), as: UTF8.self)
+        guard text.hasPrefix("size "), let size = Int(text.dropFirst(5)) else {
+            throw ExchangeError(.internal, "the broker process answered \(text)")
+        }
+        return size
+    }
 
     /// `VmRSS` and `VmHWM` in bytes.
     func memory() throws -> (rss: Int, peak: Int) {
@@ -456,6 +476,15 @@ enum BrokerBenchServer {
         }
         Thread.detachNewThread {
             while let line = readLine() {
+                if line == "size" || line == "flush" {
+                    // The attack benchmark's questions: the audit log's size, after the refusal
+                    // summaries of the minute so far are written (`flush`).
+                    Task {
+                        if line == "flush" { await exchange.flushRefusals(force: true) }
+                        FileHandle.standardOutput.write(Data("size \(exchange.auditSize)\n".utf8))
+                    }
+                    continue
+                }
                 guard line == "start" else { continue }
                 Task {
                     _ = try await exchange.training(

@@ -23,9 +23,12 @@ struct Bench: AsyncParsableCommand {
             time, the broker's peak memory above idle against 4·(4·D) + 64 KiB·n, and masked-input ingest \
             against the same bodies uploaded to a null endpoint); delivery (sealing and opening a 1 GiB model \
             container, licence and signature checks included, against raw libsodium secretstream on the \
-            same bytes with the same 1 MiB chunks). \
+            same bytes with the same 1 MiB chunks); attack (the broker in a child process under 300 slow \
+            anonymous connections and 10,000 unsigned requests: its memory growth against 64 MiB, the audit \
+            entries added against 100, and a member's signed-call p99 latency against the same calls \
+            unattacked; exits non-zero past the memory or audit bound). \
             crash-writer and crash-check are the halves of scripts/audit-crash; broker-serve is the broker \
-            half of the broker benchmark. Run it as: \
+            half of the broker benchmark, attack-flood the flooding half of the attack benchmark. Run it as: \
             swift run -c release cairn-bench averaging --json
             """,
         version: CairnVersion.software
@@ -33,7 +36,7 @@ struct Bench: AsyncParsableCommand {
 
     @Argument(
         help:
-            "What to measure: crypto, averaging, training, audit, secagg, broker or delivery (or crash-writer, crash-check)."
+            "What to measure: crypto, averaging, training, audit, secagg, broker, delivery or attack (or crash-writer, crash-check)."
     )
     var area: String
 
@@ -48,7 +51,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("crash-check: the writer's output (its acknowledgements).", valueName: "path"))
     var acked: String?
 
-    @Option(help: ArgumentHelp("secagg and broker: participants n (default 100).", valueName: "n"))
+    @Option(help: ArgumentHelp("attack-flood: the broker's URL.", valueName: "url"))
+    var url: String?
+
+    @Option(
+        help: ArgumentHelp("secagg and broker: participants n (default 100); attack-flood: requests.", valueName: "n")
+    )
     var participants: Int?
 
     @Option(help: ArgumentHelp("secagg: model coordinates D (default 10^6).", valueName: "D"))
@@ -83,14 +91,15 @@ struct Bench: AsyncParsableCommand {
     func validate() throws {
         guard
             [
-                "crypto", "averaging", "training", "audit", "secagg", "broker", "delivery", "crash-writer",
+                "crypto", "averaging", "training", "audit", "secagg", "broker", "delivery", "attack", "attack-flood",
+                "crash-writer",
                 "crash-check",
                 "broker-serve",
             ]
             .contains(area)
         else {
             throw ValidationError(
-                "unknown area '\(area)'; available: crypto, averaging, training, audit, secagg, broker, delivery"
+                "unknown area '\(area)'; available: crypto, averaging, training, audit, secagg, broker, delivery, attack"
             )
         }
         if (neighbours == nil) != (threshold == nil) {
@@ -121,6 +130,13 @@ struct Bench: AsyncParsableCommand {
             )
             return
         }
+        if area == "attack-flood" {
+            guard let url, let count = participants else {
+                throw ValidationError("attack-flood needs --url and a count")
+            }
+            try await AttackBench.flood(url: url, count: count)
+            return
+        }
         if area == "crash-writer" { try AuditCrash.write(database: database!) }
         if area == "crash-check" {
             print(try AuditCrash.check(database: database!, ackedFile: acked!))
@@ -133,6 +149,7 @@ struct Bench: AsyncParsableCommand {
             case "audit": try AuditBench(quick: quick).run()
             case "delivery": try DeliveryBench(quick: quick).run()
             case "broker": try await BrokerBench(quick: quick, participants: participants).run()
+            case "attack": try await AttackBench(quick: quick).run()
             case "secagg":
                 try SecAggBench(
                     quick: quick,

@@ -427,7 +427,7 @@ public enum BrokerServer {
             } else {
                 // Not attributable to a key (anyone can send these) or a flood of one key: counted,
                 // and summarised in the log once a minute per source.
-                await exchange.countRefusal(
+                exchange.countRefusal(
                     source: call.caller.map { "key:" + $0.key.fingerprint }
                         ?? context.remoteAddress?.ipAddress ?? "unknown",
                     status: refusal.status

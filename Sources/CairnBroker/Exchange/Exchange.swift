@@ -8,6 +8,7 @@ import CoreMetrics
 import Foundation
 import GRDB
 public import Logging
+import Synchronization
 
 /// The broker's exchange: enrolment, access control, federations and the SecAgg+ rounds, with
 /// every state change in SQLite (``BrokerStore``) and every decision in the audit log.
@@ -71,7 +72,7 @@ public actor Exchange {
     var specs: [String: FederationSpec] = [:]
     private var buckets: [[UInt8]: (tokens: Double, time: Int64)] = [:]
     /// Refusals counted this minute, by source and status (``countRefusal(source:status:)``).
-    private var refusals: [String: [Int: Int]] = [:]
+    private let refusals = Mutex<[String: [Int: Int]]>([:])
     private var refusalMinute: Int64 = 0
     /// Uploads streaming now, by federation and roster index: one at a time per participant.
     var uploading: Set<String> = []
@@ -147,6 +148,9 @@ public actor Exchange {
         )
     }
 
+    /// The number of entries in the audit log.
+    public nonisolated var auditSize: Int { log.size }
+
     var brokerActor: String { "broker:" + keys.identity.publicKey.fingerprint }
 
     // MARK: Audit
@@ -217,11 +221,13 @@ public actor Exchange {
     /// Counts a refusal that no key can be held to (no or a bad signature, an unknown key, a
     /// stale time, a replayed nonce; anyone can send these) or a rate-limited key's: one summary
     /// entry per source and minute (``flushRefusals(force:)``), not one entry each.
-    public func countRefusal(source: String, status: Int) {
+    /// Nonisolated: a flood of them never waits for, or holds up, the actor that serves members.
+    public nonisolated func countRefusal(source: String, status: Int) {
         metrics.refused.increment()
-        flushRefusals()
-        let key = refusals.count < Self.maximumRefusalSources || refusals[source] != nil ? source : "other sources"
-        refusals[key, default: [:]][status, default: 0] += 1
+        refusals.withLock { counts in
+            let key = counts.count < Self.maximumRefusalSources || counts[source] != nil ? source : "other sources"
+            counts[key, default: [:]][status, default: 0] += 1
+        }
     }
 
     /// Distinct sources summarised per minute; the rest share one summary.
@@ -229,12 +235,16 @@ public actor Exchange {
 
     /// Writes the summaries of the minute that ended (or of the one in progress, with `force`):
     /// `request.refused` entries whose object is the source and whose reason counts each status.
-    func flushRefusals(force: Bool = false) {
+    public func flushRefusals(force: Bool = false) {
         let minute = settings.now() / 60
         guard force || minute != refusalMinute else { return }
-        defer { (refusals, refusalMinute) = ([:], minute) }
         let start = Date(timeIntervalSince1970: TimeInterval(refusalMinute * 60))
-        for (source, statuses) in refusals.sorted(by: { $0.key < $1.key }) {
+        refusalMinute = minute
+        let counted = refusals.withLock { counts in
+            defer { counts = [:] }
+            return counts
+        }
+        for (source, statuses) in counted.sorted(by: { $0.key < $1.key }) {
             let total = statuses.values.reduce(0, +)
             let counts = statuses.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
             _ = try? audit(
