@@ -122,11 +122,18 @@ public enum DurableFile {
     /// Makes `path` an owner-only file (`0o600`), creating it empty if it does not exist: a
     /// database opened on it afterwards, and the journal files SQLite creates beside it with the
     /// same mode, are the owner's alone whatever the umask.
+    ///
+    /// An existing file is changed by path, never opened: closing a descriptor of a database
+    /// file would drop the POSIX locks that SQLite connections of this process hold on it.
     public static func makePrivate(_ path: String) throws(WireError) {
-        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, mode_t(0o600))
-        guard fd >= 0 else { throw ioError("cannot create \(path)") }
-        defer { close(fd) }
-        guard fchmod(fd, mode_t(0o600)) == 0 else { throw ioError("cannot set permissions on \(path)") }
+        let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(0o600))
+        if fd >= 0 {
+            defer { close(fd) }
+            guard fchmod(fd, mode_t(0o600)) == 0 else { throw ioError("cannot set permissions on \(path)") }
+        } else {
+            guard errno == EEXIST else { throw ioError("cannot create \(path)") }
+            guard chmod(path, mode_t(0o600)) == 0 else { throw ioError("cannot set permissions on \(path)") }
+        }
         for suffix in ["-wal", "-shm"] where exists(path + suffix) {
             guard chmod(path + suffix, mode_t(0o600)) == 0 else {
                 throw ioError("cannot set permissions on \(path)\(suffix)")
