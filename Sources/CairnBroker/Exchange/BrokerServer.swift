@@ -391,14 +391,13 @@ public enum BrokerServer {
         /// Checks the signed headers against `digest`; the caller is remembered once its
         /// signature, time and nonce hold, before its standing and rate are checked.
         func authenticate(_ digest: [UInt8], enrolling: Bool = false) async throws -> Exchange.Caller {
-            let signature = try RequestSignature(header: { self.request.headers[HTTPField.Name($0)!] })
-            let caller = try await exchange.identify(
+            let signature = try exchange.verify(
                 method: request.method.rawValue,
                 target: request.uri.description,
-                signature: signature,
-                bodyDigest: digest,
-                enrolling: enrolling
+                signature: try RequestSignature(header: { self.request.headers[HTTPField.Name($0)!] }),
+                bodyDigest: digest
             )
+            let caller = try await exchange.identify(verified: signature, enrolling: enrolling)
             self.caller = caller
             return try await exchange.admit(caller)
         }

@@ -308,8 +308,9 @@ public actor Exchange {
     }
 
     /// The first half of ``authenticate(method:target:signature:bodyDigest:enrolling:)``: the
-    /// signature, the time, the key (enrolled, unless `enrolling`) and the nonce. A refusal here
-    /// is not attributable to the key the headers name.
+    /// signature and time (``verify(method:target:signature:bodyDigest:)``), then the key
+    /// (enrolled, unless `enrolling`) and the nonce (``identify(verified:enrolling:)``). A refusal
+    /// here is not attributable to the key the headers name.
     public func identify(
         method: String,
         target: String,
@@ -317,6 +318,20 @@ public actor Exchange {
         bodyDigest: [UInt8],
         enrolling: Bool = false
     ) throws -> Caller {
+        try identify(
+            verified: verify(method: method, target: target, signature: signature, bodyDigest: bodyDigest),
+            enrolling: enrolling
+        )
+    }
+
+    /// Checks a request's signature and time. Nonisolated: it needs no state, so a flood of
+    /// unsigned or badly signed requests is refused without entering the actor members wait on.
+    public nonisolated func verify(
+        method: String,
+        target: String,
+        signature: RequestSignature?,
+        bodyDigest: [UInt8]
+    ) throws -> RequestSignature {
         guard let signature else {
             throw ExchangeError(
                 .unauthenticated,
@@ -343,6 +358,12 @@ public actor Exchange {
                 "the request signature does not verify for this method, path and body"
             )
         }
+        return signature
+    }
+
+    /// The key of a verified signature (enrolled, unless `enrolling`) and its nonce (not seen).
+    public func identify(verified signature: RequestSignature, enrolling: Bool = false) throws -> Caller {
+        let now = settings.now()
         let key = signature.key.rawRepresentation
         let member = try store.read { db in try Member.fetch(db, key: key) }
         if member == nil && !enrolling {
