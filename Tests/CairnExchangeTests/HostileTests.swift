@@ -6,6 +6,7 @@ import CairnSecAgg
 import CairnWire
 import Foundation
 import GRDB
+import Glibc
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -109,6 +110,61 @@ import Testing
         #expect(!driver.uploaded.contains("p2") && driver.uploaded.count == 5)
         try await driver.expectExactSum()
         await exchange.releaseUpload(ticket)
+    }
+
+    /// Over a real connection: a participant that sends the head and 20 bytes of its upload and
+    /// then nothing has its connection closed by the broker once the mask phase closes (the
+    /// round finishes without it), and its upload slot is free again.
+    @Test func theMaskDeadlineEndsAStalledUpload() async throws {
+        let start = try await RoundDriver()
+        defer { _ = system("rm -rf '\(start.fixture.folder)'") }
+        let fixture = start.fixture
+        let app = Application(
+            router: BrokerServer.router(fixture.exchange, logger: quiet),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0))
+        )
+        let (outcome, socket) = try await app.test(.live) { client in
+            var driver = start
+            var socket: Int32 = -1
+            let outcome = try await driver.run(client, dropping: ["p2"], at: .mask) { _, path, _ in
+                guard path.hasSuffix("/input"), socket < 0 else { return }
+                // A masked input of this round (D = 9) is 24 + 4 · 10 + 17 = 81 bytes.
+                let body = SecureRandom.bytes(81)
+                let signature = try RequestSignature.sign(
+                    method: "POST",
+                    target: path,
+                    bodyDigest: try RequestSignature.digest(body),
+                    identity: fixture.members["p2"]!,
+                    broker: fixture.broker,
+                    time: fixture.now()
+                )
+                var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+                head += "Content-Length: \(body.count)\r\n\(RequestSignature.bodyDigestHeader): "
+                head += Hex.encode(try RequestSignature.digest(body)) + "\r\n"
+                for (name, value) in signature.headers { head += "\(name): \(value)\r\n" }
+                socket = try connectedSocket(port: client.port!)
+                let bytes = Array((head + "\r\n").utf8) + body.prefix(20)
+                #expect(bytes.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) } == bytes.count)
+                // The broker has begun the upload (its slot is taken) before the others send.
+                for _ in 0..<6000 where await fixture.exchange.uploading.isEmpty {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(await fixture.exchange.uploading.count == 1)
+            }
+            return (outcome, socket)
+        }
+        defer { close(socket) }
+        #expect(outcome == "finished")
+        // The watch closes the connection within a quarter second of the phase closing; the
+        // deadline here is far beyond that.
+        var closed = false
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        for _ in 0..<600 where !closed {
+            let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n == 0 { closed = true } else { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(closed)
+        #expect(await fixture.exchange.uploading.isEmpty)
     }
 
     /// A node that quits (answers nothing) for `inactiveAfter` = 2 rounds in a row is marked
@@ -254,4 +310,20 @@ import Testing
         #expect(status == 401)
         #expect(try await fixture.state() == before)
     }
+}
+
+/// A TCP connection to the loopback `port`, blocking.
+func connectedSocket(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard fd >= 0, connected == 0 else { throw ExchangeError(.transport, "cannot connect to port \(port)") }
+    return fd
 }

@@ -677,19 +677,20 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let limits: Limits
     /// Requests whose head arrived and whose response has not been written to its end.
     private var inProgress = 0
-    private var idleSince = NIODeadline.now()
+    private var idleSince = NIODeadline.uptimeNanoseconds(0)
     /// Whether a read is outstanding (the broker waits for bytes) during a request's body.
     private var bodyOpen = false
     private var waiting = false
     private var waited: TimeAmount = .zero
     private var bytes = 0
-    private var lastCheck = NIODeadline.now()
+    private var lastCheck = NIODeadline.uptimeNanoseconds(0)
     private var closeAfterResponse = false
     private var timer: RepeatedTask?
 
     init(_ limits: Limits) { self.limits = limits }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        (idleSince, lastCheck) = (context.eventLoop.now, context.eventLoop.now)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: limits.check, delay: limits.check) { _ in
             let (handler, context) = loopBound.value
@@ -737,7 +738,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(data, promise: promise)
         case .end:
             inProgress = max(0, inProgress - 1)
-            idleSince = .now()
+            idleSince = context.eventLoop.now
             if closeAfterResponse {
                 let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
                 context.writeAndFlush(data).whenComplete { _ in loopBound.value.close(promise: nil) }
@@ -749,7 +750,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func check(_ context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         defer { lastCheck = now }
         if inProgress == 0 {
             if now - idleSince > limits.idle { context.close(promise: nil) }
