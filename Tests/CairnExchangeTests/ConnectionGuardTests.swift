@@ -27,6 +27,17 @@ import Testing
         HTTPRequest(method: .post, scheme: "http", authority: "broker", path: "/v1/federations/a/rounds/1/input")
     )
 
+    /// A body arriving while the broker reads: each second it asks for bytes, gets `bytesPerSecond`,
+    /// and asks again.
+    static func feed(_ channel: EmbeddedChannel, bytesPerSecond: Int, seconds: Int) throws {
+        for _ in 0..<seconds {
+            channel.read()
+            try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 1, count: bytesPerSecond)))
+            channel.read()
+            channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        }
+    }
+
     @Test func anIdleConnectionCloses() throws {
         let channel = try Self.channel()
         channel.embeddedEventLoop.advanceTime(by: .seconds(29))
@@ -56,24 +67,14 @@ import Testing
         let channel = try Self.channel()
         try channel.writeInbound(Self.upload)
         // 10 bytes a second while the broker reads: below 2 KiB/s over the 10 s window.
-        for _ in 0..<11 {
-            channel.read()
-            try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 1, count: 10)))
-            channel.read()
-            channel.embeddedEventLoop.advanceTime(by: .seconds(1))
-        }
+        try Self.feed(channel, bytesPerSecond: 10, seconds: 11)
         #expect(!channel.isActive)
     }
 
     @Test func aBodyAtTheRateStaysOpen() throws {
         let channel = try Self.channel()
         try channel.writeInbound(Self.upload)
-        for _ in 0..<40 {
-            channel.read()
-            try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(repeating: 1, count: 4096)))
-            channel.read()
-            channel.embeddedEventLoop.advanceTime(by: .seconds(1))
-        }
+        try Self.feed(channel, bytesPerSecond: 4096, seconds: 40)
         #expect(channel.isActive)
     }
 
