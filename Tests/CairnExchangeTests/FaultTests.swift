@@ -29,6 +29,7 @@ final class TestClock: Sendable {
         settings.now = { self.now }
         settings.requestsPerSecond = 1e9
         settings.burst = 1e9
+        settings.anonymousRefusalsPerSecond = .max
         return settings
     }
 }

@@ -248,6 +248,30 @@ import Testing
         #expect(summary.reason.hasSuffix(": 10000 × 401"))
     }
 
+    /// Past `anonymousRefusalsPerSecond` refusals of one source in one second, that source's
+    /// further refusals are slowed (answered after `refusalDelay`); other sources and the next
+    /// second are not.
+    @Test func aFloodingSourceIsSlowed() async throws {
+        let clock = TestClock()
+        var settings = clock.settings
+        settings.anonymousRefusalsPerSecond = 3
+        let fixture = try await Fixture(settings: settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let exchange = fixture.exchange
+        let slowed = (0..<5).map { _ in exchange.countRefusal(source: "192.0.2.7", status: 401) }
+        #expect(slowed == [false, false, false, true, true])
+        #expect(!exchange.countRefusal(source: "192.0.2.8", status: 401))
+        clock.advance(1)
+        #expect(!exchange.countRefusal(source: "192.0.2.7", status: 401))
+        // Slowed or not, each is counted in the minute's summary.
+        clock.advance(60)
+        let size = fixture.log.size
+        await exchange.tick()
+        let summaries = try (size..<fixture.log.size).map { try fixture.log.entry($0) }
+        #expect(summaries.map(\.objectID) == ["192.0.2.7", "192.0.2.8"])
+        #expect(summaries.first?.reason.hasSuffix(": 6 × 401") == true)
+    }
+
     /// A header or body the caller chose cannot make its refusal unauditable: control characters
     /// become spaces and long multi-byte text is cut on a character within the entry's limits.
     @Test func refusalsWithAnyTextAreAudited() async throws {

@@ -426,11 +426,12 @@ public enum BrokerServer {
             } else {
                 // Not attributable to a key (anyone can send these) or a flood of one key: counted,
                 // and summarised in the log once a minute per source.
-                exchange.countRefusal(
+                let flooding = exchange.countRefusal(
                     source: call.caller.map { "key:" + $0.key.fingerprint }
                         ?? context.remoteAddress?.ipAddress ?? "unknown",
                     status: refusal.status
                 )
+                if flooding { try? await Task.sleep(for: exchange.settings.refusalDelay) }
             }
             logger.debug(
                 "request refused",

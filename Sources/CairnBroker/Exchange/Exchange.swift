@@ -51,6 +51,11 @@ public actor Exchange {
         public var requestsPerSecond: Double = 50
         /// Burst size per identity.
         public var burst: Double = 200
+        /// Refusals no key can be held to (401) and rate-limited ones, per source and second,
+        /// answered at once; past it, each is answered after ``refusalDelay``.
+        public var anonymousRefusalsPerSecond: Int = 100
+        /// The wait before answering a refusal past ``anonymousRefusalsPerSecond``.
+        public var refusalDelay: Duration = .milliseconds(100)
         /// Masked-input uploads decrypted at once; each holds a buffer of `4 · (D + 1)` bytes.
         public var concurrentUploads: Int = 2
         /// The clock, Unix seconds (tests move it).
@@ -72,7 +77,15 @@ public actor Exchange {
     var specs: [String: FederationSpec] = [:]
     private var buckets: [[UInt8]: (tokens: Double, time: Int64)] = [:]
     /// Refusals counted this minute, by source and status (``countRefusal(source:status:)``).
-    private let refusals = Mutex<[String: [Int: Int]]>([:])
+    private let refusals = Mutex(RefusalCounts())
+
+    /// Refusals no key can be held to: by source and status for the minute's summary, and by
+    /// source in the current second for the slow-down.
+    struct RefusalCounts {
+        var minute: [String: [Int: Int]] = [:]
+        var second: Int64 = 0
+        var thisSecond: [String: Int] = [:]
+    }
     private var refusalMinute: Int64 = 0
     /// Uploads streaming now, by federation and roster index: one at a time per participant.
     var uploading: Set<String> = []
@@ -222,11 +235,20 @@ public actor Exchange {
     /// stale time, a replayed nonce; anyone can send these) or a rate-limited key's: one summary
     /// entry per source and minute (``flushRefusals(force:)``), not one entry each.
     /// Nonisolated: a flood of them never waits for, or holds up, the actor that serves members.
-    public nonisolated func countRefusal(source: String, status: Int) {
+    /// Returns whether `source` has had more than ``Settings/anonymousRefusalsPerSecond`` such
+    /// refusals this second: the HTTP layer then answers it only after
+    /// ``Settings/refusalDelay``, which slows a flood to what its connections can wait for.
+    public nonisolated func countRefusal(source: String, status: Int) -> Bool {
         metrics.refused.increment()
-        refusals.withLock { counts in
-            let key = counts.count < Self.maximumRefusalSources || counts[source] != nil ? source : "other sources"
-            counts[key, default: [:]][status, default: 0] += 1
+        let now = settings.now()
+        return refusals.withLock { counts in
+            let key =
+                counts.minute.count < Self.maximumRefusalSources || counts.minute[source] != nil
+                ? source : "other sources"
+            counts.minute[key, default: [:]][status, default: 0] += 1
+            if counts.second != now { (counts.second, counts.thisSecond) = (now, [:]) }
+            counts.thisSecond[key, default: 0] += 1
+            return counts.thisSecond[key]! > settings.anonymousRefusalsPerSecond
         }
     }
 
@@ -241,8 +263,8 @@ public actor Exchange {
         let start = Date(timeIntervalSince1970: TimeInterval(refusalMinute * 60))
         refusalMinute = minute
         let counted = refusals.withLock { counts in
-            defer { counts = [:] }
-            return counts
+            defer { counts.minute = [:] }
+            return counts.minute
         }
         for (source, statuses) in counted.sorted(by: { $0.key < $1.key }) {
             let total = statuses.values.reduce(0, +)
