@@ -248,6 +248,54 @@ import Testing
         #expect(summary.reason.hasSuffix(": 10000 × 401"))
     }
 
+    /// Enrolment attempts with fresh keys and invites that do not exist (anyone can make keys):
+    /// each refused (403), none logged alone, all in the minute's summary; an enrolled member's
+    /// refusal is still its own entry.
+    @Test func failedEnrolmentsAreSummarised() async throws {
+        let clock = TestClock()
+        let fixture = try await Fixture(settings: clock.settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        let body = Array(
+            try JSONEncoder().encode(
+                EnrolRequest(
+                    invite: String(repeating: "00", count: 16),
+                    deliveryKey: String(repeating: "ab", count: 32)
+                )
+            )
+        )
+        let size = fixture.log.size
+        let (statuses, member) = try await app.test(.router) { client in
+            var statuses: [Int] = []
+            for _ in 0..<50 {
+                statuses.append(
+                    try await fixture.request(
+                        client,
+                        try Ed25519.PrivateKey(),
+                        .post,
+                        "/v1/enrol",
+                        body,
+                        contentType: "application/json"
+                    ).status
+                )
+            }
+            let member = try await fixture.request(
+                client,
+                fixture.members["licensee"]!,
+                .get,
+                "/v1/federations/alpha/round"
+            )
+            return (statuses, member.status)
+        }
+        #expect(statuses == Array(repeating: 403, count: 50) && member == 403)
+        #expect(fixture.log.size == size + 1)
+        #expect(try fixture.log.entry(size).actor.hasPrefix("licensee:"))
+        clock.advance(60)
+        await fixture.exchange.tick()
+        #expect(fixture.log.size == size + 2)
+        #expect(try fixture.log.entry(size + 1).reason.hasSuffix(": 50 × 403"))
+    }
+
     /// Past `anonymousRefusalsPerSecond` refusals of one source in one second, that source's
     /// further refusals are slowed (answered after `refusalDelay`); other sources and the next
     /// second are not.

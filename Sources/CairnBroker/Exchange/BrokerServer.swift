@@ -416,7 +416,9 @@ public enum BrokerServer {
             response = try await body(call)
         } catch {
             let refusal = asExchangeError(error)
-            if let caller = call.caller, refusal.code != .rateLimited {
+            // A member's refusal is its own entry. A key that is not enrolled (a failed enrolment:
+            // anyone can make fresh keys) and a member's rate-limited flood are counted instead.
+            if let caller = call.caller, caller.member != nil, refusal.code != .rateLimited {
                 await exchange.auditRefusal(
                     caller: caller.name,
                     method: request.method.rawValue,
@@ -427,7 +429,7 @@ public enum BrokerServer {
                 // Not attributable to a key (anyone can send these) or a flood of one key: counted,
                 // and summarised in the log once a minute per source.
                 let flooding = exchange.countRefusal(
-                    source: call.caller.map { "key:" + $0.key.fingerprint }
+                    source: call.caller.flatMap { $0.member == nil ? nil : "key:" + $0.key.fingerprint }
                         ?? context.remoteAddress?.ipAddress ?? "unknown",
                     status: refusal.status
                 )

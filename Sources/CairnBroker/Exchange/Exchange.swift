@@ -217,8 +217,8 @@ public actor Exchange {
         return out.isEmpty ? "-" : out
     }
 
-    /// Records a refused request of an authenticated caller (the HTTP layer calls it for every
-    /// refusal it answers once the caller's signature, time and nonce checked out).
+    /// Records a refused request of a member (the HTTP layer calls it for every refusal it
+    /// answers once the caller's signature, time and nonce checked out and its key is enrolled).
     public func auditRefusal(caller: String, method: String, path: String, error: ExchangeError) {
         metrics.refused.increment()
         _ = try? audit(
