@@ -123,16 +123,12 @@ public enum FederatedModel {
     public static func checkBounds(sum: [UInt32], sampleCount: UInt32, contributors: Int, policy: RoundPolicy) throws {
         let q = try quantisation(policy)
         let bound = Int64(contributors) * (Int64((Double(q.scale) * Double(q.clipBound)).rounded(.up)) + 1)
-        var worst: Int64 = 0
-        var at = 0
-        for (i, word) in sum.enumerated() {
-            let magnitude = abs(Int64(Int32(bitPattern: word)))
-            if magnitude > worst { (worst, at) = (magnitude, i) }
-        }
-        guard worst <= bound else {
+        // The reason names the coordinate, never its value: the sum of a round that is not
+        // applied is published nowhere else.
+        if let at = sum.firstIndex(where: { abs(Int64(Int32(bitPattern: $0))) > bound }) {
             throw ExchangeError(
                 .malformed,
-                "coordinate \(at) of the sum is \(worst) in magnitude, beyond the ±\(bound) that \(contributors) clipped inputs can reach: an input was forged; the update is not applied"
+                "coordinate \(at) of the sum is beyond the ±\(bound) that \(contributors) clipped inputs can reach: an input was forged; the update is not applied"
             )
         }
         let most = Int64(contributors) * Int64(policy.maximumSampleCount)

@@ -97,6 +97,13 @@ struct Fixture {
         members["operator"] = operatorKey
     }
 
+    /// An enrolment body naming an invite that does not exist.
+    static let unknownInviteEnrolment = Array(
+        try! JSONEncoder().encode(
+            EnrolRequest(invite: String(repeating: "00", count: 16), deliveryKey: String(repeating: "ab", count: 32))
+        )
+    )
+
     /// `key` as the exchange sees it after a signed request, for calling the exchange directly.
     func caller(_ key: Ed25519.PrivateKey, enrolling: Bool = false) async throws -> Exchange.Caller {
         try await exchange.authenticate(
@@ -466,14 +473,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
         let fixture = try await Fixture()
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
-        let body = Array(
-            try JSONEncoder().encode(
-                EnrolRequest(
-                    invite: String(repeating: "00", count: 16),
-                    deliveryKey: String(repeating: "ab", count: 32)
-                )
-            )
-        )
+        let body = Fixture.unknownInviteEnrolment
         try await app.test(.router) { client in
             func attempt(_ key: Ed25519.PrivateKey, time: Int64 = unixTime(), signed: Bool = true) async throws -> Int {
                 let signature = try RequestSignature.sign(

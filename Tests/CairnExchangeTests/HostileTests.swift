@@ -40,8 +40,10 @@ import Testing
         }
         // 6 inputs of at most s·c + 1 = 2^20·4 + 1 each.
         let bound = 6 * (4 << 20 + 1)
-        #expect(reason.contains("coordinate 4 of the sum is "))
-        #expect(reason.contains("beyond the ±\(bound) that 6 clipped inputs can reach"))
+        #expect(
+            reason
+                == "coordinate 4 of the sum is beyond the ±\(bound) that 6 clipped inputs can reach: an input was forged; the update is not applied"
+        )
         #expect(models == 1, "only round 0's model")
         let log = driver.fixture.log
         let abort = try #require(try (0..<log.size).map { try log.entry($0) }.last { $0.action == "round.abort" })
@@ -256,14 +258,7 @@ import Testing
         let fixture = try await Fixture(settings: clock.settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
-        let body = Array(
-            try JSONEncoder().encode(
-                EnrolRequest(
-                    invite: String(repeating: "00", count: 16),
-                    deliveryKey: String(repeating: "ab", count: 32)
-                )
-            )
-        )
+        let body = Fixture.unknownInviteEnrolment
         let size = fixture.log.size
         let (statuses, member) = try await app.test(.router) { client in
             var statuses: [Int] = []

@@ -345,7 +345,7 @@ public enum BrokerServer {
         /// checks them against it.
         func body(json: Bool, limit: Int, enrolling: Bool = false) async throws -> [UInt8] {
             let declared = try declaredDigest()
-            let caller = try await authenticate(declared, enrolling: enrolling)
+            _ = try await authenticate(declared, enrolling: enrolling)
             let contentType = request.headers[.contentType]?.split(separator: ";").first.map(String.init) ?? ""
             if json, contentType != "application/json" {
                 throw ExchangeError(
@@ -370,7 +370,6 @@ public enum BrokerServer {
                     "the body does not match the digest the signature covers (\(RequestSignature.bodyDigestHeader))"
                 )
             }
-            _ = caller
             return body
         }
 

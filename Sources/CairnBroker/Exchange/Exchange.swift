@@ -309,8 +309,10 @@ public actor Exchange {
         public var name: String { (member?.role.rawValue ?? "key") + ":" + key.fingerprint }
     }
 
-    /// Checks a request's signature, time, nonce, key and standing, and the caller's rate.
-    /// `enrolling` admits a key the broker does not know yet (only `POST /v1/enrol`).
+    /// Checks a request's signature, time, nonce, key and standing, and the caller's rate:
+    /// ``verify(method:target:signature:bodyDigest:)``, ``identify(verified:enrolling:)`` (a
+    /// refusal up to here is not attributable to the key the headers name), then
+    /// ``admit(_:)``. `enrolling` admits a key the broker does not know yet (only `POST /v1/enrol`).
     public func authenticate(
         method: String,
         target: String,
@@ -320,29 +322,9 @@ public actor Exchange {
     ) throws -> Caller {
         try admit(
             try identify(
-                method: method,
-                target: target,
-                signature: signature,
-                bodyDigest: bodyDigest,
+                verified: verify(method: method, target: target, signature: signature, bodyDigest: bodyDigest),
                 enrolling: enrolling
             )
-        )
-    }
-
-    /// The first half of ``authenticate(method:target:signature:bodyDigest:enrolling:)``: the
-    /// signature and time (``verify(method:target:signature:bodyDigest:)``), then the key
-    /// (enrolled, unless `enrolling`) and the nonce (``identify(verified:enrolling:)``). A refusal
-    /// here is not attributable to the key the headers name.
-    public func identify(
-        method: String,
-        target: String,
-        signature: RequestSignature?,
-        bodyDigest: [UInt8],
-        enrolling: Bool = false
-    ) throws -> Caller {
-        try identify(
-            verified: verify(method: method, target: target, signature: signature, bodyDigest: bodyDigest),
-            enrolling: enrolling
         )
     }
 
