@@ -12,7 +12,9 @@ import Testing
         let attempts = Mutex(0)
         let heard = Mutex<[String]>([])
         let report: RetryReport = { failure, wait in heard.withLock { $0.append("\(failure.message) \(wait)") } }
-        let answer = try await withRetries(onRetry: report) {
+        // Patience far beyond need: a test run that starves this task for minutes (the pool
+        // has two threads) must not make it give up.
+        let answer = try await withRetries(patience: 1e9, onRetry: report) {
             let n = attempts.withLock {
                 $0 += 1
                 return $0
