@@ -133,6 +133,7 @@ let package = Package(
             dependencies: [
                 "CairnCLI", "CairnCrypto", "CairnWire", "CairnNode", "CairnBroker", "CairnAudit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             exclude: ["Golden"]
         ),

@@ -3,23 +3,39 @@ import Foundation
 import GRDB
 import Synchronization
 
-/// The append-only audit log in SQLite: canonical entries, their RFC 6962 leaf hashes, and the
-/// Merkle tree over them.
+/// The append-only audit log in SQLite: canonical entries, their RFC 6962 leaf hashes, the tree
+/// head (the Merkle tree's frontier) and the signed checkpoints.
 ///
 /// - One `DatabasePool` per file, in WAL mode with `synchronous = FULL`: an ``append(_:)``
 ///   returns only after its transaction committed durably.
-/// - Triggers abort any `UPDATE` or `DELETE` on the entries table, whoever runs it.
-/// - The tree is rebuilt from the stored leaf hashes when the log opens (the entries themselves
-///   are not re-read) and kept in memory, so roots and proofs never touch the entries.
+/// - Any number of processes may append to one file (the daemon and `cairn-audit` at once).
+///   Each append is one `BEGIN IMMEDIATE` transaction that reads the stored tree head, takes in
+///   the entries other processes appended since this one last looked (checking each), writes the
+///   new entries, their leaves and the new head, and commits. Checkpoints are signed inside such
+///   a transaction too, so they always cover what the database holds.
+/// - Nothing is vouched for unchecked: opening the log recomputes every leaf from its decoded
+///   entry and checks every stored checkpoint's root; entries another process appended are
+///   checked as they are taken in; signing re-reads and checks every entry since the last
+///   checkpoint, and ``forEachEntry(in:_:)`` (what exports read) checks each entry it returns.
+///   A mismatch throws ``AuditError`` `inconsistent` naming the entry.
+/// - Triggers abort any `UPDATE` or `DELETE` on the entries and checkpoints, whoever runs it.
 ///
-/// `Sendable`: the pool serialises writes, and the in-memory tree sits behind a mutex.
+/// `Sendable`: the pool serialises this process's writes, and the in-memory tree (which holds
+/// only committed leaves, in order) sits behind a mutex.
 public final class AuditLog: Sendable {
     private let pool: DatabasePool
-    private let tree: Mutex<MerkleTree>
+    private let tree = Mutex(MerkleTree())
 
-    /// Opens (creating if needed) the log at `path`.
+    /// How long an append waits for another process's transaction before failing: 60 s.
+    public static let busyTimeout: Double = 60
+
+    /// Opens (creating if needed) the log at `path`, and checks all of it: throws
+    /// ``AuditError`` `inconsistent` naming the first entry whose stored leaf is not the hash of
+    /// its entry, that does not decode, whose sequence number disagrees with its row, or that
+    /// breaks a stored checkpoint.
     public init(path: String) throws {
         var configuration = Configuration()
+        configuration.busyMode = .timeout(Self.busyTimeout)
         configuration.prepareDatabase { db in
             // secure_delete overwrites erased personal data in the file instead of leaving it in free pages.
             try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON")
@@ -32,23 +48,145 @@ public final class AuditLog: Sendable {
             // syncs the WAL before an append returns.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
-            let leaves = try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT sequence, leaf FROM entries ORDER BY sequence").enumerated().map {
-                    index,
-                    row -> MerkleHash in
-                    let sequence: Int64 = row["sequence"]
-                    guard sequence == Int64(index), let leaf = MerkleHash(Array(row["leaf"] as Data)) else {
-                        throw AuditError(.malformed, "\(path): the entries table has a gap or a bad leaf at \(index)")
+            let headMissing = try pool.read { db in
+                let count = try synchronise(db)
+                return try checkHead(db, count: count) == nil
+            }
+            if headMissing {
+                // A log written before the tree head existed (migration v4) gets it once.
+                try pool.writeWithoutTransaction { db in
+                    try db.inTransaction(.immediate) {
+                        let count = try synchronise(db)
+                        if try checkHead(db, count: count) == nil {
+                            let frontier = try tree.withLock { try $0.frontier(size: count) }
+                            try db.execute(
+                                sql: "INSERT INTO tree_head (id, size, frontier) VALUES (0, ?, ?)",
+                                arguments: [count, Data(frontier.bytes)]
+                            )
+                        }
+                        return .commit
                     }
-                    return leaf
                 }
             }
-            var rebuilt = MerkleTree()
-            for leaf in leaves { rebuilt.append(leaf) }
-            tree = Mutex(rebuilt)
+            for (size, root) in try checkpoints() {
+                guard size <= self.size, (try self.root(size: size)) == root else {
+                    throw AuditError(
+                        .inconsistent,
+                        "the audit log does not match its signed checkpoint of \(size) entries: entries before \(size) were changed or removed"
+                    )
+                }
+            }
         } catch let error as DatabaseError {
             throw AuditError(.storage, "\(path): \(error.message ?? "SQLite error \(error.resultCode)")")
         }
+    }
+
+    /// Checks one stored row: its entry decodes, re-encodes to the same bytes, carries the row's
+    /// sequence number, and hashes to the stored leaf. Returns the leaf.
+    private static func checkedLeaf(_ sequence: Int, _ bytes: [UInt8], _ stored: [UInt8]) throws -> MerkleHash {
+        let entry: AuditEntry
+        do { entry = try AuditEntry(decoding: bytes) } catch let error as AuditError {
+            throw AuditError(.inconsistent, "audit entry \(sequence) does not decode: \(error.message)")
+        }
+        guard entry.sequence == UInt64(sequence) else {
+            throw AuditError(.inconsistent, "audit entry \(sequence) carries sequence number \(entry.sequence)")
+        }
+        let leaf = RFC6962.leafHash(bytes)
+        guard leaf.bytes == stored else {
+            throw AuditError(
+                .inconsistent,
+                "audit entry \(sequence) does not hash to its stored leaf: the entry or its leaf was changed"
+            )
+        }
+        return leaf
+    }
+
+    /// Reads rows `range` of `db` in order through a cursor, checking each (``checkedLeaf``) and
+    /// that none is missing, and calls `body` with each.
+    private static func forEachCheckedRow(
+        _ db: Database,
+        _ range: Range<Int>,
+        _ body: (_ sequence: Int, _ bytes: [UInt8], _ leaf: MerkleHash) throws -> Void
+    ) throws {
+        let rows = try Row.fetchCursor(
+            db,
+            sql: "SELECT sequence, entry, leaf FROM entries WHERE sequence >= ? AND sequence < ? ORDER BY sequence",
+            arguments: [range.lowerBound, range.upperBound]
+        )
+        var expected = range.lowerBound
+        while let row = try rows.next() {
+            let sequence: Int = row["sequence"]
+            guard sequence == expected else {
+                throw AuditError(.inconsistent, "audit entry \(expected) is missing from the store")
+            }
+            let bytes = Array(row["entry"] as Data)
+            try body(sequence, bytes, try checkedLeaf(sequence, bytes, Array(row["leaf"] as Data)))
+            expected += 1
+        }
+        guard expected == range.upperBound else {
+            throw AuditError(.inconsistent, "audit entry \(expected) is missing from the store")
+        }
+    }
+
+    /// Takes into the in-memory tree, checked, the entries `db` holds beyond it (appended by
+    /// another process, or all of them when the log opens), and returns how many entries `db`
+    /// holds.
+    @discardableResult
+    private func synchronise(_ db: Database) throws -> Int {
+        let count = try Int.fetchOne(db, sql: "SELECT coalesce(max(sequence) + 1, 0) FROM entries") ?? 0
+        let known = tree.withLock { $0.size }
+        guard count > known else { return count }
+        var leaves: [MerkleHash] = []
+        leaves.reserveCapacity(count - known)
+        try Self.forEachCheckedRow(db, known..<count) { _, _, leaf in leaves.append(leaf) }
+        tree.withLock { t in
+            // Another thread may have taken in some of them meanwhile.
+            for leaf in leaves.dropFirst(t.size - known) { t.append(leaf) }
+        }
+        return count
+    }
+
+    /// Checks the stored tree head against `count` entries and the tree's leaves; nil when no
+    /// head is stored yet.
+    @discardableResult
+    private func checkHead(_ db: Database, count: Int) throws -> Frontier? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT size, frontier FROM tree_head WHERE id = 0") else {
+            return nil
+        }
+        let size: Int = row["size"]
+        guard let stored = Frontier(size: size, bytes: Array(row["frontier"] as Data)) else {
+            throw AuditError(.inconsistent, "the stored tree head of \(size) entries is malformed")
+        }
+        guard size == count else {
+            throw AuditError(
+                .inconsistent,
+                size < count
+                    ? "audit entries \(size)–\(count - 1) were written into the database directly, not appended through the log (its tree head covers \(size) entries)"
+                    : "the tree head covers \(size) entries but the database holds \(count): entries were removed"
+            )
+        }
+        guard stored == (try tree.withLock { try $0.frontier(size: size) }) else {
+            throw AuditError(.inconsistent, "the stored tree head does not match the leaves of the \(size) entries")
+        }
+        return stored
+    }
+
+    /// In a write transaction: brings the tree up to the database, refusing a database that
+    /// holds fewer entries than the tree already took in, and checks the head. Returns the
+    /// number of entries.
+    private func synchroniseForWriting(_ db: Database) throws -> Int {
+        let count = try synchronise(db)
+        let known = tree.withLock { $0.size }
+        guard count >= known else {
+            throw AuditError(
+                .inconsistent,
+                "the audit log held \(known) entries and now holds \(count): entries were removed"
+            )
+        }
+        guard try checkHead(db, count: count) != nil else {
+            throw AuditError(.inconsistent, "the audit log's tree head is missing")
+        }
+        return count
     }
 
     /// The schema. Migrations are never edited once shipped; a change is a new migration.
@@ -96,6 +234,19 @@ public final class AuditLog: Sendable {
                     """
             )
         }
+        m.registerMigration("v4: tree head") { db in
+            // The tree's size and frontier as of the last append (one row), written in each
+            // append's transaction.
+            try db.execute(
+                sql: """
+                    CREATE TABLE tree_head (
+                        id INTEGER PRIMARY KEY CHECK (id = 0),
+                        size INTEGER NOT NULL,
+                        frontier BLOB NOT NULL
+                    );
+                    """
+            )
+        }
         return m
     }
 
@@ -108,46 +259,67 @@ public final class AuditLog: Sendable {
         }
     }
 
-    /// Signs a checkpoint of the whole log and stores it before returning it for publication.
+    /// Signs a checkpoint of the whole log as the database holds it (whichever process appended
+    /// the entries) and stores it before returning it for publication.
     ///
-    /// A new checkpoint is signed only after checking that the tree is consistent with the last
-    /// stored checkpoint (its root at its size, and a consistency proof from it verified against
-    /// the new root), so a log that lost or changed entries never gets a new signature. When the
-    /// log has not grown, the last checkpoint is returned as it was.
+    /// In one write transaction: every entry since the last stored checkpoint is re-read and
+    /// checked (decoded, its sequence, its leaf recomputed and compared with the stored leaf and
+    /// the tree's), the tree head is checked, and the tree must be consistent with the last
+    /// checkpoint (its root at its size, and a consistency proof from it verified against the new
+    /// root). Any mismatch throws ``AuditError`` `inconsistent` naming the entry, and nothing is
+    /// signed. When the log has not grown, the last checkpoint is returned as it was.
     @discardableResult
     public func signCheckpoint(origin: String, signer: NoteSigner) throws -> String {
         try storage {
             try pool.writeWithoutTransaction { db in
-                let last = try Row.fetchOne(
-                    db,
-                    sql: "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-                )
-                let (size, root) = tree.withLock { t in (t.size, try? t.root()) }
-                guard let root else { throw AuditError(.malformed, "the audit tree has no root") }
-                if let last {
-                    let lastSize: Int = last["size"]
-                    guard let lastRoot = MerkleHash(Array(last["root"] as Data)) else {
-                        throw AuditError(.malformed, "the stored checkpoint has a malformed root")
-                    }
-                    if lastSize == size, lastRoot == root { return last["note"] as String }
-                    let proof = try tree.withLock { try $0.consistencyProof(from: lastSize, to: size) }
-                    guard lastSize <= size, (try? self.root(size: lastSize)) == lastRoot,
-                        RFC6962.verifyConsistency(
-                            oldSize: lastSize,
-                            newSize: size,
-                            oldRoot: lastRoot,
-                            newRoot: root,
-                            proof: proof
-                        )
-                    else {
+                var note = ""
+                try db.inTransaction(.immediate) {
+                    let size = try synchroniseForWriting(db)
+                    let last = try Row.fetchOne(
+                        db,
+                        sql: "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+                    )
+                    let lastSize: Int = last?["size"] ?? 0
+                    guard lastSize <= size else {
                         throw AuditError(
                             .inconsistent,
-                            "the log of \(size) entries is not consistent with the last checkpoint (\(lastSize) entries); refusing to sign"
+                            "the log of \(size) entries is shorter than its last checkpoint (\(lastSize) entries); refusing to sign"
                         )
                     }
-                }
-                let note = try SignedNote.sign(Checkpoint(origin: origin, size: size, root: root).text, by: signer)
-                try db.inTransaction {
+                    try Self.forEachCheckedRow(db, lastSize..<size) { sequence, _, leaf in
+                        guard leaf == tree.withLock({ $0.leaf(sequence) }) else {
+                            throw AuditError(
+                                .inconsistent,
+                                "audit entry \(sequence) and its leaf were changed after it was appended; refusing to sign"
+                            )
+                        }
+                    }
+                    let root = try tree.withLock { try $0.root(size: size) }
+                    if let last {
+                        guard let lastRoot = MerkleHash(Array(last["root"] as Data)) else {
+                            throw AuditError(.malformed, "the stored checkpoint has a malformed root")
+                        }
+                        if lastSize == size, lastRoot == root {
+                            note = last["note"]
+                            return .commit
+                        }
+                        let proof = try tree.withLock { try $0.consistencyProof(from: lastSize, to: size) }
+                        guard (try? tree.withLock { try $0.root(size: lastSize) }) == lastRoot,
+                            RFC6962.verifyConsistency(
+                                oldSize: lastSize,
+                                newSize: size,
+                                oldRoot: lastRoot,
+                                newRoot: root,
+                                proof: proof
+                            )
+                        else {
+                            throw AuditError(
+                                .inconsistent,
+                                "the log of \(size) entries is not consistent with the last checkpoint (\(lastSize) entries); refusing to sign"
+                            )
+                        }
+                    }
+                    note = try SignedNote.sign(Checkpoint(origin: origin, size: size, root: root).text, by: signer)
                     try db.execute(
                         sql: "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)",
                         arguments: [size, Data(root.bytes), note]
@@ -173,8 +345,22 @@ public final class AuditLog: Sendable {
         get throws { try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 } }
     }
 
-    /// The number of entries.
-    public var size: Int { tree.withLock { $0.size } }
+    /// The number of entries, including those other processes appended (when the database
+    /// cannot be read, the number this process knows).
+    public var size: Int {
+        _ = try? refresh()
+        return tree.withLock { $0.size }
+    }
+
+    /// Takes in, checked, the entries other processes appended since this one last looked.
+    public func refresh() throws {
+        _ = try storage { try pool.read { db in try synchronise(db) } }
+    }
+
+    /// Refreshes when `size` is beyond the entries known.
+    private func refresh(toCover size: Int?) throws {
+        if size.map({ $0 > tree.withLock { $0.size } }) ?? true { try refresh() }
+    }
 
     /// Appends the entry `make` builds for the next sequence number, durably, and returns it.
     /// Nothing is appended when `make` or the encoding throws.
@@ -199,17 +385,17 @@ public final class AuditLog: Sendable {
     ) throws -> [AuditEntry] {
         precondition(count >= 1, "append at least one entry")
         do {
-            // Holding the writer for the transaction and the tree update keeps the tree in commit
-            // order; the tree grows only after the commit succeeded.
+            // This process's appends are serialised by the pool's one writer; other processes'
+            // by BEGIN IMMEDIATE. The tree takes the leaves only after the commit.
             return try pool.writeWithoutTransaction { db in
                 var appended: [(entry: AuditEntry, leaf: MerkleHash)] = []
-                try db.inTransaction {
-                    // max(rowid) is one B-tree descent; count(*) would scan the table on every commit.
-                    let first = try Int64.fetchOne(db, sql: "SELECT coalesce(max(sequence) + 1, 0) FROM entries") ?? 0
+                try db.inTransaction(.immediate) {
+                    let first = try synchroniseForWriting(db)
+                    var frontier = try tree.withLock { try $0.frontier(size: first) }
                     let insert = try db.cachedStatement(
                         sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)"
                     )
-                    for next in first..<(first + Int64(count)) {
+                    for next in first..<(first + count) {
                         let entry = try make(UInt64(next))
                         guard entry.sequence == UInt64(next) else {
                             throw AuditError(
@@ -220,12 +406,20 @@ public final class AuditLog: Sendable {
                         let bytes = try entry.encoded()
                         let leaf = RFC6962.leafHash(bytes)
                         try insert.execute(arguments: [next, Data(bytes), Data(leaf.bytes)])
+                        frontier.append(leaf)
                         appended.append((entry, leaf))
                     }
                     try alongside(db)
+                    try db.execute(
+                        sql: "UPDATE tree_head SET size = ?, frontier = ? WHERE id = 0",
+                        arguments: [frontier.size, Data(frontier.bytes)]
+                    )
                     return .commit
                 }
-                tree.withLock { t in for a in appended { t.append(a.leaf) } }
+                tree.withLock { t in
+                    // A reader of this process may have taken them in already.
+                    for a in appended where Int(a.entry.sequence) == t.size { t.append(a.leaf) }
+                }
                 return appended.map(\.entry)
             }
         } catch let error as DatabaseError {
@@ -234,8 +428,10 @@ public final class AuditLog: Sendable {
     }
 
     /// Calls `body` with each stored entry of `range` in order: its sequence number, its stored
-    /// bytes and its leaf hash as the tree holds it. Entries are read through a cursor, so memory
-    /// stays flat however long the log is.
+    /// bytes and its leaf hash. Each is checked first (it decodes, carries its sequence number,
+    /// and hashes to both its stored leaf and the leaf the tree took in), so what an export
+    /// writes is what the checkpoints sign. Entries are read through a cursor, so memory stays
+    /// flat however long the log is.
     public func forEachEntry(
         in range: Range<Int>,
         _ body: (_ sequence: Int, _ bytes: [UInt8], _ leaf: MerkleHash) throws -> Void
@@ -245,25 +441,43 @@ public final class AuditLog: Sendable {
         }
         try storage {
             try pool.read { db in
-                let rows = try Row.fetchCursor(
-                    db,
-                    sql: "SELECT sequence, entry FROM entries WHERE sequence >= ? AND sequence < ? ORDER BY sequence",
-                    arguments: [range.lowerBound, range.upperBound]
-                )
-                var expected = range.lowerBound
-                while let row = try rows.next() {
-                    let sequence: Int = row["sequence"]
-                    guard sequence == expected else {
-                        throw AuditError(.malformed, "audit entry \(expected) is missing from the store")
+                try Self.forEachCheckedRow(db, range) { sequence, bytes, leaf in
+                    guard leaf == tree.withLock({ $0.leaf(sequence) }) else {
+                        throw AuditError(
+                            .inconsistent,
+                            "audit entry \(sequence) and its leaf were changed after it was appended"
+                        )
                     }
-                    let leaf = tree.withLock { $0.leaf(sequence) }
-                    try body(sequence, Array(row["entry"] as Data), leaf)
-                    expected += 1
-                }
-                guard expected == range.upperBound else {
-                    throw AuditError(.malformed, "audit entry \(expected) is missing from the store")
+                    try body(sequence, bytes, leaf)
                 }
             }
+        }
+    }
+
+    /// Checks every stored checkpoint's signed note with `verifier`: it opens, and names the size
+    /// and root stored beside it (which opening the log checked against the entries). Returns the
+    /// notes' sizes, oldest first.
+    public func checkStoredCheckpoints(verifier: NoteVerifier) throws -> [Int] {
+        let rows = try storage {
+            try pool.read { db in try Row.fetchAll(db, sql: "SELECT size, root, note FROM checkpoints ORDER BY size") }
+        }
+        return try rows.map { row in
+            let size: Int = row["size"]
+            let checkpoint: Checkpoint
+            do {
+                checkpoint = try Checkpoint(text: SignedNote.open(row["note"], verifier: verifier))
+            } catch let error as AuditError {
+                throw AuditError(
+                    .inconsistent,
+                    "the stored checkpoint of \(size) entries does not verify: \(error.message)"
+                )
+            }
+            guard checkpoint.size == size, checkpoint.root.bytes == Array(row["root"] as Data),
+                checkpoint.root == (try root(size: size))
+            else {
+                throw AuditError(.inconsistent, "the stored checkpoint of \(size) entries does not sign the log's tree")
+            }
+            return size
         }
     }
 
@@ -381,15 +595,20 @@ public final class AuditLog: Sendable {
     }
 
     /// The Merkle root of the first `size` entries (all by default).
-    public func root(size: Int? = nil) throws -> MerkleHash { try tree.withLock { try $0.root(size: size) } }
+    public func root(size: Int? = nil) throws -> MerkleHash {
+        try refresh(toCover: size)
+        return try tree.withLock { try $0.root(size: size) }
+    }
 
     /// The inclusion proof of entry `index` in the tree of the first `size` entries.
     public func inclusionProof(index: Int, size: Int? = nil) throws -> [MerkleHash] {
-        try tree.withLock { try $0.inclusionProof(index: index, size: size) }
+        try refresh(toCover: size)
+        return try tree.withLock { try $0.inclusionProof(index: index, size: size) }
     }
 
     /// The consistency proof from the first `oldSize` entries to the first `newSize`.
     public func consistencyProof(from oldSize: Int, to newSize: Int? = nil) throws -> [MerkleHash] {
-        try tree.withLock { try $0.consistencyProof(from: oldSize, to: newSize) }
+        try refresh(toCover: newSize)
+        return try tree.withLock { try $0.consistencyProof(from: oldSize, to: newSize) }
     }
 }

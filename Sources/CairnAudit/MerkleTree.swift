@@ -145,6 +145,22 @@ public struct MerkleTree: Sendable {
         }
     }
 
+    /// The tree's frontier: the hashes of its complete subtrees, one per set bit of ``size``,
+    /// largest first. Enough to compute the root and to go on appending without the leaves.
+    public var frontier: Frontier { (try? frontier(size: size)) ?? .empty }
+
+    /// The frontier of the tree of the first `size` leaves.
+    public func frontier(size n: Int) throws -> Frontier {
+        guard n >= 0, n <= size else { throw treeSizeError(n) }
+        var hashes: [MerkleHash] = []
+        var start = 0
+        for h in stride(from: levels.count - 1, through: 0, by: -1) where n >> h & 1 == 1 {
+            hashes.append(levels[h][start >> h])
+            start += 1 << h
+        }
+        return Frontier(size: n, hashes: hashes)!
+    }
+
     /// The root of the first `size` leaves (the current tree by default).
     public func root(size: Int? = nil) throws -> MerkleHash {
         let n = size ?? self.size
@@ -219,6 +235,57 @@ public struct MerkleTree: Sendable {
             subproof(m - k, lo + k, hi, false, &proof)
             proof.append(hash(lo, lo + k))
         }
+    }
+}
+
+/// The right edge of an RFC 6962 tree: its size and the hashes of its complete subtrees, one
+/// per set bit of the size, largest first (`Protocol/README.md`, "The tree head"). It grows by
+/// one leaf in O(log n) hashes and gives the same root as the whole tree.
+public struct Frontier: Hashable, Sendable {
+    /// The number of leaves.
+    public private(set) var size: Int
+    /// The complete subtrees' hashes, largest first.
+    public private(set) var hashes: [MerkleHash]
+
+    /// A frontier; nil when the number of hashes is not the number of set bits of `size`.
+    public init?(size: Int, hashes: [MerkleHash]) {
+        guard size >= 0, hashes.count == size.nonzeroBitCount else { return nil }
+        self.size = size
+        self.hashes = hashes
+    }
+
+    /// The frontier of the empty tree.
+    public static let empty = Frontier(size: 0, hashes: [])!
+
+    /// Adds a leaf hash: it merges with the smaller subtrees it completes.
+    public mutating func append(_ leaf: MerkleHash) {
+        var node = leaf
+        var n = size
+        while n & 1 == 1 {
+            node = RFC6962.nodeHash(hashes.removeLast(), node)
+            n >>= 1
+        }
+        hashes.append(node)
+        size += 1
+    }
+
+    /// MTH of the leaves: the subtrees folded from the right, as RFC 6962 splits.
+    public var root: MerkleHash {
+        guard var r = hashes.last else { return RFC6962.emptyRoot }
+        for h in hashes.dropLast().reversed() { r = RFC6962.nodeHash(h, r) }
+        return r
+    }
+
+    /// The stored form: the hashes concatenated.
+    public var bytes: [UInt8] { hashes.flatMap(\.bytes) }
+
+    /// Reads the stored form back; nil when it does not fit `size`.
+    public init?(size: Int, bytes: [UInt8]) {
+        guard bytes.count % SHA256.byteCount == 0 else { return nil }
+        let hashes = stride(from: 0, to: bytes.count, by: SHA256.byteCount).map {
+            MerkleHash(unchecked: Array(bytes[$0..<($0 + SHA256.byteCount)]))
+        }
+        self.init(size: size, hashes: hashes)
     }
 }
 

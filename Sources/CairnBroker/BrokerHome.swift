@@ -98,8 +98,19 @@ public struct BrokerHome: Sendable {
         return home
     }
 
-    /// Opens the audit log.
-    public func openLog() throws -> AuditLog { try AuditLog(path: path + "/" + Self.auditFileName) }
+    /// Opens the audit log, which checks all of it first. A log that fails the check (entries or
+    /// leaves edited, removed or written behind the log's back) is refused with the entry named and
+    /// how to investigate: nothing then signs, exports or serves over it.
+    public func openLog() throws -> AuditLog {
+        do {
+            return try AuditLog(path: path + "/" + Self.auditFileName)
+        } catch let error as AuditError where error.code == .inconsistent {
+            throw AuditError(
+                .inconsistent,
+                "the audit log in \(path) is not consistent: \(error.message). Nothing will be signed or served over it. Investigate with `cairn-audit verify --data-dir \(path)`, and restore the folder from a backup (`cairn-broker restore`)."
+            )
+        }
+    }
 
     /// The checkpoint verifier key, from `checkpoint.pub`.
     public func verifier() throws -> NoteVerifier {

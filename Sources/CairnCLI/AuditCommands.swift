@@ -80,27 +80,52 @@ extension AuditCommand {
     /// `cairn-audit verify`.
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Verify a bundle (or a proof from prove) offline with only the broker's checkpoint key.",
+            abstract: "Verify a bundle (or a proof from prove) offline, or the broker's own database.",
             discussion: """
-                Checks the manifest's and the checkpoint's signatures, recomputes every entry's leaf hash and \
-                the root (or each inclusion proof), checks the CSV against the JSON lines, the consistency \
-                proofs and every file's SHA-256. On the first problem it names the file and, for entries, the \
-                first bad entry and why, and exits with status 1. With --later, also checks that the later \
-                bundle's log extends this one's (no entry changed or removed in between).
+                With a bundle: checks the manifest's and the checkpoint's signatures, recomputes every entry's \
+                leaf hash and the root (or each inclusion proof), checks the CSV against the JSON lines, the \
+                consistency proofs and every file's SHA-256. On the first problem it names the file and, for \
+                entries, the first bad entry and why, and exits with status 1. With --later, also checks that \
+                the later bundle's log extends this one's (no entry changed or removed in between).
+
+                Without a path: checks the audit database in --data-dir, read only (run it when the broker \
+                refuses to start over its log): every entry decoded and its leaf recomputed, the tree head, \
+                and every stored checkpoint's signature (with --key, else <data-dir>/checkpoint.pub) and root.
                 """
         )
 
         @Argument(help: ArgumentHelp("A bundle folder, or a proof file written by prove.", valueName: "path"))
-        var path: String
+        var path: String?
 
-        @Option(help: "The checkpoint key: the text of checkpoint.pub (name+id+key), or a path to that file.")
-        var key: String
+        @Option(
+            help:
+                "The checkpoint key: the text of checkpoint.pub (name+id+key), or a path to that file. Needed with a path."
+        )
+        var key: String?
 
         @Option(help: ArgumentHelp("A later bundle of the same log to check this one against.", valueName: "folder"))
         var later: String?
 
+        @OptionGroup var data: BrokerDataOptions
+
+        func validate() throws {
+            if path != nil, key == nil { throw ValidationError("--key is needed to verify a bundle or proof") }
+            if path == nil, later != nil { throw ValidationError("--later needs a bundle path") }
+        }
+
         func run() throws {
-            let verifier = try readVerifier(key)
+            guard let path else {
+                let home = try data.open()
+                let log = try home.openLog()
+                let sizes = try log.checkStoredCheckpoints(verifier: try key.map(readVerifier) ?? home.verifier())
+                print(
+                    "OK: the audit log in \(home.path): \(log.size) entries, each decoded and its leaf recomputed; "
+                        + "tree head consistent; \(sizes.count) signed checkpoints verify and match it"
+                        + (sizes.last.map { " (the last covers \($0) entries)" } ?? "")
+                )
+                return
+            }
+            let verifier = try readVerifier(key ?? "")
             if !DurableFile.isDirectory(path) {
                 let (entry, checkpoint) = try AuditBundle.verifyProofDocument(
                     try DurableFile.read(path, maximum: 1 << 20),

@@ -140,30 +140,131 @@ struct AuditCheckpointTests {
         )
     }
 
-    @Test("A log edited behind its back (triggers dropped, a row changed) gets no new checkpoint")
-    func tamperedLogIsNotSigned() throws {
+    /// One way of editing the database behind the log's back, and what the refusal must name.
+    struct Tamper: CustomTestStringConvertible, Sendable {
+        let name: String
+        let sql: String
+        let arguments: [Data]
+        let names: String
+        var testDescription: String { name }
+    }
+
+    static let tampers: [Tamper] = {
+        let forged = try! logEntry(5, "participant.suspend").encoded()
+        let shifted = try! logEntry(6).encoded()
+        let inserted = try! logEntry(8).encoded()
+        return [
+            Tamper(
+                name: "edited blob, old leaf",
+                sql: "UPDATE entries SET entry = ? WHERE sequence = 5",
+                arguments: [Data(forged)],
+                names: "audit entry 5 does not hash to its stored leaf"
+            ),
+            Tamper(
+                name: "wrong leaf",
+                sql: "UPDATE entries SET leaf = ? WHERE sequence = 5",
+                arguments: [Data(SHA256.hash(Array("not the leaf".utf8)))],
+                names: "audit entry 5 does not hash to its stored leaf"
+            ),
+            Tamper(
+                name: "undecodable blob",
+                sql: "UPDATE entries SET entry = ?, leaf = ? WHERE sequence = 5",
+                arguments: [Data([0, 1, 2]), Data(RFC6962.leafHash([0, 1, 2]).bytes)],
+                names: "audit entry 5 does not decode"
+            ),
+            Tamper(
+                name: "wrong sequence",
+                sql: "UPDATE entries SET entry = ?, leaf = ? WHERE sequence = 5",
+                arguments: [Data(shifted), Data(RFC6962.leafHash(shifted).bytes)],
+                names: "audit entry 5 carries sequence number 6"
+            ),
+            Tamper(
+                name: "edited entry, leaf re-hashed",
+                sql: "UPDATE entries SET entry = ?, leaf = ? WHERE sequence = 5",
+                arguments: [Data(forged), Data(RFC6962.leafHash(forged).bytes)],
+                names: "audit entry 5 and its leaf were changed after it was appended"
+            ),
+            Tamper(
+                name: "entry INSERTed directly",
+                sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (8, ?, ?)",
+                arguments: [Data(inserted), Data(RFC6962.leafHash(inserted).bytes)],
+                names: "audit entries 8–8 were written into the database directly"
+            ),
+        ]
+    }()
+
+    @Test(
+        "Database tampering (triggers dropped) is refused at signing, at export and at opening, naming the entry",
+        arguments: tampers
+    )
+    func tamperedLogIsRefused(tamper: Tamper) throws {
         let path = temporaryDatabase()
         let signer = try NoteSigner(name: "cairn.example/log", key: .init())
-        let note: String
-        do {
-            let log = try AuditLog(path: path)
-            for _ in 0..<8 { try log.append { logEntry($0) } }
-            note = try log.signCheckpoint(origin: "cairn.example/log", signer: signer)
-        }
-        let forged = try logEntry(3, "participant.suspend").encoded()
+        // The running daemon: it appended entries 0–7 and signed a checkpoint at 4.
+        let daemon = try AuditLog(path: path)
+        for _ in 0..<5 { try daemon.append { logEntry($0) } }
+        let note = try daemon.signCheckpoint(origin: "cairn.example/log", signer: signer)
+        for _ in 0..<3 { try daemon.append { logEntry($0) } }
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
             try db.execute(sql: "DROP TRIGGER entries_are_append_only_update")
-            try db.execute(
-                sql: "UPDATE entries SET entry = ?, leaf = ? WHERE sequence = 3",
-                arguments: [Data(forged), Data(RFC6962.leafHash(forged).bytes)]
+            try db.execute(sql: tamper.sql, arguments: StatementArguments(tamper.arguments))
+        }
+        try queue.close()
+
+        func refusal(_ body: () throws -> Void) -> String {
+            do {
+                try body()
+                return "accepted"
+            } catch let error as AuditError {
+                return error.code == .inconsistent ? error.message : "\(error.code): \(error.message)"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let signing = refusal { try daemon.signCheckpoint(origin: "cairn.example/log", signer: signer) }
+        #expect(signing.contains(tamper.names), "signing: \(signing)")
+        let export = refusal {
+            try AuditBundle.export(
+                log: daemon,
+                origin: "cairn.example/log",
+                signer: signer,
+                actor: "operator:ana",
+                to: NSTemporaryDirectory() + "cairn-bundle-\(UUID().uuidString)"
             )
         }
-        let log = try AuditLog(path: path)
-        try log.append { logEntry($0) }
-        #expect(throws: AuditError(.inconsistent, "")) {
-            try log.signCheckpoint(origin: "cairn.example/log", signer: signer)
+        #expect(export.contains(tamper.names), "export: \(export)")
+        let opening = refusal { _ = try AuditLog(path: path) }
+        // A fresh process sees the edited rows as they are (9 with the export's entry): a re-hashed
+        // edit breaks the tree head.
+        let atOpening =
+            tamper.name == "edited entry, leaf re-hashed"
+            ? "the stored tree head does not match the leaves of the 9 entries" : tamper.names
+        #expect(opening.contains(atOpening), "opening: \(opening)")
+        #expect(try daemon.latestCheckpoint() == note)
+    }
+
+    @Test("Two logs on one file (two processes) append into one tree; each signs over what the other wrote")
+    func twoWriters() throws {
+        let path = temporaryDatabase()
+        let signer = try NoteSigner(name: "cairn.example/log", key: .init())
+        let daemon = try AuditLog(path: path)
+        let tool = try AuditLog(path: path)
+        var reference = MerkleTree()
+        for i in 0..<40 {
+            let e = try (i % 3 == 0 ? tool : daemon).append { logEntry($0) }
+            #expect(e.sequence == UInt64(i))
+            reference.append(RFC6962.leafHash(try e.encoded()))
+            if i % 7 == 0 {
+                let note = try (i % 2 == 0 ? tool : daemon).signCheckpoint(origin: "cairn.example/log", signer: signer)
+                let checkpoint = try Checkpoint(text: SignedNote.open(note, verifier: signer.verifier))
+                #expect(checkpoint.size == i + 1)
+                #expect(checkpoint.root == (try reference.root()))
+            }
         }
-        #expect(try log.latestCheckpoint() == note)
+        #expect(daemon.size == 40)
+        #expect(try daemon.root() == reference.root())
+        #expect(try tool.inclusionProof(index: 39, size: 40) == reference.inclusionProof(index: 39))
+        #expect(try AuditLog(path: path).root() == reference.root())
     }
 }

@@ -118,6 +118,30 @@ struct MerkleTreeTests {
         }
     }
 
+    @Test("Frontiers: grown leaf by leaf, taken from the tree at any size, and stored, they give the reference root")
+    func frontiers() throws {
+        let all = leaves(300)
+        var tree = MerkleTree()
+        var grown = Frontier.empty
+        #expect(grown.root == RFC6962.emptyRoot)
+        for (i, leaf) in all.enumerated() {
+            tree.append(leaf)
+            grown.append(leaf)
+            #expect(grown.size == i + 1)
+            #expect(grown.hashes.count == (i + 1).nonzeroBitCount)
+            #expect(grown.root == Reference.mth(all[0...i]))
+        }
+        for n in 0...300 {
+            let taken = try tree.frontier(size: n)
+            #expect(taken.root == Reference.mth(all.prefix(n)))
+            #expect(Frontier(size: n, bytes: taken.bytes) == taken)
+        }
+        #expect(tree.frontier == grown)
+        #expect(Frontier(size: 3, bytes: Array(repeating: 0, count: 32)) == nil)
+        #expect(Frontier(size: 3, bytes: Array(repeating: 0, count: 65)) == nil)
+        #expect(throws: AuditError.self) { try tree.frontier(size: 301) }
+    }
+
     @Test("Proofs for earlier tree sizes, from the final tree alone")
     func earlierSizes() throws {
         let all = leaves(300)

@@ -5,6 +5,7 @@ import CairnCrypto
 import CairnNode
 import CairnWire
 import Foundation
+import GRDB
 import Glibc
 import Testing
 
@@ -209,6 +210,28 @@ struct AuditCLITests {
             try run(AuditCommand.self, ["export", "--out", folder + "/b3", "--from", "yesterday"] + pp)
         }
         #expect(!DurableFile.exists(folder + "/b3"))
+
+        // The database itself: verified in place; edited behind the log's back, it is refused by
+        // every tool that opens it (the daemon included), naming the entry and what to run.
+        try run(AuditCommand.self, ["verify", "--data-dir", data])
+        var forged = try log.entry(1)
+        forged.objectID = "ed25519:bob"
+        let queue = try DatabaseQueue(path: data + "/audit.sqlite")
+        try queue.write { db in
+            try db.execute(sql: "DROP TRIGGER entries_are_append_only_update")
+            try db.execute(sql: "UPDATE entries SET entry = ? WHERE sequence = 1", arguments: [Data(forged.encoded())])
+        }
+        try queue.close()
+        let expected =
+            "the audit log in \(data) is not consistent: audit entry 1 does not hash to its stored leaf: the entry or its leaf was changed. Nothing will be signed or served over it. Investigate with `cairn-audit verify --data-dir \(data)`, and restore the folder from a backup (`cairn-broker restore`)."
+        #expect(#expect(throws: AuditError.self) { try home.openLog() }?.message == expected)
+        #expect(
+            #expect(throws: AuditError.self) { try run(AuditCommand.self, ["verify", "--data-dir", data]) }?.message
+                == expected
+        )
+        #expect(
+            #expect(throws: AuditError.self) { try run(AuditCommand.self, ["checkpoint"] + pp) }?.message == expected
+        )
     }
 
     @Test("The data folder is the owner's alone whatever the umask, and an erased person is in none of its files")
