@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "CairnSecAgg", dependencies: ["CairnCrypto", "CairnWire", "CairnSIMD"]),
         .target(
             name: "CairnAudit",
-            dependencies: ["CairnCrypto", "CairnWire", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["CairnCrypto", "CairnWire", "CairnExchange", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
         .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
@@ -126,7 +126,10 @@ let package = Package(
         .testTarget(name: "CairnModelsTests", dependencies: ["CairnModels", "CairnWire"]),
         .testTarget(
             name: "CairnAuditTests",
-            dependencies: ["CairnAudit", "CairnCrypto", "CairnWire", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "CairnAudit", "CairnCrypto", "CairnWire", "CairnExchange",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
         ),
         .testTarget(
             name: "CairnCLITests",

@@ -83,6 +83,10 @@ public enum AuditBundle {
         public var entryCount: Int
         /// Earlier checkpoints this bundle proves consistent with its own, by size.
         public var consistency: [Int: (root: MerkleHash, proof: [MerkleHash])]
+        /// Entries that carry the request their actor signed, each signature checked.
+        public var actorSigned = 0
+        /// Entries the broker alone vouches for (its own actions, refusals, operator tools).
+        public var brokerOnly = 0
 
         public static func == (a: Summary, b: Summary) -> Bool {
             a.origin == b.origin && a.exportID == b.exportID && a.logSize == b.logSize && a.root == b.root
@@ -254,6 +258,7 @@ public enum AuditBundle {
         }
 
         var previous = -1
+        var signatures = Signatures()
         let entryLines = lines(entriesFile, separator: [0x0A])
         for (index, line) in entryLines.enumerated() {
             let expected = all ? index : previous + 1
@@ -307,6 +312,7 @@ public enum AuditBundle {
             guard index + 1 < csvLines.count,
                 csvLines[index + 1].elementsEqual(BundleText.csvRow(entry).utf8.dropLast(2))
             else { throw bad("\(name): entries.csv row \(index + 2) does not match it") }
+            if let why = signatures.check(entry, wholeLog: all) { throw bad("\(name): \(why)") }
             previous = sequence
         }
         if all, entryLines.count != checkpoint.size {
@@ -360,8 +366,52 @@ public enum AuditBundle {
             root: checkpoint.root,
             filter: manifest.filter,
             entryCount: entryLines.count,
-            consistency: consistency
+            consistency: consistency,
+            actorSigned: signatures.actorSigned,
+            brokerOnly: signatures.brokerOnly
         )
+    }
+
+    /// The actor-signature check of entries in log order (`Protocol/README.md`, "Actor-signed
+    /// entries"). A whole-log bundle also learns the keys the log publishes: the broker's
+    /// identity and the operator's key (`broker.init`), and each member's (`member.enrol`).
+    struct Signatures {
+        var actorSigned = 0
+        var brokerOnly = 0
+        var brokerIdentity: [UInt8]?
+        var published: Set<[UInt8]> = []
+
+        /// Why `entry` fails, or nil; counts it.
+        mutating func check(_ entry: AuditEntry, wholeLog: Bool) -> String? {
+            func digest(_ name: String) -> [UInt8]? { entry.digests.first { $0.name == name }?.bytes }
+            if entry.action == "broker.init", entry.outcome == .succeeded {
+                brokerIdentity = digest("broker.identity") ?? brokerIdentity
+                if let key = digest("operator.key") { published.insert(key) }
+            }
+            if entry.action == "member.enrol", entry.outcome == .succeeded, let key = digest("member.key") {
+                published.insert(key)
+            }
+            guard let request = entry.request else {
+                if entry.outcome == .succeeded, let fingerprint = entry.actorFingerprint {
+                    return "it names \(entry.actor) as its actor but carries no request signed by \(fingerprint)"
+                }
+                brokerOnly += 1
+                return nil
+            }
+            guard request.isValid else { return "the signature of the request it records does not verify" }
+            guard let fingerprint = entry.actorFingerprint, request.fingerprint == fingerprint else {
+                return
+                    "its request was signed by \(request.fingerprint ?? "no valid key"), not by its actor \(entry.actor)"
+            }
+            if let brokerIdentity, request.broker != brokerIdentity {
+                return "its request was signed for another broker than this log's"
+            }
+            if wholeLog, brokerIdentity != nil, !published.contains(request.key) {
+                return "its request was signed by \(fingerprint), a key no earlier entry of the log publishes"
+            }
+            actorSigned += 1
+            return nil
+        }
     }
 
     /// Checks that the log `earlier` was verified from is a prefix of the log `later` was: same

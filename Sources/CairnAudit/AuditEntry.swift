@@ -1,3 +1,5 @@
+public import CairnCrypto
+public import CairnExchange
 import CairnWire
 import Glibc
 
@@ -26,8 +28,10 @@ public struct AuditEntry: Hashable, Sendable {
         }
     }
 
-    /// The encoding version, 1.
+    /// The encoding version of an entry without a signed request, 1.
     public static let schemaVersion: UInt16 = 1
+    /// The encoding version of an entry that carries the signed request that caused it, 2.
+    public static let signedSchemaVersion: UInt16 = 2
     /// The longest text field accepted: 1 KiB.
     public static let maximumTextBytes = 1024
     /// The most payload digests per entry: 16.
@@ -53,6 +57,100 @@ public struct AuditEntry: Hashable, Sendable {
     public var requestID: String
     /// Named SHA-256 or BLAKE2b-256 digests of payloads (32 bytes each), in a fixed order.
     public var digests: [Digest]
+    /// The signed request that caused the entry, when a member's (or the operator's) request
+    /// did: what the actor signed and the signature, so anyone can check offline that the actor
+    /// named asked for it.
+    public var request: SignedRequest?
+
+    /// A request as its sender signed it (`Protocol/README.md`, "Signed requests"): the fields of
+    /// the signed message, the signer's key and the signature.
+    public struct SignedRequest: Hashable, Sendable {
+        /// The HTTP method, e.g. `POST`.
+        public var method: String
+        /// The request target (path and query).
+        public var target: String
+        /// The signer's Ed25519 public key (32 bytes); its fingerprint is the actor's.
+        public var key: [UInt8]
+        /// The broker identity key the request was signed for (32 bytes).
+        public var broker: [UInt8]
+        /// The request body's digest (32 bytes).
+        public var bodyDigest: [UInt8]
+        /// The signed Unix time.
+        public var time: Int64
+        /// The nonce (16 bytes).
+        public var nonce: [UInt8]
+        /// The Ed25519 signature (64 bytes).
+        public var signature: [UInt8]
+
+        /// A signed request; ``isValid`` checks it.
+        public init(
+            method: String,
+            target: String,
+            key: [UInt8],
+            broker: [UInt8],
+            bodyDigest: [UInt8],
+            time: Int64,
+            nonce: [UInt8],
+            signature: [UInt8]
+        ) {
+            self.method = method
+            self.target = target
+            self.key = key
+            self.broker = broker
+            self.bodyDigest = bodyDigest
+            self.time = time
+            self.nonce = nonce
+            self.signature = signature
+        }
+
+        /// A request the broker verified.
+        public init(
+            _ signature: RequestSignature,
+            method: String,
+            target: String,
+            bodyDigest: [UInt8],
+            broker: Ed25519.PublicKey
+        ) {
+            self.init(
+                method: method,
+                target: target,
+                key: signature.key.rawRepresentation,
+                broker: broker.rawRepresentation,
+                bodyDigest: bodyDigest,
+                time: signature.time,
+                nonce: signature.nonce,
+                signature: signature.signature
+            )
+        }
+
+        /// The signer's key fingerprint (`ed25519:…`), or nil when the key is not a valid key.
+        public var fingerprint: String? { (try? Ed25519.PublicKey(rawRepresentation: key))?.fingerprint }
+
+        /// Whether the signature holds for these fields under ``key``.
+        public var isValid: Bool {
+            guard let signer = try? Ed25519.PublicKey(rawRepresentation: key),
+                let brokerKey = try? Ed25519.PublicKey(rawRepresentation: broker)
+            else { return false }
+            return RequestSignature(key: signer, time: time, nonce: nonce, signature: signature)
+                .isValid(method: method, target: target, bodyDigest: bodyDigest, broker: brokerKey)
+        }
+
+        func check() -> Bool {
+            !method.isEmpty && method.utf8.count <= 255 && !target.isEmpty
+                && target.utf8.count <= RequestSignature.maximumTargetByteCount
+                && !(method + target).unicodeScalars.contains(where: { $0.value < 0x20 }) && key.count == 32
+                && broker.count == 32 && bodyDigest.count == 32 && nonce.count == RequestSignature.nonceByteCount
+                && signature.count == Ed25519.signatureByteCount && time >= 0
+        }
+    }
+
+    /// The fingerprint the actor names (`participant:ed25519:…` → `ed25519:…`), or nil when the
+    /// actor is not a key (`broker:…` names the broker's own key and is not a request's signer).
+    public var actorFingerprint: String? {
+        guard let colon = actor.firstIndex(of: ":"), actor[..<colon] != "broker" else { return nil }
+        let rest = actor[actor.index(after: colon)...]
+        return rest.hasPrefix("ed25519:") ? String(rest) : nil
+    }
 
     /// A named 32-byte digest of a payload.
     public struct Digest: Hashable, Sendable {
@@ -79,7 +177,8 @@ public struct AuditEntry: Hashable, Sendable {
         outcome: Outcome,
         reason: String = "",
         requestID: String = "",
-        digests: [Digest] = []
+        digests: [Digest] = [],
+        request: SignedRequest? = nil
     ) {
         self.sequence = sequence
         self.time = time
@@ -91,13 +190,14 @@ public struct AuditEntry: Hashable, Sendable {
         self.reason = reason
         self.requestID = requestID
         self.digests = digests
+        self.request = request
     }
 
     /// The canonical bytes (`Protocol/README.md`, "Audit entries").
     public func encoded() throws -> [UInt8] {
         try check()
         var w = ByteWriter()
-        w.u16(Self.schemaVersion)
+        w.u16(request == nil ? Self.schemaVersion : Self.signedSchemaVersion)
         w.u64(sequence)
         w.string(time)
         w.string(actor)
@@ -112,6 +212,14 @@ public struct AuditEntry: Hashable, Sendable {
             w.label(d.name)
             w.raw(d.bytes)
         }
+        if let r = request {
+            w.string(r.method)
+            w.string(r.target)
+            for bytes in [r.key, r.broker, r.bodyDigest] { w.raw(bytes) }
+            w.u64(UInt64(r.time))
+            w.raw(r.nonce)
+            w.raw(r.signature)
+        }
         return w.bytes
     }
 
@@ -120,10 +228,10 @@ public struct AuditEntry: Hashable, Sendable {
         var r = ByteReader(bytes)
         do {
             let version = try r.u16("schema version")
-            guard version == Self.schemaVersion else {
+            guard version == Self.schemaVersion || version == Self.signedSchemaVersion else {
                 throw AuditError(
                     .malformed,
-                    "audit entry schema version \(version); this reader knows \(Self.schemaVersion)"
+                    "audit entry schema version \(version); this reader knows \(Self.schemaVersion) and \(Self.signedSchemaVersion)"
                 )
             }
             let sequence = try r.u64("sequence")
@@ -146,6 +254,26 @@ public struct AuditEntry: Hashable, Sendable {
                 let name = try r.label("digest name")
                 digests.append(Digest(name: name, bytes: try r.fixed(32, "digest")))
             }
+            var request: SignedRequest?
+            if version == Self.signedSchemaVersion {
+                let method = try r.string("method", maximum: 255)
+                let target = try r.string("target", maximum: RequestSignature.maximumTargetByteCount)
+                let key = try r.fixed(32, "key")
+                let broker = try r.fixed(32, "broker key")
+                let bodyDigest = try r.fixed(32, "body digest")
+                let time = try r.u64("request time")
+                guard time <= UInt64(Int64.max) else { throw AuditError(.malformed, "a request time is too large") }
+                request = SignedRequest(
+                    method: method,
+                    target: target,
+                    key: key,
+                    broker: broker,
+                    bodyDigest: bodyDigest,
+                    time: Int64(time),
+                    nonce: try r.fixed(RequestSignature.nonceByteCount, "nonce"),
+                    signature: try r.fixed(Ed25519.signatureByteCount, "signature")
+                )
+            }
             try r.finish()
             self.init(
                 sequence: sequence,
@@ -157,7 +285,8 @@ public struct AuditEntry: Hashable, Sendable {
                 outcome: outcome,
                 reason: reason,
                 requestID: requestID,
-                digests: digests
+                digests: digests,
+                request: request
             )
         } catch let error as WireError {
             throw AuditError(.malformed, "not an audit entry: \(error.message)")
@@ -184,6 +313,11 @@ public struct AuditEntry: Hashable, Sendable {
         }
         guard digests.count <= Self.maximumDigests, digests.allSatisfy({ $0.bytes.count == 32 }) else {
             throw fail("at most \(Self.maximumDigests) digests of 32 bytes each")
+        }
+        if let request, !request.check() {
+            throw fail(
+                "the signed request has a field of the wrong size, an empty or too long method or target, or a control character"
+            )
         }
     }
 

@@ -33,7 +33,15 @@ enum BundleText {
         return "{\"sequence\":\(e.sequence),\"time\":\(json(e.time)),\"actor\":\(json(e.actor)),"
             + "\"action\":\(json(e.action)),\"object_type\":\(json(e.objectType)),\"object_id\":\(json(e.objectID)),"
             + "\"outcome\":\"\(e.outcome.name)\",\"reason\":\(json(e.reason)),"
-            + "\"request_id\":\(json(e.requestID)),\"digests\":[\(digests.joined(separator: ","))]}\n"
+            + "\"request_id\":\(json(e.requestID)),\"digests\":[\(digests.joined(separator: ","))]"
+            + (e.request.map(json(request:)) ?? "") + "}\n"
+    }
+
+    /// `,"signed_request":{…}`: the request an actor signed, its fields in a fixed order.
+    static func json(request r: AuditEntry.SignedRequest) -> String {
+        ",\"signed_request\":{\"method\":\(json(r.method)),\"target\":\(json(r.target)),\"key\":\"\(Hex.encode(r.key))\","
+            + "\"broker\":\"\(Hex.encode(r.broker))\",\"body_digest\":\"\(Hex.encode(r.bodyDigest))\",\"time\":\(r.time),"
+            + "\"nonce\":\"\(Hex.encode(r.nonce))\",\"signature\":\"\(Hex.encode(r.signature))\"}"
     }
 
     /// Parses a JSON line (without its newline) in exactly the form ``jsonLine(_:)`` writes.
@@ -70,7 +78,38 @@ enum BundleText {
             digests.append(AuditEntry.Digest(name: name, bytes: r.hex()))
             r.expect("}")
         }
-        r.expect("]}")
+        r.expect("]")
+        var request: AuditEntry.SignedRequest?
+        if r.ok, r.peek == UInt8(ascii: ",") {
+            r.expect(",\"signed_request\":{\"method\":")
+            let method = r.string()
+            r.expect(",\"target\":")
+            let target = r.string()
+            r.expect(",\"key\":")
+            let key = r.hex()
+            r.expect(",\"broker\":")
+            let broker = r.hex()
+            r.expect(",\"body_digest\":")
+            let bodyDigest = r.hex()
+            r.expect(",\"time\":")
+            let time = r.integer()
+            r.expect(",\"nonce\":")
+            let nonce = r.hex()
+            r.expect(",\"signature\":")
+            let signature = r.hex()
+            r.expect("}")
+            request = AuditEntry.SignedRequest(
+                method: method,
+                target: target,
+                key: key,
+                broker: broker,
+                bodyDigest: bodyDigest,
+                time: Int64(time),
+                nonce: nonce,
+                signature: signature
+            )
+        }
+        r.expect("}")
         try r.finish("an entry line")
         guard let outcome = AuditEntry.Outcome.allCases.first(where: { $0.name == outcomeText }) else {
             throw AuditError(.malformed, "unknown outcome \(json(outcomeText))")
@@ -85,7 +124,8 @@ enum BundleText {
             outcome: outcome,
             reason: reason,
             requestID: requestID,
-            digests: digests
+            digests: digests,
+            request: request
         )
         return (entry, try entry.encoded())
     }

@@ -66,11 +66,12 @@ public struct BrokerHome: Sendable {
         try DurableFile.makeDirectory(path)
         let identity = try Ed25519.PrivateKey()
         let checkpoint = try Ed25519.PrivateKey()
+        let operatorKey = try Ed25519.PrivateKey()
         let keystore = try Keystore(entries: [
             .init(name: identityKeyName, ed25519: identity),
             .init(name: checkpointKeyName, ed25519: checkpoint),
             .init(name: licenceKeyName, ed25519: try Ed25519.PrivateKey()),
-            .init(name: operatorKeyName, ed25519: try Ed25519.PrivateKey()),
+            .init(name: operatorKeyName, ed25519: operatorKey),
             .init(name: transportKeyName, x25519: try X25519.PrivateKey()),
         ])
         try keystore.write(to: keystorePath, passphrase: passphrase, parameters: parameters)
@@ -91,7 +92,13 @@ public struct BrokerHome: Sendable {
                 action: "broker.init",
                 objectType: "broker",
                 objectID: config.origin,
-                outcome: .succeeded
+                outcome: .succeeded,
+                // The keys that sign requests the log records: the broker's identity (in every
+                // signed message) and the operator's; members' keys arrive with their enrolment.
+                digests: [
+                    .init(name: "broker.identity", bytes: identity.publicKey.rawRepresentation),
+                    .init(name: "operator.key", bytes: operatorKey.publicKey.rawRepresentation),
+                ]
             )
         }
         try log.signCheckpoint(origin: config.origin, signer: signer)

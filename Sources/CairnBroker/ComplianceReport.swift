@@ -5,9 +5,9 @@ import CairnWire
 ///
 /// It is read from the audit log (entries are pseudonymous; display names come from the erasable
 /// personal-data table, so an erased person appears by pseudonym only) and the broker's
-/// configuration (the GDPR Art. 30 record). Sections: summary, activity by action, participation
-/// per round, model lineage, licences and deliveries, refused requests, personal data held, record
-/// of processing.
+/// configuration (the GDPR Art. 30 record). Sections: integrity (what was checked before
+/// reporting), summary, activity by action, participation per round, model lineage, licences and
+/// deliveries, refused requests, personal data held, record of processing.
 public struct ComplianceReport: Sendable {
     /// One section: a title, paragraphs and an optional table.
     struct Section: Sendable {
@@ -32,16 +32,36 @@ public struct ComplianceReport: Sendable {
     let sections: [Section]
 
     /// Builds the report from `log` and `config`; `generated` is the canonical time printed.
-    public init(log: AuditLog, config: BrokerConfig, generated: String) throws {
+    /// The log was checked entry by entry when it opened; here every stored checkpoint is also
+    /// checked against `checkpointKey` (throwing when one fails), and the report opens by saying so.
+    public init(log: AuditLog, config: BrokerConfig, checkpointKey: NoteVerifier, generated: String) throws {
+        let checkpointSizes = try log.checkStoredCheckpoints(verifier: checkpointKey)
         var names: [String: String] = [:]
         let people = try log.people()
         for person in people { names[person.id] = person.displayName }
-        func who(_ id: String) -> String { names[id].map { "\(id) (\($0))" } ?? id }
+        /// One identifier format: the key's fingerprint first, then the role the actor acted in,
+        /// then the display name while one is held (recorded under the fingerprint or the actor).
+        func who(_ actor: String) -> String {
+            var shown = actor
+            var fingerprint = actor
+            if let colon = actor.firstIndex(of: ":"), actor[actor.index(after: colon)...].hasPrefix("ed25519:") {
+                fingerprint = String(actor[actor.index(after: colon)...])
+                shown = "\(fingerprint) (\(actor[..<colon]))"
+            }
+            return (names[fingerprint] ?? names[actor]).map { "\(shown), \($0)" } ?? shown
+        }
 
         var activity: [String: [Int]] = [:]
-        var rounds: [String: (accepted: Set<String>, refused: Int)] = [:]
+        var rounds: [String: (outcome: String, accepted: Set<String>, refused: Int)] = [:]
         var roundOrder: [String] = []
-        var aggregates: [[UInt8]: String] = [:]
+        func round(_ id: String) {
+            if rounds[id] == nil {
+                roundOrder.append(id)
+                rounds[id] = ("open", [], 0)
+            }
+        }
+        var updates: [[UInt8]: (round: String, trained: Int)] = [:]
+        var trainedRounds: [String: Int] = [:]
         var published: [[String]] = []
         var licensing: [[String]] = []
         var refusals: [[String]] = []
@@ -53,21 +73,36 @@ public struct ComplianceReport: Sendable {
             first = first ?? e.time
             last = e.time
             activity[e.action, default: [0, 0, 0]][Int(e.outcome.rawValue)] += 1
-            let parameters = e.digests.first { $0.name == "model.parameters" }?.bytes
             switch e.action {
-            case "round.submit":
-                if rounds[e.objectID] == nil { roundOrder.append(e.objectID) }
+            case "round.open":
+                round(e.objectID)
+            case "round.mask":
+                round(e.objectID)
                 if e.outcome == .succeeded {
-                    rounds[e.objectID, default: ([], 0)].accepted.insert(e.actor)
-                } else {
-                    rounds[e.objectID, default: ([], 0)].refused += 1
+                    rounds[e.objectID]!.accepted.insert(e.actor)
+                } else if e.outcome == .refused {
+                    rounds[e.objectID]!.refused += 1
                 }
             case "round.aggregate" where e.outcome == .succeeded:
-                if let parameters { aggregates[parameters] = e.objectID }
+                round(e.objectID)
+                rounds[e.objectID]!.outcome = "aggregated"
+            case "round.abort":
+                round(e.objectID)
+                rounds[e.objectID]!.outcome = "aborted: " + e.reason
+            case "model.update" where e.outcome == .succeeded:
+                // objectID federation/round; the new model's digest is named "model".
+                guard let digest = e.digests.first(where: { $0.name == "model" })?.bytes else { break }
+                let federation = String(e.objectID.prefix { $0 != "/" })
+                if updates[digest] == nil {
+                    trainedRounds[federation, default: 0] += 1
+                    updates[digest] = (e.objectID, trainedRounds[federation]!)
+                }
             case "model.publish" where e.outcome == .succeeded:
-                let round = parameters.flatMap { aggregates[$0] }
+                let parameters = e.digests.first { $0.name == "model.parameters" }?.bytes
+                let update = parameters.flatMap { updates[$0] }
                 published.append([
-                    e.objectID, e.time, round ?? "unknown", round.map { "\(rounds[$0]?.accepted.count ?? 0)" } ?? "—",
+                    e.objectID, e.time, update?.round ?? "none (the initial, untrained model)",
+                    "\(update?.trained ?? 0)", update.map { "\(rounds[$0.round]?.accepted.count ?? 0)" } ?? "—",
                     parameters.map { Hex.encode($0.prefix(8)) + "…" } ?? "—",
                 ])
             case _ where e.action.hasPrefix("licence.") || e.action == "model.deliver":
@@ -85,6 +120,18 @@ public struct ComplianceReport: Sendable {
         let checkpoint = try log.latestCheckpoint().flatMap { note in
             note.split(separator: "\n", omittingEmptySubsequences: false).prefix(3).map(String.init)
         }
+        var integrity = Section(title: "Integrity")
+        let newer = log.size - (checkpointSizes.last ?? 0)
+        integrity.paragraphs = [
+            "Checked when this report was made: all \(log.size) entries were decoded and each one's leaf hash recomputed; "
+                + "the stored tree head matches them; and \(checkpointSizes.count) signed checkpoints verify with the broker's "
+                + "checkpoint key \(checkpointKey.encoded) and match the log"
+                + (checkpointSizes.last.map {
+                    ", the latest covering \($0) entries (\(newer) newer entries are not yet in a checkpoint)."
+                }
+                    ?? "; none has been signed yet.")
+                + " Check it independently with `cairn-audit export` and `cairn-audit verify`."
+        ]
         var summary = Section(title: "Summary")
         summary.headers = ["Item", "Value"]
         summary.rows = [
@@ -93,7 +140,7 @@ public struct ComplianceReport: Sendable {
             ["Latest signed checkpoint", checkpoint.map { "\($0[1]) entries, root \($0[2])" } ?? "none yet"],
         ]
         summary.paragraphs = [
-            "Entries name people by pseudonymous id only; display names come from the erasable personal-data table. Check the log itself with `cairn-audit export` and `cairn-audit verify`."
+            "Entries name people by key fingerprint only (with the role they acted in); display names come from the erasable personal-data table."
         ]
 
         var byAction = Section(title: "Activity by action", headers: ["Action", "Succeeded", "Refused", "Failed"])
@@ -101,23 +148,30 @@ public struct ComplianceReport: Sendable {
 
         var participation = Section(
             title: "Participation per round",
-            headers: ["Round", "Contributors", "Refused submissions", "Participants"]
+            headers: ["Round", "Outcome", "Contributors", "Refused inputs", "Participants"]
         )
         participation.rows = roundOrder.map { id in
             let r = rounds[id]!
-            return [id, "\(r.accepted.count)", "\(r.refused)", r.accepted.sorted().map(who).joined(separator: ", ")]
+            return [
+                id, r.outcome, "\(r.accepted.count)", "\(r.refused)",
+                r.accepted.sorted().map(who).joined(separator: "; "),
+            ]
         }
-        if participation.rows.isEmpty { participation.paragraphs = ["No round submissions are recorded."] }
+        participation.paragraphs = [
+            participation.rows.isEmpty
+                ? "No rounds are recorded."
+                : "Contributors are the participants whose masked input the broker accepted (`round.mask`)."
+        ]
 
         var lineage = Section(
             title: "Model lineage",
-            headers: ["Model version", "Published", "From round", "Contributors", "Parameter digest"]
+            headers: ["Model version", "Published", "From round", "Rounds trained", "Contributors", "Parameter digest"]
         )
         lineage.rows = published
         lineage.paragraphs = [
             published.isEmpty
                 ? "No model versions are recorded."
-                : "A version's round is the round whose aggregate has the same parameter digest."
+                : "A version comes from the round whose `model.update` has the same parameter digest; rounds trained counts that federation's model updates up to it; contributors are that round's."
         ]
 
         var licences = Section(
@@ -158,7 +212,7 @@ public struct ComplianceReport: Sendable {
             ["Personal-data records held now", "\(names.count)"],
         ]
         title = "Cairn compliance report: \(config.origin)"
-        sections = [summary, byAction, participation, lineage, licences, refused, held, article30]
+        sections = [integrity, summary, byAction, participation, lineage, licences, refused, held, article30]
     }
 
     /// The report in `format`.
@@ -202,7 +256,8 @@ public struct ComplianceReport: Sendable {
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
             <style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}\
-            td,th{border:1px solid #999;padding:.2em .5em;text-align:left;vertical-align:top}</style></head><body>
+            table{table-layout:fixed;width:100%}td,th{border:1px solid #999;padding:.2em .5em;text-align:left;\
+            vertical-align:top;overflow-wrap:anywhere}</style></head><body>
             <h1>\(escape(title))</h1>
 
             """

@@ -169,7 +169,12 @@ extension AuditCommand {
 
         func run() throws {
             let home = try data.open()
-            let report = try ComplianceReport(log: try home.openLog(), config: home.config, generated: AuditEntry.now())
+            let report = try ComplianceReport(
+                log: try home.openLog(),
+                config: home.config,
+                checkpointKey: try home.verifier(),
+                generated: AuditEntry.now()
+            )
             let text = report.render(format.format)
             if let out {
                 try DurableFile.write(Array(text.utf8), to: out, mode: DurableFile.shared, replace: true)

@@ -438,11 +438,11 @@ enum BrokerBenchServer {
             signature: try RequestSignature.sign(
                 method: "POST",
                 target: "/bench",
-                bodyDigest: [],
+                bodyDigest: try RequestSignature.digest([]),
                 identity: operatorKey,
                 broker: identity.publicKey
             ),
-            bodyDigest: []
+            bodyDigest: try RequestSignature.digest([])
         )
         try await exchange.createFederation(op, spec(participants: participants, quick: quick))
         var codes: [String] = []

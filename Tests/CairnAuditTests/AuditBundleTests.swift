@@ -1,4 +1,5 @@
 import CairnCrypto
+import CairnExchange
 import CairnWire
 import Foundation
 import GRDB
@@ -300,5 +301,188 @@ struct AuditBundleTests {
                 try BundleText.entry(jsonLine: ArraySlice(variant.utf8.dropLast()))
             }
         }
+    }
+}
+
+@Suite("Actor-signed entries")
+struct ActorSignatureTests {
+    let broker = try! Ed25519.PrivateKey()
+    let operatorKey = try! Ed25519.PrivateKey()
+    let member = try! Ed25519.PrivateKey()
+
+    /// `key`'s signed request for `target`, as the broker records it.
+    func request(
+        _ key: Ed25519.PrivateKey,
+        _ target: String,
+        time: Int64 = 1_795_000_000
+    ) throws
+        -> AuditEntry.SignedRequest
+    {
+        let digest = try RequestSignature.digest(Array(target.utf8))
+        let signature = try RequestSignature.sign(
+            method: "POST",
+            target: target,
+            bodyDigest: digest,
+            identity: key,
+            broker: broker.publicKey,
+            time: time
+        )
+        return AuditEntry.SignedRequest(
+            signature,
+            method: "POST",
+            target: target,
+            bodyDigest: digest,
+            broker: broker.publicKey
+        )
+    }
+
+    /// A log as the broker writes it: init publishing its keys, an enrolment publishing the
+    /// member's, the member's and the operator's signed actions, and a broker-only entry.
+    func log() throws -> (AuditLog, String) {
+        let path = temporaryDatabase()
+        let log = try AuditLog(path: path)
+        let entries: [(String, String, AuditEntry.SignedRequest?, [AuditEntry.Digest])] = [
+            (
+                "broker:" + broker.publicKey.fingerprint, "broker.init", nil,
+                [
+                    .init(name: "broker.identity", bytes: broker.publicKey.rawRepresentation),
+                    .init(name: "operator.key", bytes: operatorKey.publicKey.rawRepresentation),
+                ]
+            ),
+            (
+                "participant:" + member.publicKey.fingerprint, "member.enrol", try request(member, "/v1/enrol"),
+                [.init(name: "member.key", bytes: member.publicKey.rawRepresentation)]
+            ),
+            (
+                "participant:" + member.publicKey.fingerprint, "round.mask", try request(member, "/v1/f/rounds/1/mask"),
+                []
+            ),
+            (
+                "operator:" + operatorKey.publicKey.fingerprint, "training.start",
+                try request(operatorKey, "/v1/f/training"), []
+            ),
+            ("broker", "round.open", nil, []),
+        ]
+        for (actor, action, request, digests) in entries {
+            try log.append {
+                AuditEntry(
+                    sequence: $0,
+                    time: AuditEntry.time(secondsSinceEpoch: 1_795_000_000 + Int($0)),
+                    actor: actor,
+                    action: action,
+                    objectType: "federation",
+                    objectID: "f",
+                    outcome: .succeeded,
+                    digests: digests,
+                    request: request
+                )
+            }
+        }
+        return (log, path)
+    }
+
+    /// Appends `entry` with plain SQL, as whoever holds the database can, keeping the tree head
+    /// consistent so that the log opens and exports.
+    func insertBehindTheLog(_ path: String, _ entry: AuditEntry) throws {
+        let bytes = try entry.encoded()
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            let row = try Row.fetchOne(db, sql: "SELECT size, frontier FROM tree_head")!
+            var frontier = Frontier(size: row["size"], bytes: Array(row["frontier"] as Data))!
+            frontier.append(RFC6962.leafHash(bytes))
+            try db.execute(
+                sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)",
+                arguments: [entry.sequence, Data(bytes), Data(RFC6962.leafHash(bytes).bytes)]
+            )
+            try db.execute(
+                sql: "UPDATE tree_head SET size = ?, frontier = ?",
+                arguments: [frontier.size, Data(frontier.bytes)]
+            )
+        }
+        try queue.close()
+    }
+
+    func verification(_ path: String, _ signer: NoteSigner) throws -> Result<AuditBundle.Summary, AuditError> {
+        let out = bundleFolder()
+        try AuditBundle.export(
+            log: try AuditLog(path: path),
+            origin: origin,
+            signer: signer,
+            actor: "operator",
+            to: out
+        )
+        return Result { () throws(AuditError) in
+            do { return try AuditBundle.verify(directory: out, verifier: signer.verifier) } catch let e as AuditError {
+                throw e
+            } catch { throw AuditError(.storage, "\(error)") }
+        }
+    }
+
+    @Test("Signed requests round-trip through the entry bytes and the bundle; verify checks and counts them")
+    func signedEntriesVerify() throws {
+        let (log, path) = try log()
+        let entry = try log.entry(2)
+        #expect(try AuditEntry(decoding: entry.encoded()) == entry)
+        #expect(try entry.encoded().prefix(2) == [2, 0])
+        #expect(try log.entry(4).encoded().prefix(2) == [1, 0])
+        let signer = try NoteSigner(name: origin, key: .init())
+        let summary = try verification(path, signer).get()
+        #expect(summary.actorSigned == 3)
+        #expect(summary.brokerOnly == 3)  // broker.init, round.open and the export's own entry
+    }
+
+    @Test(
+        "An entry INSERTed behind the log naming a member fails verify: no signature, a replayed or foreign signature, an unpublished key"
+    )
+    func forgedEntriesFail() throws {
+        let signer = try NoteSigner(name: origin, key: .init())
+        let stranger = try Ed25519.PrivateKey()
+        let fingerprint = member.publicKey.fingerprint
+        let cases: [(AuditEntry.SignedRequest?, String, String)] = [
+            (
+                nil, "participant:" + fingerprint,
+                "it names participant:\(fingerprint) as its actor but carries no request signed by \(fingerprint)"
+            ),
+            (
+                try request(stranger, "/v1/f/rounds/1/mask"), "participant:" + fingerprint,
+                "its request was signed by \(stranger.publicKey.fingerprint), not by its actor participant:\(fingerprint)"
+            ),
+            (
+                try request(stranger, "/v1/f/rounds/1/mask"), "participant:" + stranger.publicKey.fingerprint,
+                "its request was signed by \(stranger.publicKey.fingerprint), a key no earlier entry of the log publishes"
+            ),
+            {
+                var altered = try! request(member, "/v1/f/rounds/1/mask")
+                altered.target = "/v1/f/licences"
+                return (
+                    altered, "participant:" + fingerprint, "the signature of the request it records does not verify"
+                )
+            }(),
+        ]
+        for (signed, actor, why) in cases {
+            let (log, path) = try log()
+            try insertBehindTheLog(
+                path,
+                AuditEntry(
+                    sequence: UInt64(log.size),
+                    time: "2026-11-30T00:00:00Z",
+                    actor: actor,
+                    action: "licence.request",
+                    objectType: "licence",
+                    objectID: "l-1",
+                    outcome: .succeeded,
+                    request: signed
+                )
+            )
+            let result = try verification(path, signer)
+            #expect(result.failure?.message == "entry 5 (entries.jsonl line 6): \(why)")
+        }
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }

@@ -168,7 +168,12 @@ struct AuditCLITests {
         #expect(log.size == 3)
         #expect(try log.entry(0).action == "broker.init" && log.entry(1).action == "person.record")
         #expect(try log.entry(2).action == "audit.export" && log.entry(2).actor == "operator")
-        let report = try ComplianceReport(log: log, config: home.config, generated: "2026-11-24T05:00:00Z")
+        let report = try ComplianceReport(
+            log: log,
+            config: home.config,
+            checkpointKey: try home.verifier(),
+            generated: "2026-11-24T05:00:00Z"
+        )
         #expect(report.render(.markdown).contains("| (a) Controller | Example Ltd, not set (edit broker.json) |"))
         #expect(report.render(.markdown).contains("| Personal-data records held now | 1 |"))
         #expect(report.render(.markdown).contains("| ed25519:ada | Dr Ada \\<Example\\> |"))
@@ -200,6 +205,7 @@ struct AuditCLITests {
         let after = try ComplianceReport(
             log: try home.openLog(),
             config: home.config,
+            checkpointKey: try home.verifier(),
             generated: "2026-11-24T05:00:00Z"
         )
         for format in ComplianceReport.Format.allCases {
@@ -285,12 +291,17 @@ struct AuditCLITests {
         }
     }
 
-    @Test("The report: participation per round, lineage by parameter digest, licences, refusals, HTML escaped")
+    @Test("The report: integrity, participation per round, lineage by model digest, licences, refusals, fingerprints")
     func reportSections() throws {
         let folder = String(cString: mkdtemp(strdup("/tmp/cairn-report-XXXXXX")))
         defer { _ = system("rm -rf '\(folder)'") }
         let log = try AuditLog(path: folder + "/audit.sqlite")
-        let parameters = SHA256.hash(Array("weights".utf8))
+        let model1 = SHA256.hash(Array("round 1 weights".utf8))
+        let model2 = SHA256.hash(Array("round 3 weights".utf8))
+        let (ann, bob, cat) = (
+            "ed25519:" + String(repeating: "a", count: 32), "ed25519:" + String(repeating: "b", count: 32),
+            "ed25519:" + String(repeating: "c", count: 32)
+        )
         func add(
             _ actor: String,
             _ action: String,
@@ -303,7 +314,7 @@ struct AuditCLITests {
             try log.append {
                 AuditEntry(
                     sequence: $0,
-                    time: "2026-11-24T04:00:0\($0)Z",
+                    time: AuditEntry.time(secondsSinceEpoch: 1_795_000_000 + Int($0)),
                     actor: actor,
                     action: action,
                     objectType: type,
@@ -315,41 +326,93 @@ struct AuditCLITests {
             }
         }
         try log.recordPerson(
-            .init(id: "p:1", displayName: "<Ann>", contact: "a@x"),
+            .init(id: ann, displayName: "<Ann>", contact: "a@x"),
             actor: "operator",
             time: "2026-11-24T03:00:00Z"
         )
-        try add("p:1", "round.submit", "round", "fed/round-1")
-        try add("p:2", "round.submit", "round", "fed/round-1")
-        try add("p:3", "round.submit", "round", "fed/round-1", .refused, reason: "stale timestamp")
+        // Round 1 aggregates two inputs (one refused), round 2 aborts, round 3 aggregates three.
+        try add("broker:ed25519:ff", "round.open", "round", "fed/1")
+        try add("participant:" + ann, "round.mask", "round", "fed/1")
+        try add("participant:" + bob, "round.mask", "round", "fed/1")
+        try add("participant:" + cat, "round.mask", "round", "fed/1", .refused, reason: "stale timestamp")
+        try add("broker", "round.aggregate", "round", "fed/1")
         try add(
             "broker",
-            "round.aggregate",
-            "round",
-            "fed/round-1",
-            digests: [.init(name: "model.parameters", bytes: parameters)]
+            "model.update",
+            "model",
+            "fed/1",
+            digests: [.init(name: "base", bytes: model2), .init(name: "model", bytes: model1)]
+        )
+        try add("broker", "round.open", "round", "fed/2")
+        try add("broker", "round.abort", "round", "fed/2", .failed, reason: "only 1 participants sent masked inputs")
+        try add("broker", "round.open", "round", "fed/3")
+        for p in [ann, bob, cat] { try add("participant:" + p, "round.mask", "round", "fed/3") }
+        try add("broker", "round.aggregate", "round", "fed/3")
+        try add(
+            "broker",
+            "model.update",
+            "model",
+            "fed/3",
+            digests: [.init(name: "base", bytes: model1), .init(name: "model", bytes: model2)]
         )
         try add(
-            "broker",
+            "operator",
             "model.publish",
             "model",
-            "fed/model@1",
-            digests: [.init(name: "model.parameters", bytes: parameters)]
+            "fed@1",
+            digests: [.init(name: "model.parameters", bytes: model1)]
         )
+        try add(
+            "operator",
+            "model.publish",
+            "model",
+            "fed@2",
+            digests: [.init(name: "model.parameters", bytes: model2)]
+        )
+        try add("licensee:" + bob, "licence.request", "licence", "lic-1")
+        let signer = try NoteSigner(name: "cairn.test/x", key: .init())
+        try log.signCheckpoint(origin: "cairn.test/x", signer: signer)
         try add("operator", "licence.issue", "licence", "lic-1")
         let config = BrokerConfig(origin: "cairn.test/x", processing: .cairnDefaults(controller: "C", contact: "c@x"))
-        let report = try ComplianceReport(log: log, config: config, generated: "2026-11-24T05:00:00Z")
+        let report = try ComplianceReport(
+            log: log,
+            config: config,
+            checkpointKey: signer.verifier,
+            generated: "2026-11-24T05:00:00Z"
+        )
         let md = report.render(.markdown)
-        #expect(md.contains("| fed/round-1 | 2 | 1 | p:1 (\\<Ann\\>), p:2 |"))
         #expect(
-            md.contains(
-                "| fed/model@1 | 2026-11-24T04:00:05Z | fed/round-1 | 2 | \(Hex.encode(parameters.prefix(8)))… |"
+            md.hasPrefix(
+                "# Cairn compliance report: cairn.test/x\n\n## Integrity\n\nChecked when this report was made: all 19 entries were decoded and each one's leaf hash recomputed; the stored tree head matches them; and 1 signed checkpoints verify with the broker's checkpoint key \(signer.verifier.encoded) and match the log, the latest covering 18 entries (1 newer entries are not yet in a checkpoint)."
             )
         )
-        #expect(md.contains("| 2026-11-24T04:00:06Z | licence.issue | lic-1 | operator | succeeded |"))
-        #expect(md.contains("| 2026-11-24T04:00:03Z | p:3 | round.submit | round fed/round-1 | stale timestamp |"))
+        #expect(md.contains("| fed/1 | aggregated | 2 | 1 | \(ann) (participant), \\<Ann\\>; \(bob) (participant) |"))
+        #expect(md.contains("| fed/2 | aborted: only 1 participants sent masked inputs | 0 | 0 |  |"))
+        #expect(
+            md.contains(
+                "| fed/3 | aggregated | 3 | 0 | \(ann) (participant), \\<Ann\\>; \(bob) (participant); \(cat) (participant) |"
+            )
+        )
+        #expect(md.contains("| fed@1 | 2026-11-18T11:06:55Z | fed/1 | 1 | 2 | \(Hex.encode(model1.prefix(8)))… |"))
+        #expect(md.contains("| fed@2 | 2026-11-18T11:06:56Z | fed/3 | 2 | 3 | \(Hex.encode(model2.prefix(8)))… |"))
+        #expect(md.contains("| 2026-11-18T11:06:57Z | licence.request | lic-1 | \(bob) (licensee) | succeeded |"))
+        #expect(md.contains("| 2026-11-18T11:06:58Z | licence.issue | lic-1 | operator | succeeded |"))
+        #expect(
+            md.contains("| 2026-11-18T11:06:44Z | \(cat) (participant) | round.mask | round fed/1 | stale timestamp |")
+        )
         #expect(md.contains("1 requests were refused."))
         let html = report.render(.html)
-        #expect(html.contains("<td>p:1 (&lt;Ann&gt;), p:2</td>") && !html.contains("<Ann>"))
+        #expect(html.contains("(participant), &lt;Ann&gt;; ") && !html.contains("<Ann>"))
+        #expect(html.contains("table{table-layout:fixed;width:100%}") && html.contains("overflow-wrap:anywhere"))
+        // A checkpoint that does not verify with the key given stops the report.
+        let other = try NoteSigner(name: "cairn.test/x", key: .init())
+        #expect(throws: AuditError.self) {
+            try ComplianceReport(
+                log: log,
+                config: config,
+                checkpointKey: other.verifier,
+                generated: "2026-11-24T05:00:00Z"
+            )
+        }
     }
 }

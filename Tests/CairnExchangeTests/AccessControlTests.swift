@@ -112,12 +112,12 @@ struct Fixture {
             signature: try RequestSignature.sign(
                 method: "POST",
                 target: "/setup",
-                bodyDigest: [],
+                bodyDigest: try RequestSignature.digest([]),
                 identity: key,
                 broker: broker,
                 time: now()
             ),
-            bodyDigest: [],
+            bodyDigest: try RequestSignature.digest([]),
             enrolling: enrolling
         )
     }

@@ -419,7 +419,7 @@ public enum BrokerServer {
             // anyone can make fresh keys) and a member's rate-limited flood are counted instead.
             if let caller = call.caller, caller.member != nil, refusal.code != .rateLimited {
                 await exchange.auditRefusal(
-                    caller: caller.name,
+                    caller: caller,
                     method: request.method.rawValue,
                     path: request.uri.path,
                     error: refusal

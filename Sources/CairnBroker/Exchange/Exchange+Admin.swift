@@ -26,6 +26,7 @@ extension Exchange {
         // whose change the operator's retry makes (the entry repeats), never a change without one.
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "federation.create",
             objectType: "federation",
             objectID: spec.id,
@@ -122,6 +123,7 @@ extension Exchange {
         let expires = settings.now() + Int64(request.validFor)
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "invite.issue",
             objectType: "federation",
             objectID: federation,
@@ -175,10 +177,13 @@ extension Exchange {
         }
         try audit(
             actor: "\(member.role.rawValue):\(caller.key.fingerprint)",
+            request: caller.request,
             action: "member.enrol",
             objectType: "federation",
             objectID: member.federation,
-            digests: [.init(name: "invite", bytes: digest)]
+            digests: [
+                .init(name: "invite", bytes: digest), .init(name: "member.key", bytes: caller.key.rawRepresentation),
+            ]
         )
         try store.write { db in
             try db.execute(
@@ -268,6 +273,7 @@ extension Exchange {
         }
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "member.suspend",
             objectType: "member",
             objectID: (try? Ed25519.PublicKey(rawRepresentation: raw).fingerprint) ?? key
@@ -291,6 +297,7 @@ extension Exchange {
             }
             try audit(
                 actor: caller.name,
+                request: caller.request,
                 action: "training.start",
                 objectType: "federation",
                 objectID: federation,

@@ -68,6 +68,7 @@ extension Exchange {
         }
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "model.publish",
             objectType: "model",
             objectID: "\(federation)@\(version.version)",
@@ -173,6 +174,7 @@ extension Exchange {
         guard !stored else { return report }
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "model.evaluate",
             objectType: "model",
             objectID: "\(federation)#\(report.round)",
@@ -302,6 +304,7 @@ extension Exchange {
         let id = SecureRandom.bytes(16)
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "licence.request",
             objectType: "licence",
             objectID: Hex.encode(id),
@@ -357,7 +360,7 @@ extension Exchange {
     /// `POST /v1/admin/licences/{id}`: grant or refuse a request, or revoke a granted licence.
     public func decide(_ caller: Caller, id: String, _ decision: LicenceDecision) throws -> LicenceRecord {
         try requireOperator(caller)
-        return try decide(id: try Self.licenceID(id), decision, actor: caller.name)
+        return try decide(id: try Self.licenceID(id), decision, actor: caller.name, request: caller.request)
     }
 
     static func licenceID(_ text: String) throws -> [UInt8] {
@@ -367,7 +370,12 @@ extension Exchange {
         return id
     }
 
-    private func decide(id: [UInt8], _ decision: LicenceDecision, actor: String) throws -> LicenceRecord {
+    private func decide(
+        id: [UInt8],
+        _ decision: LicenceDecision,
+        actor: String,
+        request: AuditEntry.SignedRequest? = nil
+    ) throws -> LicenceRecord {
         guard decision.reason.utf8.count <= 200 else { throw ExchangeError(.malformed, "the reason exceeds 200 bytes") }
         guard decision.action == "grant" || (decision.firstVersion == nil && decision.lastVersion == nil) else {
             throw ExchangeError(.malformed, "firstVersion and lastVersion belong to a grant, not a \(decision.action)")
@@ -423,6 +431,7 @@ extension Exchange {
         }
         let entry = try audit(
             actor: actor,
+            request: request,
             action: "licence." + ["granted": "issue", "refused": "refuse", "revoked": "revoke"][next]!,
             objectType: "licence",
             objectID: Hex.encode(id),
@@ -572,6 +581,7 @@ extension Exchange {
         // counter does not show (the licensee is not charged a delivery it never received).
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "licence.use",
             objectType: "licence",
             objectID: terms.idHex,
@@ -579,6 +589,7 @@ extension Exchange {
         )
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "model.deliver",
             objectType: "delivery",
             objectID: Hex.encode(deliveryID),

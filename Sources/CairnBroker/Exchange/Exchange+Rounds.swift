@@ -859,6 +859,7 @@ extension Exchange {
         let number = open[federation]!.number
         try audit(
             actor: caller.name,
+            request: caller.request,
             action: "round." + phase.rawValue,
             objectType: "round",
             objectID: "\(federation)/\(number)",

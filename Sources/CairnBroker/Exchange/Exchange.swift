@@ -175,6 +175,7 @@ public actor Exchange {
     @discardableResult
     func audit(
         actor: String,
+        request: AuditEntry.SignedRequest? = nil,
         action: String,
         objectType: String,
         objectID: String,
@@ -193,7 +194,8 @@ public actor Exchange {
                     objectID: Self.fit(objectID, 400),
                     outcome: outcome,
                     reason: Self.fit(reason, 900),
-                    digests: digests
+                    digests: digests,
+                    request: request
                 )
             }
         } catch {
@@ -219,10 +221,11 @@ public actor Exchange {
 
     /// Records a refused request of a member (the HTTP layer calls it for every refusal it
     /// answers once the caller's signature, time and nonce checked out and its key is enrolled).
-    public func auditRefusal(caller: String, method: String, path: String, error: ExchangeError) {
+    public func auditRefusal(caller: Caller, method: String, path: String, error: ExchangeError) {
         metrics.refused.increment()
         _ = try? audit(
-            actor: caller,
+            actor: caller.name,
+            request: caller.request,
             action: "request.refused",
             objectType: "endpoint",
             objectID: method + " " + path,
@@ -304,6 +307,8 @@ public actor Exchange {
         public let key: Ed25519.PublicKey
         /// Its membership (nil for a key not yet enrolled).
         let member: Member?
+        /// The request as the caller signed it, which the entries it causes carry.
+        public let request: AuditEntry.SignedRequest
 
         /// For audit entries.
         public var name: String { (member?.role.rawValue ?? "key") + ":" + key.fingerprint }
@@ -335,7 +340,7 @@ public actor Exchange {
         target: String,
         signature: RequestSignature?,
         bodyDigest: [UInt8]
-    ) throws -> RequestSignature {
+    ) throws -> AuditEntry.SignedRequest {
         guard let signature else {
             throw ExchangeError(
                 .unauthenticated,
@@ -362,16 +367,23 @@ public actor Exchange {
                 "the request signature does not verify for this method, path and body"
             )
         }
-        return signature
+        return AuditEntry.SignedRequest(
+            signature,
+            method: method,
+            target: target,
+            bodyDigest: bodyDigest,
+            broker: keys.identity.publicKey
+        )
     }
 
-    /// The key of a verified signature (enrolled, unless `enrolling`) and its nonce (not seen).
-    public func identify(verified signature: RequestSignature, enrolling: Bool = false) throws -> Caller {
+    /// The key of a verified request (enrolled, unless `enrolling`) and its nonce (not seen).
+    public func identify(verified request: AuditEntry.SignedRequest, enrolling: Bool = false) throws -> Caller {
         let now = settings.now()
-        let key = signature.key.rawRepresentation
+        let key = request.key
+        let signature = try Ed25519.PublicKey(rawRepresentation: key)
         let member = try store.read { db in try Member.fetch(db, key: key) }
         if member == nil && !enrolling {
-            throw ExchangeError(.unauthenticated, "key \(signature.key.fingerprint) is not enrolled at this broker")
+            throw ExchangeError(.unauthenticated, "key \(signature.fingerprint) is not enrolled at this broker")
         }
         let fresh = try store.write { db -> Bool in
             try db.execute(
@@ -380,14 +392,14 @@ public actor Exchange {
             )
             try db.execute(
                 sql: "INSERT INTO nonces (key, nonce, time) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                arguments: [Data(key), Data(signature.nonce), signature.time]
+                arguments: [Data(key), Data(request.nonce), request.time]
             )
             return db.changesCount == 1
         }
         guard fresh else {
             throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
         }
-        return Caller(key: signature.key, member: member)
+        return Caller(key: signature, member: member, request: request)
     }
 
     /// The second half: the caller's standing (a suspended key is refused; an inactive
@@ -398,6 +410,7 @@ public actor Exchange {
             if member.status == "inactive" {
                 try audit(
                     actor: caller.name,
+                    request: caller.request,
                     action: "member.active",
                     objectType: "member",
                     objectID: caller.key.fingerprint,
@@ -410,7 +423,7 @@ public actor Exchange {
                     )
                 }
                 member.status = "active"
-                caller = Caller(key: caller.key, member: member)
+                caller = Caller(key: caller.key, member: member, request: caller.request)
             }
             guard member.status == "active" else {
                 throw ExchangeError(.forbidden, "key \(caller.key.fingerprint) is suspended")
