@@ -85,8 +85,11 @@ extension AuditCommand {
                 With a bundle: checks the manifest's and the checkpoint's signatures, recomputes every entry's \
                 leaf hash and the root (or each inclusion proof), checks the CSV against the JSON lines, the \
                 consistency proofs and every file's SHA-256. On the first problem it names the file and, for \
-                entries, the first bad entry and why, and exits with status 1. With --later, also checks that \
-                the later bundle's log extends this one's (no entry changed or removed in between).
+                entries, the first bad entry and why, and exits with status 1. Entries caused by a member's or \
+                the operator's request carry that request as its actor signed it: each signature is checked \
+                against the actor's key (published in the log's broker.init and member.enrol entries), and an \
+                entry that names a key as its actor without one is refused. With --later, also checks that the \
+                later bundle's log extends this one's (no entry changed or removed in between).
 
                 Without a path: checks the audit database in --data-dir, read only (run it when the broker \
                 refuses to start over its log): every entry decoded and its leaf recomputed, the tree head, \
@@ -138,7 +141,8 @@ extension AuditCommand {
             }
             let summary = try AuditBundle.verify(directory: path, verifier: verifier)
             print(
-                "OK: \(summary.entryCount) entries of the log \(summary.origin) (\(summary.logSize) entries, root \(summary.root))"
+                "OK: \(summary.entryCount) entries of the log \(summary.origin) (\(summary.logSize) entries, root \(summary.root)); "
+                    + "\(summary.actorSigned) signed by their actors (signatures checked), \(summary.brokerOnly) by the broker alone"
             )
             if let later {
                 let newer = try AuditBundle.verify(directory: later, verifier: verifier)
