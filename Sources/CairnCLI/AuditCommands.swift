@@ -295,7 +295,7 @@ enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// A verifier key given inline or as a path to a file holding it.
-private func readVerifier(_ key: String) throws -> NoteVerifier {
+func readVerifier(_ key: String) throws -> NoteVerifier {
     if let inline = try? NoteVerifier(encoded: key) { return inline }
     guard DurableFile.exists(key) else {
         throw CLIError("--key is neither a checkpoint key (name+id+key) nor a readable file")

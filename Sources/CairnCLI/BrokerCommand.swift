@@ -16,7 +16,7 @@ struct BrokerCommand: AsyncParsableCommand {
             invite participants and start training. Model registry and licensing arrive in a later release.
             """,
         version: CairnVersion.software,
-        subcommands: [Init.self, Serve.self, Admin.self]
+        subcommands: [Init.self, Serve.self, Admin.self, Backup.self, Restore.self]
     )
 
     init() {}
@@ -88,6 +88,68 @@ extension BrokerCommand {
             print("created broker data folder \(home.path)")
             print("checkpoint key: \(try home.verifier().encoded)")
             print("broker identity fingerprint: \(try home.identityKey(passphrase: secret).fingerprint)")
+        }
+    }
+
+    /// `cairn-broker backup`.
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take an online, consistent backup of the broker's data folder.",
+            discussion: """
+                Safe while the daemon runs. Records broker.backup in the audit log, then snapshots \
+                broker.sqlite and audit.sqlite with SQLite's online backup API (state first, log second, so the \
+                log holds every entry the state reflects), copies broker.keystore (still passphrase-protected), \
+                broker.json and checkpoint.pub, and writes a manifest of every file's SHA-256 signed by the \
+                checkpoint key. The folder is written under a temporary name and appears only when complete. \
+                Needs the keystore passphrase. Keep backups as private as the data folder: they hold the state.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var actor: OperatorOptions
+
+        @Option(help: ArgumentHelp("The backup folder to create (it must not exist).", valueName: "folder"))
+        var to: String
+
+        func run() throws {
+            let home = try data.open()
+            let signer = try home.checkpointSigner(passphrase: try passphrase.read(newKeystore: false))
+            let summary = try BrokerBackup.take(home: home, signer: signer, actor: actor.id, to: to)
+            print("backup \(summary.id) of \(summary.origin) written to \(to) (\(summary.auditSize) audit entries)")
+        }
+    }
+
+    /// `cairn-broker restore`.
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a backup and restore it into a new data folder.",
+            discussion: """
+                Checks the backup's manifest signature (with --key, else with the backup's own checkpoint.pub: \
+                compare the key ID printed with the one you know), every file's SHA-256, and the audit log \
+                entry by entry; then writes the files into --data-dir, which must not exist, and records \
+                broker.restore in the restored log. Start cairn-broker serve there: rounds that were open \
+                resume or abort, as after a crash. Entries and state newer than the backup are not in it.
+                """
+        )
+
+        @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var actor: OperatorOptions
+
+        @Option(help: ArgumentHelp("The backup folder written by cairn-broker backup.", valueName: "folder"))
+        var from: String
+
+        @Option(help: "The checkpoint key the backup must be signed by: checkpoint.pub's text or a path to it.")
+        var key: String?
+
+        func run() throws {
+            let verifier = try key.map(readVerifier)
+            let summary = try BrokerBackup.restore(from: from, to: data.resolved, key: verifier, actor: actor.id)
+            let home = try data.open()
+            print(
+                "restored backup \(summary.id) taken \(summary.taken) into \(home.path) (\(summary.auditSize) audit entries, "
+                    + "checkpoint key \(try home.verifier().encoded)); start cairn-broker serve --data-dir \(home.path)"
+            )
         }
     }
 }

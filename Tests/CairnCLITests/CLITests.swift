@@ -20,7 +20,8 @@ import Testing
         "cairn-audit export", "cairn-audit verify", "cairn-audit report", "cairn-audit prove",
         "cairn-audit people erase", "cairn-broker serve", "cairn-broker admin create-federation",
         "cairn-node enroll", "cairn-node run", "cairn-node status", "cairn-broker admin publish",
-        "cairn-broker admin licence", "cairn-node models fetch", "cairn-node models list",
+        "cairn-broker admin licence", "cairn-node models fetch", "cairn-node models list", "cairn-broker backup",
+        "cairn-broker restore",
     ])
     func helpTextMatchesGoldenFile(_ command: String) throws {
         let help: String
@@ -29,6 +30,8 @@ import Testing
         case "cairn-audit": help = AuditCommand.helpMessage(columns: 100)
         case "cairn-broker init": help = BrokerCommand.helpMessage(for: BrokerCommand.Init.self, columns: 100)
         case "cairn-broker serve": help = BrokerCommand.helpMessage(for: BrokerCommand.Serve.self, columns: 100)
+        case "cairn-broker backup": help = BrokerCommand.helpMessage(for: BrokerCommand.Backup.self, columns: 100)
+        case "cairn-broker restore": help = BrokerCommand.helpMessage(for: BrokerCommand.Restore.self, columns: 100)
         case "cairn-broker admin create-federation":
             help = BrokerCommand.helpMessage(for: BrokerCommand.Admin.CreateFederation.self, columns: 100)
         case "cairn-node enroll": help = NodeCommand.helpMessage(for: NodeCommand.Enroll.self, columns: 100)

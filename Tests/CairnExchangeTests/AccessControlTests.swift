@@ -16,9 +16,9 @@ import Testing
 
 /// A broker in a temporary folder with an operator, two federations and one member of each role.
 struct Fixture {
-    let folder: String
-    let exchange: Exchange
-    let log: AuditLog
+    var folder: String
+    var exchange: Exchange
+    var log: AuditLog
     let operatorKey: Ed25519.PrivateKey
     let broker: Ed25519.PublicKey
     var members: [String: Ed25519.PrivateKey] = [:]

@@ -41,7 +41,7 @@ struct RoundDriver {
     static let policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0)
     static let names = ["participant", "p1", "p2", "p3", "p4", "p5"]
 
-    let fixture: Fixture
+    var fixture: Fixture
     let clock: TestClock
     let transport: X25519.PublicKey
     var clients: [String: SecAggClient] = [:]
@@ -407,5 +407,150 @@ struct RoundDriver {
         case "unmask": offset < 41 || (offset - 41) % (2 + 1 + 64) < 3
         default: true
         }
+    }
+}
+
+@Suite struct BackupTests {
+    /// A backup taken while round 1 is in its share phase, restored into a new folder: a new
+    /// exchange there (the same keys, as `serve` unlocks them) resumes the round, which aborts
+    /// cleanly since the nodes' share answers went to the old broker; round 2 then finishes with
+    /// exactly the inputs accepted. An export taken before the backup verifies against one taken
+    /// after, and the logs hold `broker.backup`, `broker.restore` and `round.resume`.
+    @Test func backupDuringARoundRestoresAndTheFederationContinues() async throws {
+        var driver = try await RoundDriver()
+        let old = driver.fixture
+        defer { _ = system("rm -rf '\(old.folder)' '\(old.folder)-backup' '\(old.folder)-restored'") }
+        let keys = await old.exchange.keys
+        // What the data folder holds beside the databases (the keystore is copied as it is).
+        try DurableFile.write(
+            BrokerConfig(origin: "cairn.test/exchange", processing: .cairnDefaults(controller: "C", contact: "c@x"))
+                .json(),
+            to: old.folder + "/" + BrokerHome.configFileName,
+            replace: false
+        )
+        try DurableFile.write(
+            Array("keystore bytes".utf8),
+            to: old.folder + "/" + BrokerHome.keystoreFileName,
+            replace: false
+        )
+        try DurableFile.write(
+            Array((keys.checkpoint.verifier.encoded + "\n").utf8),
+            to: old.folder + "/" + BrokerHome.verifierFileName,
+            replace: false
+        )
+        let before = old.folder + "/export-before"
+        try AuditBundle.export(
+            log: old.log,
+            origin: "cairn.test/exchange",
+            signer: keys.checkpoint,
+            actor: "operator",
+            to: before
+        )
+
+        let oldApp = Application(router: BrokerServer.router(old.exchange, logger: quiet))
+        let started = driver
+        let backup = try await oldApp.test(.router) { client in
+            var driver = started
+            var backup: BrokerBackup.Summary?
+            _ = try await driver.run(client) { _, path, _ in
+                if backup == nil, path.hasSuffix("/share") {
+                    backup = try BrokerBackup.take(
+                        home: try BrokerHome(path: old.folder),
+                        signer: keys.checkpoint,
+                        actor: "operator",
+                        to: old.folder + "-backup"
+                    )
+                }
+            }
+            return backup
+        }
+        let summary = try #require(backup)
+        #expect(summary.files.count == 5)
+
+        // Restoring into a folder that exists, a backup with a changed or an extra file, or one
+        // signed by another key is refused, and nothing is written.
+        func refusal(_ from: String, key: NoteVerifier? = nil, to: String = old.folder + "-nowhere") -> String? {
+            do {
+                try BrokerBackup.restore(from: from, to: to, key: key, actor: "operator")
+                return nil
+            } catch { return (error as? WireError)?.message ?? "\(error)" }
+        }
+        #expect(
+            refusal(old.folder + "-backup", to: old.folder) == "\(old.folder) already exists; restore into a new folder"
+        )
+        let tampered = old.folder + "-backup-tampered"
+        defer { _ = system("rm -rf '\(tampered)'") }
+        try FileManager.default.copyItem(atPath: old.folder + "-backup", toPath: tampered)
+        try DurableFile.write(Array("extra".utf8), to: tampered + "/notes.txt", replace: false)
+        #expect(refusal(tampered) == "the backup holds files its manifest does not list: [\"notes.txt\"]")
+        unlink(tampered + "/notes.txt")
+        var config = try DurableFile.read(tampered + "/broker.json", maximum: 1 << 20)
+        config[config.count / 2] ^= 1
+        try DurableFile.write(config, to: tampered + "/broker.json", replace: true)
+        #expect(refusal(tampered) == "\(tampered)/broker.json: its SHA-256 differs from the manifest's")
+        let stranger = try NoteSigner(name: "cairn.test/exchange", key: .init())
+        #expect(
+            refusal(old.folder + "-backup", key: stranger.verifier)?.hasPrefix("\(old.folder)-backup/manifest: ")
+                == true
+        )
+        let leftovers = try DurableFile.entries(in: "/tmp").filter {
+            $0.hasPrefix(URL(fileURLWithPath: old.folder).lastPathComponent + "-nowhere")
+        }
+        #expect(leftovers.isEmpty)
+        let restored = old.folder + "-restored"
+        #expect(
+            try BrokerBackup.restore(
+                from: old.folder + "-backup",
+                to: restored,
+                key: keys.checkpoint.verifier,
+                actor: "operator"
+            ) == summary
+        )
+        let log = try AuditLog(path: restored + "/" + BrokerHome.auditFileName)
+        driver.fixture.folder = restored
+        driver.fixture.log = log
+        driver.fixture.exchange = try Exchange(
+            folder: restored,
+            log: log,
+            keys: keys,
+            origin: "cairn.test/exchange",
+            settings: driver.clock.settings,
+            metrics: ExchangeMetrics(),
+            logger: quiet
+        )
+        let phase = try await driver.fixture.exchange.store.read { db in
+            try String.fetchOne(db, sql: "SELECT phase FROM rounds WHERE federation = 'alpha' AND round = 1")
+        }
+        #expect(phase == "share")
+        let app = Application(router: BrokerServer.router(driver.fixture.exchange, logger: quiet))
+        let resumed = driver
+        let outcomes = try await app.test(.router) { client in
+            var driver = resumed
+            let first = try await driver.run(client, dropping: Set(RoundDriver.names), at: .share)
+            driver.clients = [:]
+            driver.uploaded = []
+            _ = try await driver.fixture.exchange.training(
+                try await driver.fixture.caller(driver.fixture.operatorKey),
+                federation: "alpha",
+                TrainingRequest(action: "start", rounds: 1)
+            )
+            await driver.fixture.exchange.tick()
+            return [first, try await driver.run(client, round: 2)]
+        }
+        #expect(outcomes == ["aborted", "finished"])
+        let actions = try (0..<log.size).map { try log.entry($0).action }
+        #expect(actions.contains("broker.backup") && actions.contains("broker.restore"))
+        #expect(actions.contains("round.resume"))
+        let after = restored + "/export-after"
+        try AuditBundle.export(
+            log: log,
+            origin: "cairn.test/exchange",
+            signer: keys.checkpoint,
+            actor: "operator",
+            to: after
+        )
+        let earlier = try AuditBundle.verify(directory: before, verifier: keys.checkpoint.verifier)
+        let later = try AuditBundle.verify(directory: after, verifier: keys.checkpoint.verifier)
+        try AuditBundle.checkConsistency(earlier: earlier, later: later)
     }
 }
