@@ -87,6 +87,9 @@ public enum AuditBundle {
         public var actorSigned = 0
         /// Entries the broker alone vouches for (its own actions, refusals, operator tools).
         public var brokerOnly = 0
+        /// Checkpoints members' nodes cosigned as witnesses (each this bundle's or proved
+        /// consistent with it), by size: the witnesses' fingerprints.
+        public var witnesses: [Int: [String]] = [:]
 
         public static func == (a: Summary, b: Summary) -> Bool {
             a.origin == b.origin && a.exportID == b.exportID && a.logSize == b.logSize && a.root == b.root
@@ -156,9 +159,14 @@ public enum AuditBundle {
             let proof = try log.consistencyProof(from: size, to: checkpoint.size)
             consistency += BundleText.proofLine("size", size, "root", root, proof).utf8
         }
+        var cosignatures: [UInt8] = []
+        for (size, cosignature) in try log.cosignatures() where size <= checkpoint.size {
+            cosignatures += BundleText.cosignatureLine(size: size, cosignature).utf8
+        }
         let files: [(String, [UInt8])] = [
             ("checkpoint", Array(note.utf8)),
             ("consistency.jsonl", consistency),
+            ("cosignatures.jsonl", cosignatures),
             ("entries.csv", csv),
             ("entries.jsonl", jsonl),
             (filter.isEverything ? "leaves.bin" : "proofs.jsonl", evidence),
@@ -345,6 +353,31 @@ public enum AuditBundle {
             consistency[size] = (root, proof)
         }
 
+        // Witnesses: each cosignature of this checkpoint or of one proved consistent with it.
+        var witnesses: [Int: [String]] = [:]
+        let listed = Set(manifest.files.map(\.0))
+        if listed.contains("cosignatures.jsonl") {
+            for (index, line) in lines(try read("cosignatures.jsonl"), separator: [0x0A]).enumerated() {
+                let place = "cosignatures.jsonl line \(index + 1)"
+                let (size, cosignature): (Int, Cosignature)
+                do { (size, cosignature) = try BundleText.cosignature(line: line) } catch let error as AuditError {
+                    throw bad("\(place): \(error.message)")
+                }
+                guard let root = size == checkpoint.size ? checkpoint.root : consistency[size]?.root else {
+                    throw bad("\(place): no checkpoint of \(size) entries is proved consistent with this bundle's")
+                }
+                guard cosignature.isValid(for: try Checkpoint(origin: checkpoint.origin, size: size, root: root)) else {
+                    throw bad("\(place): the cosignature by \(cosignature.name) does not verify")
+                }
+                if all, signatures.brokerIdentity != nil,
+                    !signatures.published.contains(cosignature.key.rawRepresentation)
+                {
+                    throw bad("\(place): \(cosignature.name) is not a key the log published (no member.enrol names it)")
+                }
+                witnesses[size, default: []].append(cosignature.name)
+            }
+        }
+
         let present = Set((try? DurableFile.entries(in: directory)) ?? [])
         for (name, digest) in manifest.files {
             guard Hex.encode(SHA256.hash(try read(name))) == digest else {
@@ -354,7 +387,7 @@ public enum AuditBundle {
         let unexpected = present.subtracting(manifest.files.map(\.0) + ["manifest"]).sorted()
         guard unexpected.isEmpty else { throw bad("the bundle holds files the manifest does not list: \(unexpected)") }
         guard
-            Set(manifest.files.map(\.0)) == [
+            listed.subtracting(["cosignatures.jsonl"]) == [
                 "checkpoint", "consistency.jsonl", "entries.csv", "entries.jsonl", evidenceName,
             ]
         else { throw bad("manifest: it does not list the files of a \(all ? "whole-log" : "filtered") bundle") }
@@ -368,7 +401,8 @@ public enum AuditBundle {
             entryCount: entryLines.count,
             consistency: consistency,
             actorSigned: signatures.actorSigned,
-            brokerOnly: signatures.brokerOnly
+            brokerOnly: signatures.brokerOnly,
+            witnesses: witnesses
         )
     }
 

@@ -1,3 +1,4 @@
+import CairnCrypto
 import CairnWire
 import Foundation
 import GRDB
@@ -247,7 +248,93 @@ public final class AuditLog: Sendable {
                     """
             )
         }
+        m.registerMigration("v5: cosignatures") { db in
+            // Witnesses' cosignatures of stored checkpoints, each checked before it is stored.
+            try db.execute(
+                sql: """
+                    CREATE TABLE cosignatures (
+                        size INTEGER NOT NULL REFERENCES checkpoints (size),
+                        key BLOB NOT NULL CHECK (length(key) = 32),
+                        time INTEGER NOT NULL,
+                        signature BLOB NOT NULL CHECK (length(signature) = 64),
+                        PRIMARY KEY (size, key)
+                    );
+                    CREATE TRIGGER cosignatures_are_append_only_update BEFORE UPDATE ON cosignatures
+                    BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+                    CREATE TRIGGER cosignatures_are_append_only_delete BEFORE DELETE ON cosignatures
+                    BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+                    """
+            )
+        }
         return m
+    }
+
+    /// The stored checkpoint of `size` entries, as its signed note, or nil when none was signed
+    /// at that size.
+    public func checkpoint(size: Int) throws -> String? {
+        try storage {
+            try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT note FROM checkpoints WHERE size = ?", arguments: [size])
+            }
+        }
+    }
+
+    /// Stores a witness's cosignature of the stored checkpoint of `size` entries after checking
+    /// it; returns false when that witness had already cosigned that checkpoint (the first
+    /// cosignature is kept). Throws `outOfRange` when no checkpoint of that size is stored and
+    /// `badSignature` when the cosignature does not verify.
+    @discardableResult
+    public func addCosignature(_ cosignature: Cosignature, size: Int) throws -> Bool {
+        guard let note = try checkpoint(size: size) else {
+            throw AuditError(.outOfRange, "no checkpoint of \(size) entries was signed")
+        }
+        let checkpoint = try Checkpoint(text: Self.text(ofNote: note))
+        guard cosignature.isValid(for: checkpoint) else {
+            throw AuditError(
+                .badSignature,
+                "the cosignature by \(cosignature.name) of the checkpoint of \(size) entries does not verify"
+            )
+        }
+        return try storage {
+            try pool.write { db in
+                try db.execute(
+                    sql:
+                        "INSERT INTO cosignatures (size, key, time, signature) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    arguments: [
+                        size, Data(cosignature.key.rawRepresentation), cosignature.time, Data(cosignature.signature),
+                    ]
+                )
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    /// Every stored cosignature, by checkpoint size, oldest first.
+    public func cosignatures() throws -> [(size: Int, cosignature: Cosignature)] {
+        try storage {
+            try pool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: "SELECT size, key, time, signature FROM cosignatures ORDER BY size, time, key"
+                )
+                .map { row in
+                    (
+                        row["size"],
+                        Cosignature(
+                            key: try Ed25519.PublicKey(rawRepresentation: Array(row["key"] as Data)),
+                            time: row["time"],
+                            signature: Array(row["signature"] as Data)
+                        )
+                    )
+                }
+            }
+        }
+    }
+
+    /// The text of a signed note (everything before its blank line and signatures).
+    static func text(ofNote note: String) -> String {
+        guard let blank = note.range(of: "\n\n") else { return note }
+        return String(note[..<blank.lowerBound]) + "\n"
     }
 
     /// The last checkpoint signed, as its signed note, or nil before the first.

@@ -1,3 +1,4 @@
+import CairnCrypto
 import CairnWire
 
 /// The canonical text forms of a bundle's lines (`Protocol/README.md`, "Audit bundles"): one
@@ -128,6 +129,34 @@ enum BundleText {
             request: request
         )
         return (entry, try entry.encoded())
+    }
+
+    /// A cosignature line: `{"size":N,"witness":"ed25519:…","key":"…","time":T,"signature":"…"}`.
+    static func cosignatureLine(size: Int, _ c: Cosignature) -> String {
+        "{\"size\":\(size),\"witness\":\(json(c.name)),\"key\":\"\(Hex.encode(c.key.rawRepresentation))\","
+            + "\"time\":\(c.time),\"signature\":\"\(Hex.encode(c.signature))\"}\n"
+    }
+
+    /// Parses a line written by ``cosignatureLine(size:_:)``; the witness name must be the key's
+    /// fingerprint.
+    static func cosignature(line: ArraySlice<UInt8>) throws -> (size: Int, cosignature: Cosignature) {
+        var r = Reader(line)
+        r.expect("{\"size\":")
+        let size = r.integer()
+        r.expect(",\"witness\":")
+        let name = r.string()
+        r.expect(",\"key\":")
+        let key = r.hex()
+        r.expect(",\"time\":")
+        let time = r.integer()
+        r.expect(",\"signature\":")
+        let signature = r.hex()
+        r.expect("}")
+        try r.finish("a cosignature line")
+        guard let publicKey = try? Ed25519.PublicKey(rawRepresentation: key), publicKey.fingerprint == name else {
+            throw AuditError(.malformed, "the witness \(json(name)) is not the fingerprint of the key given")
+        }
+        return (Int(size), Cosignature(key: publicKey, time: Int64(time), signature: signature))
     }
 
     /// A proof line: `{"sequence":N,"leaf":"…","proof":["…",…]}` (inclusion) or

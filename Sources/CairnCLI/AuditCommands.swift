@@ -88,7 +88,9 @@ extension AuditCommand {
                 entries, the first bad entry and why, and exits with status 1. Entries caused by a member's or \
                 the operator's request carry that request as its actor signed it: each signature is checked \
                 against the actor's key (published in the log's broker.init and member.enrol entries), and an \
-                entry that names a key as its actor without one is refused. With --later, also checks that the \
+                entry that names a key as its actor without one is refused. Witnesses' cosignatures \
+                (cosignatures.jsonl) are checked against the checkpoints they cosign and the members' keys, and \
+                the latest cosigned checkpoint and its witnesses are printed. With --later, also checks that the \
                 later bundle's log extends this one's (no entry changed or removed in between).
 
                 Without a path: checks the audit database in --data-dir, read only (run it when the broker \
@@ -144,6 +146,15 @@ extension AuditCommand {
                 "OK: \(summary.entryCount) entries of the log \(summary.origin) (\(summary.logSize) entries, root \(summary.root)); "
                     + "\(summary.actorSigned) signed by their actors (signatures checked), \(summary.brokerOnly) by the broker alone"
             )
+            if let (size, names) = summary.witnesses.max(by: { $0.key < $1.key }) {
+                print(
+                    "OK: \(summary.witnesses.count) checkpoints cosigned by members' nodes; the latest, of \(size) entries"
+                        + (size == summary.logSize ? " (this bundle's)" : ", proved consistent with this bundle's")
+                        + ", by \(names.count): \(names.sorted().joined(separator: ", "))"
+                )
+            } else {
+                print("no checkpoint of this log carries a witness's cosignature")
+            }
             if let later {
                 let newer = try AuditBundle.verify(directory: later, verifier: verifier)
                 try AuditBundle.checkConsistency(earlier: summary, later: newer)

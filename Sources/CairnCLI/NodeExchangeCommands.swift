@@ -50,7 +50,10 @@ extension NodeCommand {
                 machine, encrypted to the broker. With --evaluate, each new global model is scored on the \
                 held-out rows and only the score (row count, accuracy, log-loss) is sent, signed, to the broker, \
                 which averages the participants' scores by row count into the metrics of the version it \
-                publishes. Its round state is kept encrypted in <home>/round.state, so a \
+                publishes. After each round the node witnesses the broker's audit log: it checks the checkpoint \
+                signed at the round's end against the last one it saw (<home>/witness.checkpoint) and cosigns \
+                it; a log that was rewritten, or shown differently to others, stops the node with both signed \
+                checkpoints kept in <home>/witness-evidence-<time>/. Its round state is kept encrypted in <home>/round.state, so a \
                 restart resumes without ever revealing both shares of a peer. Network errors and broker \
                 restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request). \
                 Progress goes to standard output on a terminal (--progress forces it): each phase, and each \
@@ -111,6 +114,10 @@ extension NodeCommand {
                         say("round \(round): not taking part: \(reason)")
                     case .retrying(let reason, let wait):
                         if verbose { say("waiting for the broker: \(reason); trying again in \(rounded(wait)) s") }
+                    case .witnessed(let size, let witnesses):
+                        say(
+                            "audit log: checkpoint of \(size) entries is consistent with the last one this node saw; cosigned (\(witnesses) witnesses so far)"
+                        )
                     }
                 }
             }

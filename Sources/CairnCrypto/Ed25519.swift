@@ -12,6 +12,8 @@ public enum Ed25519 {
     public static let publicKeyByteCount = 32
     /// The size of a private-key seed in bytes.
     public static let seedByteCount = 32
+    /// The first line of every C2SP tlog-cosignature/v1 message, its domain separation.
+    public static let cosignatureHeader = Array("cosignature/v1\n".utf8)
 
     /// An Ed25519 public key.
     public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
@@ -44,6 +46,12 @@ public enum Ed25519 {
         /// ``PrivateKey/noteSignature(for:)``).
         public func isValidNoteSignature(_ signature: [UInt8], for noteText: [UInt8]) -> Bool {
             isValidRawSignature(signature, for: noteText)
+        }
+
+        /// Whether `signature` is a C2SP tlog-cosignature/v1 signature of `message` by this key
+        /// (see ``PrivateKey/cosignature(for:)``); false for a message without the header.
+        public func isValidCosignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+            message.starts(with: cosignatureHeader) && isValidRawSignature(signature, for: message)
         }
 
         /// A short, stable name for this key that people can compare: `ed25519:` and the first
@@ -99,6 +107,18 @@ public enum Ed25519 {
         /// the log) is the whole domain, so no note signature can be read as another message.
         public func noteSignature(for noteText: [UInt8]) throws -> [UInt8] {
             try rawSignature(for: noteText)
+        }
+
+        /// A C2SP tlog-cosignature/v1 signature (c2sp.org/tlog-cosignature): over `message`, which
+        /// must start with `cosignature/v1\n` (``Ed25519/cosignatureHeader``), the format's own
+        /// domain separation. A member's identity key makes these beside its Cairn signatures:
+        /// every Cairn-domain message starts with a length byte and `cairn/`, never with `co`, so
+        /// neither kind can be taken for the other.
+        public func cosignature(for message: [UInt8]) throws -> [UInt8] {
+            guard message.starts(with: cosignatureHeader) else {
+                throw CryptoError(.internalFailure, "a cosignature message starts with cosignature/v1")
+            }
+            return try rawSignature(for: message)
         }
 
         /// Signs the bare message (RFC 8032 test vectors; not for protocol use).

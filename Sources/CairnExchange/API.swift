@@ -468,3 +468,54 @@ public struct Problem: Codable, Sendable, Hashable {
         self.message = message
     }
 }
+
+/// `GET /v1/federations/{federation}/checkpoint?from=M`: an audit checkpoint for the node to
+/// witness, and the consistency proof from the size it saw before (`Protocol/README.md`,
+/// "Witnessed checkpoints").
+public struct WitnessView: Codable, Sendable, Hashable {
+    /// The signed checkpoint (C2SP note, signed by the broker's checkpoint key).
+    public var checkpoint: String
+    /// The size the proof starts from (the `from` asked for).
+    public var from: Int
+    /// The RFC 6962 consistency proof from `from` to the checkpoint's size, hex hashes.
+    public var proof: [String]
+
+    /// A view.
+    public init(checkpoint: String, from: Int, proof: [String]) {
+        self.checkpoint = checkpoint
+        self.from = from
+        self.proof = proof
+    }
+}
+
+/// `POST /v1/federations/{federation}/cosignatures`: the node's C2SP tlog-cosignature/v1 of the
+/// checkpoint of `size` entries, by its identity key.
+public struct CosignatureReport: Codable, Sendable, Hashable {
+    /// The cosigned checkpoint's size.
+    public var size: Int
+    /// The cosignature's time (Unix seconds).
+    public var time: Int64
+    /// The Ed25519 signature, 128 hex digits.
+    public var signature: String
+
+    /// A report.
+    public init(size: Int, time: Int64, signature: String) {
+        self.size = size
+        self.time = time
+        self.signature = signature
+    }
+}
+
+/// The answer to a ``CosignatureReport``: how many witnesses have cosigned that checkpoint.
+public struct CosignatureReceipt: Codable, Sendable, Hashable {
+    /// The checkpoint's size.
+    public var size: Int
+    /// The witnesses whose cosignature of it the broker holds, this one included.
+    public var witnesses: Int
+
+    /// A receipt.
+    public init(size: Int, witnesses: Int) {
+        self.size = size
+        self.witnesses = witnesses
+    }
+}

@@ -1,3 +1,4 @@
+public import CairnAudit
 public import CairnCrypto
 public import CairnExchange
 public import CairnModels
@@ -109,6 +110,9 @@ public struct Participant: Sendable {
         case roundMissed(round: Int, reason: String)
         /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
         case retrying(reason: String, wait: Double)
+        /// This node witnessed the audit checkpoint of `size` entries (consistent with the one it
+        /// saw before) and cosigned it; `witnesses` have cosigned it so far.
+        case witnessed(size: Int, witnesses: Int)
     }
 
     var client: BrokerClient
@@ -116,6 +120,8 @@ public struct Participant: Sendable {
     let federation: String
     let identity: NodeIdentity
     let transport: X25519.PublicKey
+    /// The broker's checkpoint key, signed by its identity: what this node witnesses with.
+    let checkpointKey: NoteVerifier
     /// How often to poll for the round's state, in seconds.
     public var pollInterval = 0.2
 
@@ -126,7 +132,7 @@ public struct Participant: Sendable {
             throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
         }
         let broker = try enrolment.brokerIdentity
-        let (_, transport) = try await withRetries {
+        let (info, transport) = try await withRetries {
             try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker)
         }
         return Participant(
@@ -134,7 +140,8 @@ public struct Participant: Sendable {
             home: home,
             federation: enrolment.federation,
             identity: identity,
-            transport: transport
+            transport: transport,
+            checkpointKey: try BrokerDeliveryKeys(info, broker: broker).checkpoint
         )
     }
 
@@ -156,6 +163,28 @@ public struct Participant: Sendable {
 
     /// This node's record.
     public func record() async throws -> MemberRecord { try await client.json("GET", "/v1/me") }
+
+    /// Witnesses the audit checkpoint signed when the federation's latest round finished: checks
+    /// it against the last one this node accepted (``Witness``; a rewritten log or a split view
+    /// throws, with the evidence kept) and sends the broker this node's cosignature.
+    public func witness() async throws -> (checkpoint: Checkpoint, witnesses: Int) {
+        let witness = Witness(home: home, checkpointKey: checkpointKey, identity: identity.identity)
+        let view: WitnessView = try await client.json(
+            "GET",
+            "/v1/federations/\(federation)/checkpoint?from=\(try witness.size())"
+        )
+        let (checkpoint, cosignature) = try witness.observe(view, time: unixTime())
+        let receipt: CosignatureReceipt = try await client.json(
+            "POST",
+            "/v1/federations/\(federation)/cosignatures",
+            CosignatureReport(
+                size: checkpoint.size,
+                time: cosignature.time,
+                signature: Hex.encode(cosignature.signature)
+            )
+        )
+        return (checkpoint, receipt.witnesses)
+    }
 
     /// Takes part in rounds until `rounds` rounds have finished (counting from the current model),
     /// training on `data` (validated and standardised by the caller), and reports each step.
@@ -199,6 +228,8 @@ public struct Participant: Sendable {
                 }
                 lastModelRound = newest
                 try discardState(through: newest)
+                let (checkpoint, witnesses) = try await witness()
+                report(.witnessed(size: checkpoint.size, witnesses: witnesses))
                 continue
             }
             if view.index >= 0, !view.answered, ["advertise", "share", "mask", "check", "unmask"].contains(view.phase) {

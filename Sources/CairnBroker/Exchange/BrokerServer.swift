@@ -203,6 +203,32 @@ public enum BrokerServer {
                 return try json(report, status: .created)
             }
         }
+        router.get("/v1/federations/{federation}/checkpoint") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                let from = request.uri.queryParameters.get("from").map { String($0) } ?? "0"
+                guard from.utf8.count <= 18, let size = Int(from), size >= 0 else {
+                    throw ExchangeError(.malformed, "from must be a tree size (a whole number ≥ 0)")
+                }
+                return try json(
+                    await exchange.witnessView(
+                        try await call.caller(),
+                        federation: try parameter(context, "federation"),
+                        from: size
+                    )
+                )
+            }
+        }
+        router.post("/v1/federations/{federation}/cosignatures") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                let body = try await call.body(json: true, limit: maximumJSONBody)
+                let receipt = try await exchange.cosign(
+                    call.caller!,
+                    federation: try parameter(context, "federation"),
+                    try decode(CosignatureReport.self, body)
+                )
+                return try json(receipt, status: .created)
+            }
+        }
         router.get("/v1/licences") { request, context in
             await respond(exchange, request, context, logger) { call in
                 try json(await exchange.ownLicences(try await call.caller()))

@@ -181,6 +181,11 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v6: witnessed checkpoints") { db in
+            // The size of the audit checkpoint signed when each round's model was stored: the one
+            // the federation's nodes witness after that round (null until it is signed).
+            try db.execute(sql: "ALTER TABLE models ADD COLUMN checkpoint INTEGER")
+        }
         return m
     }
 

@@ -344,7 +344,71 @@ extension Exchange {
             "round finished",
             metadata: ["federation": "\(federation)", "round": "\(number)", "included": "\(survivors)"]
         )
-        checkpoint()
+        // The checkpoint the federation's nodes witness after this round (the same one for all).
+        if let size = checkpoint() {
+            try? store.write { db in
+                try db.execute(
+                    sql: "UPDATE models SET checkpoint = ? WHERE federation = ? AND round = ?",
+                    arguments: [size, federation, number]
+                )
+            }
+        }
+    }
+
+    // MARK: Witnesses
+
+    /// `GET /v1/federations/{federation}/checkpoint?from=M`: the checkpoint the participant's
+    /// node witnesses (the one signed when the federation's latest round finished, else the
+    /// latest), with a consistency proof from the size `from` it saw last. When `from` is beyond
+    /// that checkpoint, the latest checkpoint is served instead.
+    public func witnessView(_ caller: Caller, federation: String, from: Int) throws -> WitnessView {
+        _ = try requireMember(caller, of: federation)
+        let roundCheckpoint = try store.read { db in
+            try Int.fetchOne(
+                db,
+                sql:
+                    "SELECT checkpoint FROM models WHERE federation = ? AND checkpoint IS NOT NULL ORDER BY round DESC LIMIT 1",
+                arguments: [federation]
+            )
+        }
+        var note = try roundCheckpoint.flatMap { try log.checkpoint(size: $0) }
+        var size = roundCheckpoint ?? 0
+        if note == nil || from > size {
+            guard let latest = try log.latestCheckpoint() else {
+                throw ExchangeError(.notFound, "the audit log has no signed checkpoint yet")
+            }
+            note = latest
+            size = try Checkpoint(text: SignedNote.open(latest, verifier: keys.checkpoint.verifier)).size
+        }
+        guard from >= 0, from <= size else {
+            throw ExchangeError(.conflict, "no checkpoint of at least \(from) entries has been signed")
+        }
+        return WitnessView(
+            checkpoint: note!,
+            from: from,
+            proof: try log.consistencyProof(from: from, to: size).map { Hex.encode($0.bytes) }
+        )
+    }
+
+    /// `POST /v1/federations/{federation}/cosignatures`: stores the participant's cosignature of
+    /// a checkpoint after checking it against the stored checkpoint and the caller's key.
+    public func cosign(_ caller: Caller, federation: String, _ report: CosignatureReport) throws -> CosignatureReceipt {
+        _ = try requireMember(caller, of: federation)
+        guard report.size >= 0, report.time >= 0, report.signature.utf8.count == 128,
+            let signature = try? Hex.decode(report.signature)
+        else {
+            throw ExchangeError(.malformed, "a cosignature needs a size and a time ≥ 0 and a 64-byte signature in hex")
+        }
+        let cosignature = Cosignature(key: caller.key, time: report.time, signature: signature)
+        do {
+            try log.addCosignature(cosignature, size: report.size)
+        } catch let error as AuditError where error.code == .outOfRange {
+            throw ExchangeError(.notFound, error.message)
+        } catch let error as AuditError where error.code == .badSignature {
+            throw ExchangeError(.malformed, error.message)
+        }
+        let count = try log.cosignatures().filter { $0.size == report.size }.count
+        return CosignatureReceipt(size: report.size, witnesses: count)
     }
 
     /// Removes the masks and adds the mean update to the base model, which is read here rather

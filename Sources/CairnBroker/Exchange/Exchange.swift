@@ -292,10 +292,16 @@ public actor Exchange {
         (try? store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
     }
 
-    /// Signs a checkpoint over the log as it stands.
-    public func checkpoint() {
-        do { _ = try log.signCheckpoint(origin: origin, signer: keys.checkpoint) } catch {
+    /// Signs a checkpoint over the log as it stands; returns its size (nil when signing failed,
+    /// which is logged).
+    @discardableResult
+    public func checkpoint() -> Int? {
+        do {
+            let note = try log.signCheckpoint(origin: origin, signer: keys.checkpoint)
+            return try Checkpoint(text: SignedNote.open(note, verifier: keys.checkpoint.verifier)).size
+        } catch {
             logger.error("checkpoint signing failed", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
