@@ -84,11 +84,23 @@ struct AuditBundleTests {
     func everyByteFlip() throws {
         let (log, _, signer) = try sampleLog(5)
         let out = bundleFolder()
-        // A second export, so consistency.jsonl holds a proof from the first checkpoint.
+        // A second export, so consistency.jsonl holds a proof from the first checkpoint, which a
+        // witness cosigned (cosignatures.jsonl).
         try AuditBundle.export(log: log, origin: origin, signer: signer, actor: "operator:ana", to: bundleFolder())
+        let first = try Checkpoint(text: SignedNote.open(try log.latestCheckpoint()!, verifier: signer.verifier))
+        try log.addCosignature(
+            try Cosignature.sign(first, identity: try Ed25519.PrivateKey(), time: 1_795_000_000),
+            size: first.size
+        )
         try AuditBundle.export(log: log, origin: origin, signer: signer, actor: "operator:ana", to: out)
         let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
-        #expect(files == ["checkpoint", "consistency.jsonl", "entries.csv", "entries.jsonl", "leaves.bin", "manifest"])
+        #expect(
+            files == [
+                "checkpoint", "consistency.jsonl", "cosignatures.jsonl", "entries.csv", "entries.jsonl", "leaves.bin",
+                "manifest",
+            ]
+        )
+        #expect(try AuditBundle.verify(directory: out, verifier: signer.verifier).witnesses[first.size]?.count == 1)
         let headerBytes = BundleText.csvHeader.utf8.count
         for name in files {
             let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out + "/" + name)))
@@ -180,7 +192,10 @@ struct AuditBundleTests {
         #expect(summary.entryCount == 5)
         let files = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
         #expect(
-            files == ["checkpoint", "consistency.jsonl", "entries.csv", "entries.jsonl", "manifest", "proofs.jsonl"]
+            files == [
+                "checkpoint", "consistency.jsonl", "cosignatures.jsonl", "entries.csv", "entries.jsonl", "manifest",
+                "proofs.jsonl",
+            ]
         )
         try edit(out, "proofs.jsonl") { bytes in
             let at = bytes.firstIndex(of: UInt8(ascii: "[")).map { $0 + 2 }!
