@@ -1,5 +1,6 @@
 import CairnAudit
 import CairnCrypto
+import CairnExchange
 import CairnWire
 import Foundation
 import GRDB
@@ -119,7 +120,87 @@ struct AuditBench {
                 floor: entries / hashTime
             )
         )
+        try verifySigned(into: &report, folder: folder)
         return report
+    }
+
+    /// Verification of a whole-log bundle whose entries all carry the request their actor signed
+    /// (as a member's entries do), against Ed25519 verification alone of the same signatures over
+    /// the same messages: the actor-signature check's floor.
+    private func verifySigned(into report: inout BenchReport, folder: String) throws {
+        let count = quick ? 2_000 : 50_000
+        let broker = try Ed25519.PrivateKey()
+        let members = try (0..<16).map { _ in try Ed25519.PrivateKey() }
+        let log = try AuditLog(path: folder + "/signed.sqlite")
+        var messages: [(key: Ed25519.PublicKey, message: [UInt8], signature: [UInt8])] = []
+        var appended = 0
+        while appended < count {
+            let n = min(1024, count - appended)
+            try log.append(count: n) { sequence in
+                var entry = syntheticEntry(sequence)
+                let member = members[Int(sequence % 16)]
+                let target = "/v1/federations/bench/rounds/\(sequence / 100)/mask"
+                let digest = SHA256.hash(Array("body \(sequence)".utf8))
+                let signature = try RequestSignature.sign(
+                    method: "POST",
+                    target: target,
+                    bodyDigest: digest,
+                    identity: member,
+                    broker: broker.publicKey,
+                    time: 1_795_000_000 + Int64(sequence)
+                )
+                entry.actor = "participant:" + member.publicKey.fingerprint
+                entry.request = AuditEntry.SignedRequest(
+                    signature,
+                    method: "POST",
+                    target: target,
+                    bodyDigest: digest,
+                    broker: broker.publicKey
+                )
+                let message = RequestSignature.message(
+                    method: "POST",
+                    target: target,
+                    bodyDigest: digest,
+                    time: signature.time,
+                    nonce: signature.nonce,
+                    broker: broker.publicKey
+                )
+                messages.append((member.publicKey, message, signature.signature))
+                return entry
+            }
+            appended += n
+        }
+        let signer = try NoteSigner(name: "bench.cairn/signed", key: .init())
+        let bundle = folder + "/signed-bundle"
+        try AuditBundle.export(log: log, origin: signer.name, signer: signer, actor: "bench", to: bundle)
+        var verifyTime = Double.infinity
+        var floorTime = Double.infinity
+        for _ in 0..<(quick ? 1 : 3) {
+            verifyTime = min(
+                verifyTime,
+                try seconds {
+                    let summary = try AuditBundle.verify(directory: bundle, verifier: signer.verifier)
+                    precondition(summary.actorSigned == count)
+                }
+            )
+            floorTime = min(
+                floorTime,
+                seconds {
+                    for m in messages {
+                        precondition(m.key.isValidSignature(m.signature, for: m.message, domain: .request))
+                    }
+                }
+            )
+        }
+        report.cases.append(
+            BenchCase(
+                name: "verify-actor-signed",
+                params: [("entries", "\(count)")],
+                value: Double(count) / verifyTime,
+                unit: "entries/s",
+                floor: Double(count) / floorTime
+            )
+        )
     }
 
     private func rawDatabase(_ path: String) throws -> DatabaseQueue {

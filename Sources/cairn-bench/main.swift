@@ -15,7 +15,9 @@ struct Bench: AsyncParsableCommand {
             libsodium's raw ChaCha20 keystream, on one core and on all); training (samples per second \
             of the logistic, softmax and MLP trainers on the digits data against numpy); audit (durable \
             and batched audit-log appends against raw SQLite inserts of the same rows with the same \
-            durability, and offline verification of a 10^6-entry bundle against hashing alone); secagg (a SecAgg+ round of \
+            durability, offline verification of a 10^6-entry bundle against hashing alone, and of a \
+            bundle whose 50,000 entries carry their actors' signed requests against Ed25519 verification \
+            of the same signatures alone); secagg (a SecAgg+ round of \
             n = 100 participants with D = 10^6 and 10% dropping after ShareKeys: a participant's \
             masking and the server's unmasking against libsodium's raw ChaCha20 keystream for the same \
             expansions, and the bytes each participant uploads against 4·D); broker (one round of n = 100 \
