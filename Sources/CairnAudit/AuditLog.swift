@@ -309,6 +309,15 @@ public final class AuditLog: Sendable {
         }
     }
 
+    /// How many witnesses cosigned the stored checkpoint of `size` entries.
+    public func cosignatureCount(size: Int) throws -> Int {
+        try storage {
+            try pool.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM cosignatures WHERE size = ?", arguments: [size]) ?? 0
+            }
+        }
+    }
+
     /// Every stored cosignature, by checkpoint size, oldest first.
     public func cosignatures() throws -> [(size: Int, cosignature: Cosignature)] {
         try storage {

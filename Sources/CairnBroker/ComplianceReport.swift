@@ -120,6 +120,7 @@ public struct ComplianceReport: Sendable {
         let checkpoint = try log.latestCheckpoint().flatMap { note in
             note.split(separator: "\n", omittingEmptySubsequences: false).prefix(3).map(String.init)
         }
+        let witnessed = try log.cosignatures()
         var integrity = Section(title: "Integrity")
         let newer = log.size - (checkpointSizes.last ?? 0)
         integrity.paragraphs = [
@@ -130,7 +131,10 @@ public struct ComplianceReport: Sendable {
                     ", the latest covering \($0) entries (\(newer) newer entries are not yet in a checkpoint)."
                 }
                     ?? "; none has been signed yet.")
-                + " Check it independently with `cairn-audit export` and `cairn-audit verify`."
+                + " Check it independently with `cairn-audit export` and `cairn-audit verify`.",
+            witnessed.last.map { last in
+                "Members' nodes witnessed the log: \(Set(witnessed.map(\.size)).count) checkpoints carry their cosignatures; the latest cosigned covers \(last.size) entries, cosigned by \(witnessed.filter { $0.size == last.size }.count) witnesses."
+            } ?? "No member's node has cosigned a checkpoint yet.",
         ]
         var summary = Section(title: "Summary")
         summary.headers = ["Item", "Value"]

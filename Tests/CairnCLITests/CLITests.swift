@@ -404,6 +404,7 @@ struct AuditCLITests {
             md.contains("| 2026-11-18T11:06:44Z | \(cat) (participant) | round.mask | round fed/1 | stale timestamp |")
         )
         #expect(md.contains("1 requests were refused."))
+        #expect(md.contains("\n\nNo member's node has cosigned a checkpoint yet.\n"))
         let html = report.render(.html)
         #expect(html.contains("(participant), &lt;Ann&gt;; ") && !html.contains("<Ann>"))
         #expect(html.contains("table{table-layout:fixed;width:100%}") && html.contains("overflow-wrap:anywhere"))

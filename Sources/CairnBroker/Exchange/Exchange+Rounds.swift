@@ -407,8 +407,7 @@ extension Exchange {
         } catch let error as AuditError where error.code == .badSignature {
             throw ExchangeError(.malformed, error.message)
         }
-        let count = try log.cosignatures().filter { $0.size == report.size }.count
-        return CosignatureReceipt(size: report.size, witnesses: count)
+        return CosignatureReceipt(size: report.size, witnesses: try log.cosignatureCount(size: report.size))
     }
 
     /// Removes the masks and adds the mean update to the base model, which is read here rather
