@@ -5,13 +5,14 @@ import GRDB
 import Synchronization
 
 /// The append-only audit log in SQLite: canonical entries, their RFC 6962 leaf hashes, the tree
-/// head (the Merkle tree's frontier) and the signed checkpoints.
+/// head (the Merkle tree's frontier, stored with each append's last entry) and the signed
+/// checkpoints.
 ///
 /// - One `DatabasePool` per file, in WAL mode with `synchronous = FULL`: an ``append(_:)``
 ///   returns only after its transaction committed durably.
 /// - Any number of processes may append to one file (the daemon and `cairn-audit` at once).
-///   Each append is one `BEGIN IMMEDIATE` transaction that reads the stored tree head, takes in
-///   the entries other processes appended since this one last looked (checking each), writes the
+///   Each append is one `BEGIN IMMEDIATE` transaction that takes in the entries other processes
+///   appended since this one last looked (checking each), checks the stored tree head, writes the
 ///   new entries, their leaves and the new head, and commits. Checkpoints are signed inside such
 ///   a transaction too, so they always cover what the database holds.
 /// - Nothing is vouched for unchecked: opening the log recomputes every leaf from its decoded
@@ -49,26 +50,7 @@ public final class AuditLog: Sendable {
             // syncs the WAL before an append returns.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
-            let headMissing = try pool.read { db in
-                let count = try synchronise(db)
-                return try checkHead(db, count: count) == nil
-            }
-            if headMissing {
-                // A log written before the tree head existed (migration v4) gets it once.
-                try pool.writeWithoutTransaction { db in
-                    try db.inTransaction(.immediate) {
-                        let count = try synchronise(db)
-                        if try checkHead(db, count: count) == nil {
-                            let frontier = try tree.withLock { try $0.frontier(size: count) }
-                            try db.execute(
-                                sql: "INSERT INTO tree_head (id, size, frontier) VALUES (0, ?, ?)",
-                                arguments: [count, Data(frontier.bytes)]
-                            )
-                        }
-                        return .commit
-                    }
-                }
-            }
+            try pool.read { db in try checkHead(db, count: try synchronise(db)) }
             for (size, root) in try checkpoints() {
                 guard size <= self.size, (try self.root(size: size)) == root else {
                     throw AuditError(
@@ -147,29 +129,32 @@ public final class AuditLog: Sendable {
         return count
     }
 
-    /// Checks the stored tree head against `count` entries and the tree's leaves; nil when no
-    /// head is stored yet.
-    @discardableResult
-    private func checkHead(_ db: Database, count: Int) throws -> Frontier? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT size, frontier FROM tree_head WHERE id = 0") else {
-            return nil
-        }
-        let size: Int = row["size"]
-        guard let stored = Frontier(size: size, bytes: Array(row["frontier"] as Data)) else {
-            throw AuditError(.inconsistent, "the stored tree head of \(size) entries is malformed")
-        }
-        guard size == count else {
+    /// Checks the tree head, which each append stores with its last entry (the `head` column:
+    /// the frontier of the tree up to and including that entry), against `count` entries and the
+    /// tree's leaves. The last entry must carry one, unless no entry does (a log written before
+    /// the head existed, until its first append).
+    private func checkHead(_ db: Database, count: Int) throws {
+        guard count > 0,
+            let row = try Row.fetchOne(db, sql: "SELECT head FROM entries WHERE sequence = ?", arguments: [count - 1])
+        else { return }
+        guard let bytes = row["head"] as Data? else {
+            guard
+                let covered = try Int.fetchOne(
+                    db,
+                    sql: "SELECT max(sequence) FROM entries WHERE head IS NOT NULL"
+                )
+            else { return }
             throw AuditError(
                 .inconsistent,
-                size < count
-                    ? "audit entries \(size)–\(count - 1) were written into the database directly, not appended through the log (its tree head covers \(size) entries)"
-                    : "the tree head covers \(size) entries but the database holds \(count): entries were removed"
+                "audit entries \(covered + 1)–\(count - 1) were written into the database directly, not appended through the log (the last tree head is stored with entry \(covered))"
             )
         }
-        guard stored == (try tree.withLock { try $0.frontier(size: size) }) else {
-            throw AuditError(.inconsistent, "the stored tree head does not match the leaves of the \(size) entries")
+        guard Frontier(size: count, bytes: Array(bytes)) == (try tree.withLock { try $0.frontier(size: count) }) else {
+            throw AuditError(
+                .inconsistent,
+                "the tree head stored with audit entry \(count - 1) does not match the leaves of the \(count) entries"
+            )
         }
-        return stored
     }
 
     /// In a write transaction: brings the tree up to the database, refusing a database that
@@ -184,9 +169,7 @@ public final class AuditLog: Sendable {
                 "the audit log held \(known) entries and now holds \(count): entries were removed"
             )
         }
-        guard try checkHead(db, count: count) != nil else {
-            throw AuditError(.inconsistent, "the audit log's tree head is missing")
-        }
+        try checkHead(db, count: count)
         return count
     }
 
@@ -236,17 +219,9 @@ public final class AuditLog: Sendable {
             )
         }
         m.registerMigration("v4: tree head") { db in
-            // The tree's size and frontier as of the last append (one row), written in each
-            // append's transaction.
-            try db.execute(
-                sql: """
-                    CREATE TABLE tree_head (
-                        id INTEGER PRIMARY KEY CHECK (id = 0),
-                        size INTEGER NOT NULL,
-                        frontier BLOB NOT NULL
-                    );
-                    """
-            )
+            // The frontier of the tree up to each append's last entry, stored with that entry
+            // (NULL on the others): one more column on a page the append writes anyway.
+            try db.execute(sql: "ALTER TABLE entries ADD COLUMN head BLOB")
         }
         m.registerMigration("v5: cosignatures") { db in
             // Witnesses' cosignatures of stored checkpoints, each checked before it is stored.
@@ -489,7 +464,7 @@ public final class AuditLog: Sendable {
                     let first = try synchroniseForWriting(db)
                     var frontier = try tree.withLock { try $0.frontier(size: first) }
                     let insert = try db.cachedStatement(
-                        sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)"
+                        sql: "INSERT INTO entries (sequence, entry, leaf, head) VALUES (?, ?, ?, ?)"
                     )
                     for next in first..<(first + count) {
                         let entry = try make(UInt64(next))
@@ -501,15 +476,12 @@ public final class AuditLog: Sendable {
                         }
                         let bytes = try entry.encoded()
                         let leaf = RFC6962.leafHash(bytes)
-                        try insert.execute(arguments: [next, Data(bytes), Data(leaf.bytes)])
                         frontier.append(leaf)
+                        let head = next == first + count - 1 ? Data(frontier.bytes) : nil
+                        try insert.execute(arguments: [next, Data(bytes), Data(leaf.bytes), head])
                         appended.append((entry, leaf))
                     }
                     try alongside(db)
-                    try db.execute(
-                        sql: "UPDATE tree_head SET size = ?, frontier = ? WHERE id = 0",
-                        arguments: [frontier.size, Data(frontier.bytes)]
-                    )
                     return .commit
                 }
                 tree.withLock { t in

@@ -396,22 +396,22 @@ struct ActorSignatureTests {
         return (log, path)
     }
 
-    /// Appends `entry` with plain SQL, as whoever holds the database can, keeping the tree head
-    /// consistent so that the log opens and exports.
+    /// Appends `entry` with plain SQL, as whoever holds the database can, with the tree head it
+    /// should carry, so that the log opens and exports.
     func insertBehindTheLog(_ path: String, _ entry: AuditEntry) throws {
         let bytes = try entry.encoded()
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
-            let row = try Row.fetchOne(db, sql: "SELECT size, frontier FROM tree_head")!
-            var frontier = Frontier(size: row["size"], bytes: Array(row["frontier"] as Data))!
+            let last = try Data.fetchOne(
+                db,
+                sql: "SELECT head FROM entries WHERE sequence = ?",
+                arguments: [entry.sequence - 1]
+            )!
+            var frontier = Frontier(size: Int(entry.sequence), bytes: Array(last))!
             frontier.append(RFC6962.leafHash(bytes))
             try db.execute(
-                sql: "INSERT INTO entries (sequence, entry, leaf) VALUES (?, ?, ?)",
-                arguments: [entry.sequence, Data(bytes), Data(RFC6962.leafHash(bytes).bytes)]
-            )
-            try db.execute(
-                sql: "UPDATE tree_head SET size = ?, frontier = ?",
-                arguments: [frontier.size, Data(frontier.bytes)]
+                sql: "INSERT INTO entries (sequence, entry, leaf, head) VALUES (?, ?, ?, ?)",
+                arguments: [entry.sequence, Data(bytes), Data(RFC6962.leafHash(bytes).bytes), Data(frontier.bytes)]
             )
         }
         try queue.close()

@@ -239,7 +239,7 @@ struct AuditCheckpointTests {
         // edit breaks the tree head.
         let atOpening =
             tamper.name == "edited entry, leaf re-hashed"
-            ? "the stored tree head does not match the leaves of the 9 entries" : tamper.names
+            ? "the tree head stored with audit entry 8 does not match the leaves of the 9 entries" : tamper.names
         #expect(opening.contains(atOpening), "opening: \(opening)")
         #expect(try daemon.latestCheckpoint() == note)
     }
