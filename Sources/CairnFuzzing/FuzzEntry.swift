@@ -65,6 +65,12 @@ public enum FuzzEntry {
                     "proof line round trip changed"
                 )
             }
+            if let (size, cosignature) = try? BundleText.cosignature(line: body[...]) {
+                precondition(
+                    Array(BundleText.cosignatureLine(size: size, cosignature).utf8.dropLast()) == body,
+                    "cosignature line round trip changed"
+                )
+            }
             _ = try? AuditBundle.Manifest(text)
             _ = try? AuditBundle.verifyProofDocument(body, verifier: fuzzVerifier)
         case 8:
