@@ -144,12 +144,18 @@ public struct AuditEntry: Hashable, Sendable {
         }
     }
 
-    /// The fingerprint the actor names (`participant:ed25519:…` → `ed25519:…`), or nil when the
-    /// actor is not a key (`broker:…` names the broker's own key and is not a request's signer).
-    public var actorFingerprint: String? {
-        guard let colon = actor.firstIndex(of: ":"), actor[..<colon] != "broker" else { return nil }
+    /// The role and key fingerprint an actor id names (`participant:ed25519:…` → `participant`,
+    /// `ed25519:…`), or nil for an actor that is not a key (`operator`, `anonymous`).
+    public static func keyActor(_ actor: String) -> (role: String, fingerprint: String)? {
+        guard let colon = actor.firstIndex(of: ":") else { return nil }
         let rest = actor[actor.index(after: colon)...]
-        return rest.hasPrefix("ed25519:") ? String(rest) : nil
+        return rest.hasPrefix("ed25519:") ? (String(actor[..<colon]), String(rest)) : nil
+    }
+
+    /// The fingerprint of the key the actor names, when a request of that key could have caused
+    /// the entry (not `broker:…`, the broker's own key, which signs no requests), else nil.
+    public var actorFingerprint: String? {
+        Self.keyActor(actor).flatMap { $0.role == "broker" ? nil : $0.fingerprint }
     }
 
     /// A named 32-byte digest of a payload.

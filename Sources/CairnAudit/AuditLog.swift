@@ -52,7 +52,7 @@ public final class AuditLog: Sendable {
             try Self.migrator.migrate(pool)
             try pool.read { db in try checkHead(db, count: try synchronise(db)) }
             for (size, root) in try checkpoints() {
-                guard size <= self.size, (try self.root(size: size)) == root else {
+                guard (try? tree.withLock { try $0.root(size: size) }) == root else {
                     throw AuditError(
                         .inconsistent,
                         "the audit log does not match its signed checkpoint of \(size) entries: entries before \(size) were changed or removed"
@@ -263,7 +263,7 @@ public final class AuditLog: Sendable {
         guard let note = try checkpoint(size: size) else {
             throw AuditError(.outOfRange, "no checkpoint of \(size) entries was signed")
         }
-        let checkpoint = try Checkpoint(text: Self.text(ofNote: note))
+        let checkpoint = try Checkpoint(text: SignedNote.text(of: note))
         guard cosignature.isValid(for: checkpoint) else {
             throw AuditError(
                 .badSignature,
@@ -313,12 +313,6 @@ public final class AuditLog: Sendable {
                 }
             }
         }
-    }
-
-    /// The text of a signed note (everything before its blank line and signatures).
-    static func text(ofNote note: String) -> String {
-        guard let blank = note.range(of: "\n\n") else { return note }
-        return String(note[..<blank.lowerBound]) + "\n"
     }
 
     /// The last checkpoint signed, as its signed note, or nil before the first.

@@ -138,16 +138,30 @@ public enum SignedNote {
         return text + "\n— \(signer.name) \(Data(blob).base64EncodedString())\n"
     }
 
-    /// The text of `note` if a signature by `verifier` verifies. Signatures by other keys are
-    /// ignored; a failing signature by this key, or none at all, is refused.
-    public static func open(_ note: String, verifier: NoteVerifier) throws -> String {
+    /// The text of a note whose signatures were checked when it was stored (a log's own
+    /// checkpoints); ``open(_:verifier:)`` for any other.
+    static func text(of note: String) throws -> String {
+        let (bytes, blank) = try split(note)
+        return String(decoding: bytes[..<blank], as: UTF8.self)
+    }
+
+    /// The note's bytes and the index of the blank line that ends its text: the last one, since
+    /// signature lines never contain one.
+    private static func split(_ note: String) throws -> (bytes: [UInt8], blank: Int) {
         func fail(_ why: String) -> AuditError { AuditError(.badSignature, "the note is refused: \(why)") }
         guard note.hasSuffix("\n"), !hasControlCharacters(note) else { throw fail("it is not a note") }
-        // The text ends at the last blank line: signature lines never contain one.
         let bytes = Array(note.utf8)
         guard let blank = (1..<bytes.count).last(where: { bytes[$0] == 0x0A && bytes[$0 - 1] == 0x0A }),
             blank + 1 < bytes.count - 1
         else { throw fail("no signature block") }
+        return (bytes, blank)
+    }
+
+    /// The text of `note` if a signature by `verifier` verifies. Signatures by other keys are
+    /// ignored; a failing signature by this key, or none at all, is refused.
+    public static func open(_ note: String, verifier: NoteVerifier) throws -> String {
+        func fail(_ why: String) -> AuditError { AuditError(.badSignature, "the note is refused: \(why)") }
+        let (bytes, blank) = try split(note)
         let text = String(decoding: bytes[..<blank], as: UTF8.self)
         let lines = String(decoding: bytes[(blank + 1)..<(bytes.count - 1)], as: UTF8.self)
             .split(separator: "\n", omittingEmptySubsequences: false)

@@ -42,13 +42,9 @@ public struct ComplianceReport: Sendable {
         /// One identifier format: the key's fingerprint first, then the role the actor acted in,
         /// then the display name while one is held (recorded under the fingerprint or the actor).
         func who(_ actor: String) -> String {
-            var shown = actor
-            var fingerprint = actor
-            if let colon = actor.firstIndex(of: ":"), actor[actor.index(after: colon)...].hasPrefix("ed25519:") {
-                fingerprint = String(actor[actor.index(after: colon)...])
-                shown = "\(fingerprint) (\(actor[..<colon]))"
-            }
-            return (names[fingerprint] ?? names[actor]).map { "\(shown), \($0)" } ?? shown
+            let key = AuditEntry.keyActor(actor)
+            let shown = key.map { "\($0.fingerprint) (\($0.role))" } ?? actor
+            return (key.flatMap { names[$0.fingerprint] } ?? names[actor]).map { "\(shown), \($0)" } ?? shown
         }
 
         var activity: [String: [Int]] = [:]

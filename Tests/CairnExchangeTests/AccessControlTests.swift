@@ -532,3 +532,37 @@ func exchange(
 /// A logger that drops everything: the refusals the tests provoke by the thousand are asserted,
 /// not printed.
 let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+@Suite struct RequestTargetTests {
+    /// A target longer than the entries that would carry it can hold is refused before its
+    /// signature is checked; one at the limit is verified and carried whole.
+    @Test func longTargetsAreRefused() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let digest = try RequestSignature.digest([])
+        for (length, refused) in [(1024, false), (1025, true)] {
+            let target = "/v1/me?" + String(repeating: "a", count: length - 7)
+            let signature = try RequestSignature.sign(
+                method: "GET",
+                target: target,
+                bodyDigest: digest,
+                identity: fixture.operatorKey,
+                broker: fixture.broker,
+                time: fixture.now()
+            )
+            let result = Result {
+                try fixture.exchange.verify(method: "GET", target: target, signature: signature, bodyDigest: digest)
+            }
+            switch result {
+            case .success(let request):
+                #expect(!refused && request.target == target)
+            case .failure(let error):
+                #expect(
+                    refused
+                        && (error as? ExchangeError)
+                            == ExchangeError(.malformed, "the request target is longer than 1024 bytes")
+                )
+            }
+        }
+    }
+}

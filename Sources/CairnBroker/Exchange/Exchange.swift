@@ -347,6 +347,13 @@ public actor Exchange {
         signature: RequestSignature?,
         bodyDigest: [UInt8]
     ) throws -> AuditEntry.SignedRequest {
+        // The request is kept in the entries it causes, which hold targets up to this length.
+        guard target.utf8.count <= RequestSignature.maximumTargetByteCount else {
+            throw ExchangeError(
+                .malformed,
+                "the request target is longer than \(RequestSignature.maximumTargetByteCount) bytes"
+            )
+        }
         guard let signature else {
             throw ExchangeError(
                 .unauthenticated,
