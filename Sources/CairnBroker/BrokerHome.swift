@@ -152,8 +152,17 @@ public struct BrokerHome: Sendable {
 
     /// Unlocks the keystore and returns the operator's key (admin commands sign with it).
     public func operatorKey(passphrase: SecretBytes) throws -> Ed25519.PrivateKey {
-        try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
-            .ed25519Key(named: Self.operatorKeyName)
+        try adminKeys(passphrase: passphrase).operator
+    }
+
+    /// Unlocks the keystore once and returns the operator's key and the broker's identity key,
+    /// which admin commands pin the daemon to.
+    public func adminKeys(passphrase: SecretBytes) throws -> (operator: Ed25519.PrivateKey, broker: Ed25519.PublicKey) {
+        let keystore = try Keystore.read(from: path + "/" + Self.keystoreFileName, passphrase: passphrase)
+        return (
+            try keystore.ed25519Key(named: Self.operatorKeyName),
+            try keystore.ed25519Key(named: Self.identityKeyName).publicKey
+        )
     }
 
     /// The URL `serve` last listened on, if it wrote one.

@@ -108,16 +108,13 @@ struct AdminOptions: ParsableArguments {
     )
     var broker: String?
 
+    /// A client signing with the operator key, pinned to the broker identity this data folder
+    /// holds: a daemon at the URL with any other identity key is refused before anything is sent.
     func client() async throws -> BrokerClient {
         let home = try data.open()
-        let key = try home.operatorKey(passphrase: try passphrase.read(newKeystore: false))
+        let (key, identity) = try home.adminKeys(passphrase: try passphrase.read(newKeystore: false))
         let url = broker ?? home.servedURL ?? "http://127.0.0.1:7400"
-        let info: BrokerInfo = try await BrokerClient(url: url, identity: key, broker: key.publicKey).json(
-            "GET",
-            "/v1/broker"
-        )
-        let identity = try Ed25519.PublicKey(rawRepresentation: try Hex.decode(info.identityKey))
-        return try BrokerClient(url: url, identity: key, broker: identity)
+        return try await BrokerClient.connect(url: url, identity: key, broker: identity).client
     }
 }
 

@@ -139,12 +139,14 @@ extension NodeCommand {
                 passphrase: try passphrase.read(newKeystore: false)
             )
             let enrolment = try Enrolment.read(home: home.resolved)
-            let client = try BrokerClient(
-                url: enrolment.broker,
-                identity: identity.identity,
-                broker: try enrolment.brokerIdentity
-            )
-            let record: MemberRecord = try await cliCall { try await client.json("GET", "/v1/me") }
+            let record: MemberRecord = try await cliCall {
+                let (client, _) = try await BrokerClient.connect(
+                    url: enrolment.broker,
+                    identity: identity.identity,
+                    broker: try enrolment.brokerIdentity
+                )
+                return try await client.json("GET", "/v1/me")
+            }
             if json { return try printJSON(record) }
             print(
                 "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"

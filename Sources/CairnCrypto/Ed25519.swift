@@ -54,6 +54,20 @@ public enum Ed25519 {
             message.starts(with: cosignatureHeader) && isValidRawSignature(signature, for: message)
         }
 
+        /// The X25519 key of the same point (libsodium's `crypto_sign_ed25519_pk_to_curve25519`,
+        /// the birational map of RFC 7748 §4.1), so that a member's identity key can also receive
+        /// encrypted bodies (`Protocol/README.md`, "Sealed bodies").
+        ///
+        /// - Throws: ``CryptoError/Code/invalidKey`` for a key that is not a point of the main
+        ///   subgroup, or of small order.
+        public func x25519() throws -> X25519.PublicKey {
+            ensureSodium()
+            var out = [UInt8](repeating: 0, count: X25519.keyByteCount)
+            let status = crypto_sign_ed25519_pk_to_curve25519(&out, rawRepresentation)
+            try check(status, .invalidKey, "this Ed25519 key has no X25519 counterpart")
+            return try X25519.PublicKey(rawRepresentation: out)
+        }
+
         /// A short, stable name for this key that people can compare: `ed25519:` and the first
         /// 16 bytes of BLAKE2b-256 over the key in the ``Domain/keyFingerprint`` domain, in hex.
         public var fingerprint: String { keyFingerprint("ed25519", rawRepresentation) }
@@ -92,6 +106,19 @@ public enum Ed25519 {
         /// The 32-byte seed this key was made from.
         public var seed: SecretBytes {
             secretKey.withUnsafeBytes { SecretBytes(copying: $0.prefix(seedByteCount)) }
+        }
+
+        /// The X25519 private key matching ``PublicKey/x25519()`` (libsodium's
+        /// `crypto_sign_ed25519_sk_to_curve25519`: the clamped first half of SHA-512 of the seed).
+        public func x25519() throws -> X25519.PrivateKey {
+            ensureSodium()
+            let scalar = try SecretBytes(count: X25519.keyByteCount) { (out) throws in
+                let status = secretKey.withUnsafeBytes { sk in
+                    crypto_sign_ed25519_sk_to_curve25519(out.baseAddress!, sk.baseAddress!)
+                }
+                try check(status, .internalFailure, "the X25519 counterpart of an Ed25519 key failed")
+            }
+            return try X25519.PrivateKey(rawRepresentation: scalar)
         }
 
         /// Signs `message` in `domain`.

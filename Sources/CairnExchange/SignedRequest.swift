@@ -84,16 +84,17 @@ public struct RequestSignature: Sendable, Hashable {
     /// The digest of a whole body.
     public static func digest(_ body: [UInt8]) throws -> [UInt8] { try BLAKE2b.hash(body, domain: .requestBody) }
 
-    /// Signs a request; `time` defaults to now and the nonce is fresh.
+    /// Signs a request; `time` defaults to now and the nonce to fresh random bytes (a sealed body
+    /// is made for the time and nonce first, ``SealedBody``).
     public static func sign(
         method: String,
         target: String,
         bodyDigest: [UInt8],
         identity: Ed25519.PrivateKey,
         broker: Ed25519.PublicKey,
-        time: Int64 = unixTime()
+        time: Int64 = unixTime(),
+        nonce: [UInt8] = SecureRandom.bytes(nonceByteCount)
     ) throws -> RequestSignature {
-        let nonce = SecureRandom.bytes(nonceByteCount)
         let message = message(
             method: method,
             target: target,

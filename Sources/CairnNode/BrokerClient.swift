@@ -16,6 +16,9 @@ public struct BrokerClient: Sendable {
     public let identity: Ed25519.PrivateKey
     /// The broker's identity key (requests are bound to it).
     public let broker: Ed25519.PublicKey
+    /// The broker's transport key, checked against its identity (``brokerInfo(url:expected:http:)``):
+    /// sealed bodies are made with it. Without it, a route whose bodies are sealed is refused here.
+    public var transport: X25519.PublicKey?
     /// How long to keep retrying one request before giving up, in seconds.
     public var patience: Double = 120
     /// Hears each retryable failure and the wait, in seconds, before the next attempt (a node's
@@ -24,14 +27,20 @@ public struct BrokerClient: Sendable {
     let http: HTTPClient
 
     /// A client over the shared HTTP client.
-    public init(url: String, identity: Ed25519.PrivateKey, broker: Ed25519.PublicKey, http: HTTPClient = .shared) throws
-    {
+    public init(
+        url: String,
+        identity: Ed25519.PrivateKey,
+        broker: Ed25519.PublicKey,
+        transport: X25519.PublicKey? = nil,
+        http: HTTPClient = .shared
+    ) throws {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ExchangeError(.malformed, "the broker URL must start with http:// or https://, not \(url.prefix(40))")
         }
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.identity = identity
         self.broker = broker
+        self.transport = transport
         self.http = http
     }
 
@@ -48,7 +57,9 @@ public struct BrokerClient: Sendable {
     /// One request, signed afresh on every attempt, retried with exponential backoff (0.1 s
     /// doubling to 5 s) while the failure is retryable and ``patience`` lasts. The body is
     /// hashed once, not on every attempt; `bodyDigest` is its digest
-    /// (``RequestSignature/digest(_:)``) when the caller already has it.
+    /// (``RequestSignature/digest(_:)``) when the caller already has it. On a route whose bodies
+    /// are sealed (``SealedBody/routes(method:path:)``) the body is sealed for each attempt and
+    /// the answer opened, so the caller sees plaintext either way.
     public func send(
         _ method: String,
         _ path: String,
@@ -57,6 +68,42 @@ public struct BrokerClient: Sendable {
         contentType: String? = nil,
         signed: Bool = true
     ) async throws -> Reply {
+        let sealing = SealedBody.routes(method: method, path: path)
+        if signed, sealing.request || sealing.response {
+            guard let transport else {
+                throw ExchangeError(.transport, "\(method) \(path) is sealed, and this client has no transport key")
+            }
+            return try await withRetries(patience: patience, onRetry: onRetry) {
+                let (time, nonce) = (unixTime(), SecureRandom.bytes(RequestSignature.nonceByteCount))
+                let seal = try SealedBody.member(
+                    identity: identity,
+                    broker: broker,
+                    transport: transport,
+                    method: method,
+                    target: path,
+                    time: time,
+                    nonce: nonce
+                )
+                let sealed = sealing.request ? try seal.seal(body, .request) : body
+                var reply = try await attempt(
+                    method,
+                    path,
+                    body: sealed,
+                    digest: try RequestSignature.digest(sealed),
+                    contentType: sealing.request ? SealedBody.contentType : contentType,
+                    signed: true,
+                    time: time,
+                    nonce: nonce
+                )
+                if sealing.response {
+                    guard reply.headers["content-type"] == SealedBody.contentType else {
+                        throw ExchangeError(.transport, "the broker's answer to \(method) \(path) is not sealed")
+                    }
+                    reply.body = try seal.open(reply.body, .response)
+                }
+                return reply
+            }
+        }
         let digest = signed ? try bodyDigest ?? RequestSignature.digest(body) : []
         return try await withRetries(patience: patience, onRetry: onRetry) {
             try await attempt(method, path, body: body, digest: digest, contentType: contentType, signed: signed)
@@ -69,7 +116,9 @@ public struct BrokerClient: Sendable {
         body: [UInt8],
         digest: [UInt8],
         contentType: String?,
-        signed: Bool
+        signed: Bool,
+        time: Int64 = unixTime(),
+        nonce: [UInt8] = SecureRandom.bytes(RequestSignature.nonceByteCount)
     ) async throws
         -> Reply
     {
@@ -81,7 +130,9 @@ public struct BrokerClient: Sendable {
                 target: path,
                 bodyDigest: digest,
                 identity: identity,
-                broker: broker
+                broker: broker,
+                time: time,
+                nonce: nonce
             )
             for (name, value) in signature.headers { request.headers.add(name: name, value: value) }
             request.headers.add(name: RequestSignature.bodyDigestHeader, value: Hex.encode(digest))
@@ -130,6 +181,18 @@ public struct BrokerClient: Sendable {
                 "the broker's answer to \(method) \(path) is not the JSON expected: \(error)"
             )
         }
+    }
+
+    /// A client of the broker at `url` whose identity key is `broker`, with the transport key it
+    /// signed (``brokerInfo(url:expected:http:)``), and what `GET /v1/broker` said.
+    public static func connect(
+        url: String,
+        identity: Ed25519.PrivateKey,
+        broker: Ed25519.PublicKey,
+        http: HTTPClient = .shared
+    ) async throws -> (client: BrokerClient, info: BrokerInfo) {
+        let (info, transport) = try await brokerInfo(url: url, expected: broker, http: http)
+        return (try BrokerClient(url: url, identity: identity, broker: broker, transport: transport, http: http), info)
     }
 
     /// `GET /v1/broker`, checked against the pinned identity key: the transport key must carry

@@ -102,11 +102,11 @@ public struct Licensee: Sendable {
     public static func connect(home: String, identity: NodeIdentity) async throws -> Licensee {
         let enrolment = try Enrolment.read(home: home)
         let broker = try enrolment.brokerIdentity
-        let (info, _) = try await withRetries {
-            try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker)
+        let (client, info) = try await withRetries {
+            try await BrokerClient.connect(url: enrolment.broker, identity: identity.identity, broker: broker)
         }
         return Licensee(
-            client: try BrokerClient(url: enrolment.broker, identity: identity.identity, broker: broker),
+            client: client,
             identity: identity,
             federation: enrolment.federation,
             keys: try BrokerDeliveryKeys(info, broker: broker)

@@ -76,8 +76,7 @@ public struct Enrolment: Codable, Sendable, Hashable {
         else {
             throw ExchangeError(.malformed, "an invite code is 32 hex digits, a dot, and the broker's 64-hex-digit key")
         }
-        _ = try await BrokerClient.brokerInfo(url: url, expected: broker)
-        let client = try BrokerClient(url: url, identity: identity.identity, broker: broker)
+        let (client, _) = try await BrokerClient.connect(url: url, identity: identity.identity, broker: broker)
         let record: MemberRecord = try await client.json(
             "POST",
             "/v1/enrol",
@@ -132,15 +131,15 @@ public struct Participant: Sendable {
             throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
         }
         let broker = try enrolment.brokerIdentity
-        let (info, transport) = try await withRetries {
-            try await BrokerClient.brokerInfo(url: enrolment.broker, expected: broker)
+        let (client, info) = try await withRetries {
+            try await BrokerClient.connect(url: enrolment.broker, identity: identity.identity, broker: broker)
         }
         return Participant(
-            client: try BrokerClient(url: enrolment.broker, identity: identity.identity, broker: broker),
+            client: client,
             home: home,
             federation: enrolment.federation,
             identity: identity,
-            transport: transport,
+            transport: client.transport!,
             checkpointKey: try BrokerDeliveryKeys(info, broker: broker).checkpoint
         )
     }

@@ -338,7 +338,12 @@ final class BrokerChild: Sendable {
 
     /// A new identity enrolled with invite `code`, as a client of this broker.
     func enrol(code: Substring, brokerKey: Ed25519.PublicKey, http: HTTPClient) async throws -> BrokerClient {
-        let client = try BrokerClient(url: url, identity: try Ed25519.PrivateKey(), broker: brokerKey, http: http)
+        let (client, _) = try await BrokerClient.connect(
+            url: url,
+            identity: try Ed25519.PrivateKey(),
+            broker: brokerKey,
+            http: http
+        )
         let _: MemberRecord = try await client.json(
             "POST",
             "/v1/enrol",

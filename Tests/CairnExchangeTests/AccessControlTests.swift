@@ -122,7 +122,9 @@ struct Fixture {
         )
     }
 
-    /// One request through the router, signed by `key` at the exchange's time.
+    /// One request through the router, signed by `key` at the exchange's time; on a sealed route
+    /// (``SealedBody``) a body of the endpoint's type (JSON or octet-stream) is sealed and a
+    /// successful answer opened, as a node does; a body of another type is sent as it is.
     func request(
         _ client: some TestClientProtocol,
         _ key: Ed25519.PrivateKey,
@@ -131,15 +133,39 @@ struct Fixture {
         _ body: [UInt8] = [],
         contentType: String? = nil
     ) async throws -> (status: Int, body: [UInt8]) {
+        var sealing = SealedBody.routes(method: method.rawValue, path: path)
+        sealing.request =
+            sealing.request && ["application/json", "application/octet-stream"].contains(contentType ?? "")
+        let (time, nonce) = (now(), SecureRandom.bytes(RequestSignature.nonceByteCount))
+        let seal = try SealedBody.member(
+            identity: key,
+            broker: broker,
+            transport: exchange.keys.transport.publicKey,
+            method: method.rawValue,
+            target: path,
+            time: time,
+            nonce: nonce
+        )
+        let sent = sealing.request ? try seal.seal(body, .request) : body
         let signature = try RequestSignature.sign(
             method: method.rawValue,
             target: path,
-            bodyDigest: try RequestSignature.digest(body),
+            bodyDigest: try RequestSignature.digest(sent),
             identity: key,
             broker: broker,
-            time: now()
+            time: time,
+            nonce: nonce
         )
-        return try await CairnExchangeTests.exchange(client, method, path, body, contentType, signature)
+        let reply = try await CairnExchangeTests.exchange(
+            client,
+            method,
+            path,
+            sent,
+            sealing.request ? SealedBody.contentType : contentType,
+            signature
+        )
+        guard sealing.response, (200..<300).contains(reply.status) else { return reply }
+        return (reply.status, try seal.open(reply.body, .response))
     }
 
     /// Everything stored except seen nonces, as one string: a refusal must leave it unchanged.
@@ -375,51 +401,52 @@ struct Endpoint: Sendable, CustomStringConvertible {
                     let key =
                         try attack == .unknownKey
                         ? Ed25519.PrivateKey() : fixture.members[role ?? endpoint.allowed.sorted().first!]!
-                    var signature = try RequestSignature.sign(
-                        method: endpoint.method.rawValue,
-                        target: endpoint.path,
-                        bodyDigest: try RequestSignature.digest(
-                            attack == .badSignature ? endpoint.body + [0] : endpoint.body
-                        ),
-                        identity: key,
-                        broker: fixture.broker,
-                        time: unixTime() - (attack == .staleTime ? 61 : 0)
+                    var (time, nonce) = (
+                        unixTime() - (attack == .staleTime ? 61 : 0),
+                        SecureRandom.bytes(RequestSignature.nonceByteCount)
                     )
                     if attack == .replayedNonce {
-                        // A request the broker answered (or refused) once, sent again byte for byte.
-                        signature = try RequestSignature.sign(
+                        // A request the broker answered (or refused) once, its nonce sent again.
+                        let first = try RequestSignature.sign(
                             method: "GET",
                             target: "/v1/me",
                             bodyDigest: try RequestSignature.digest([]),
                             identity: key,
                             broker: fixture.broker
                         )
-                        _ = try await send(client, .get, "/v1/me", [], nil, signature)
-                        signature = RequestSignature(
-                            key: signature.key,
-                            time: signature.time,
-                            nonce: signature.nonce,
-                            signature: try key.signature(
-                                for: RequestSignature.message(
-                                    method: endpoint.method.rawValue,
-                                    target: endpoint.path,
-                                    bodyDigest: try RequestSignature.digest(endpoint.body),
-                                    time: signature.time,
-                                    nonce: signature.nonce,
-                                    broker: fixture.broker
-                                ),
-                                domain: .request
-                            )
-                        )
+                        _ = try await send(client, .get, "/v1/me", [], nil, first)
+                        (time, nonce) = (first.time, first.nonce)
                     }
+                    // A sealed route gets a sealed body, as a client following the protocol sends.
+                    let sealed = SealedBody.routes(method: endpoint.method.rawValue, path: endpoint.path).request
+                    let body =
+                        sealed
+                        ? try SealedBody.member(
+                            identity: key,
+                            broker: fixture.broker,
+                            transport: fixture.exchange.keys.transport.publicKey,
+                            method: endpoint.method.rawValue,
+                            target: endpoint.path,
+                            time: time,
+                            nonce: nonce
+                        ).seal(endpoint.body, .request) : endpoint.body
+                    let signature = try RequestSignature.sign(
+                        method: endpoint.method.rawValue,
+                        target: endpoint.path,
+                        bodyDigest: try RequestSignature.digest(attack == .badSignature ? body + [0] : body),
+                        identity: key,
+                        broker: fixture.broker,
+                        time: time,
+                        nonce: nonce
+                    )
                     let before = try await fixture.state()
                     let size = fixture.log.size
                     let status = try await send(
                         client,
                         endpoint.method,
                         endpoint.path,
-                        endpoint.body,
-                        endpoint.contentType,
+                        body,
+                        sealed ? SealedBody.contentType : endpoint.contentType,
                         attack == .noSignature ? nil : signature
                     )
                     let expected =
@@ -476,15 +503,33 @@ struct Endpoint: Sendable, CustomStringConvertible {
         let body = Fixture.unknownInviteEnrolment
         try await app.test(.router) { client in
             func attempt(_ key: Ed25519.PrivateKey, time: Int64 = unixTime(), signed: Bool = true) async throws -> Int {
+                let nonce = SecureRandom.bytes(RequestSignature.nonceByteCount)
+                let sealed = try SealedBody.member(
+                    identity: key,
+                    broker: fixture.broker,
+                    transport: fixture.exchange.keys.transport.publicKey,
+                    method: "POST",
+                    target: "/v1/enrol",
+                    time: time,
+                    nonce: nonce
+                ).seal(body, .request)
                 let signature = try RequestSignature.sign(
                     method: "POST",
                     target: "/v1/enrol",
-                    bodyDigest: try RequestSignature.digest(body),
+                    bodyDigest: try RequestSignature.digest(sealed),
                     identity: key,
                     broker: fixture.broker,
-                    time: time
+                    time: time,
+                    nonce: nonce
                 )
-                return try await send(client, .post, "/v1/enrol", body, "application/json", signed ? signature : nil)
+                return try await send(
+                    client,
+                    .post,
+                    "/v1/enrol",
+                    sealed,
+                    SealedBody.contentType,
+                    signed ? signature : nil
+                )
             }
             let unsigned = try await attempt(try Ed25519.PrivateKey(), signed: false)
             let stale = try await attempt(try Ed25519.PrivateKey(), time: unixTime() - 3600)

@@ -52,7 +52,7 @@ struct RoundDriver {
     init(policy: RoundPolicy = Self.policy) async throws {
         clock = TestClock()
         fixture = try await Fixture(policy: policy, participants: 5, settings: clock.settings)
-        transport = await fixture.exchange.keys.transport.publicKey
+        transport = fixture.exchange.keys.transport.publicKey
         var generator = SystemRandomNumberGenerator()
         for name in Self.names {
             inputs[name] = (
@@ -420,7 +420,7 @@ struct RoundDriver {
         var driver = try await RoundDriver()
         let old = driver.fixture
         defer { _ = system("rm -rf '\(old.folder)' '\(old.folder)-backup' '\(old.folder)-restored'") }
-        let keys = await old.exchange.keys
+        let keys = old.exchange.keys
         // What the data folder holds beside the databases (the keystore is copied as it is).
         try DurableFile.write(
             BrokerConfig(origin: "cairn.test/exchange", processing: .cairnDefaults(controller: "C", contact: "c@x"))

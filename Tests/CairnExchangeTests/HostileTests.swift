@@ -336,7 +336,7 @@ import Testing
         #expect(fixture.log.size == size + 1)
         #expect(
             try fixture.log.entry(size).reason
-                == "415 unsupportedMediaType: this endpoint takes application/json, not text/plain x"
+                == "415 unsupportedMediaType: this endpoint takes a sealed body (application/vnd.cairn.sealed), not text/plain x"
         )
         let long = Exchange.fit(String(repeating: "é\u{1}", count: 1000), 900)
         #expect(long.utf8.count == 900 && long.hasPrefix("é é ") && !long.unicodeScalars.contains { $0.value < 0x20 })

@@ -49,7 +49,7 @@ public enum BrokerServer {
         router.post("/v1/enrol") { request, context in
             await respond(exchange, request, context, logger) { call in
                 let body = try await call.body(json: true, limit: maximumJSONBody, enrolling: true)
-                return try json(
+                return try call.json(
                     await exchange.enrol(call.caller!, try decode(EnrolRequest.self, body)),
                     status: .created
                 )
@@ -83,7 +83,7 @@ public enum BrokerServer {
                     federation: try parameter(context, "federation"),
                     try decode(InviteRequest.self, body)
                 )
-                return try json(invite, status: .created)
+                return try call.json(invite, status: .created)
             }
         }
         router.get("/v1/admin/federations/{federation}/participants") { request, context in
@@ -133,14 +133,13 @@ public enum BrokerServer {
                     try await call.caller(),
                     federation: try parameter(context, "federation")
                 )
-                return Response(
-                    status: .ok,
+                return try call.reply(
+                    file,
+                    contentType: "application/octet-stream",
                     headers: [
-                        .contentType: "application/octet-stream",
                         HTTPField.Name("Cairn-Model-Round")!: String(round),
                         HTTPField.Name("Cairn-Model-Digest")!: Hex.encode(digest),
-                    ],
-                    body: .init(byteBuffer: ByteBuffer(bytes: file))
+                    ]
                 )
             }
         }
@@ -200,7 +199,7 @@ public enum BrokerServer {
                     federation: try parameter(context, "federation"),
                     try decode(EvaluationReport.self, body)
                 )
-                return try json(report, status: .created)
+                return try call.json(report, status: .created)
             }
         }
         router.get("/v1/federations/{federation}/checkpoint") { request, context in
@@ -354,10 +353,47 @@ public enum BrokerServer {
         let request: Request
         /// The authenticated caller, once known.
         private(set) var caller: Exchange.Caller?
+        /// The checked signature, once known (a sealed body's keys come from its nonce and time).
+        private var signature: RequestSignature?
+        /// Whether this route's request and response bodies are sealed (``SealedBody``).
+        let sealing: (request: Bool, response: Bool)
 
         init(_ exchange: Exchange, _ request: Request) {
             self.exchange = exchange
             self.request = request
+            sealing = SealedBody.routes(method: request.method.rawValue, path: request.uri.path)
+        }
+
+        /// The keys of this request's sealed bodies.
+        private func seal() throws -> SealedBody {
+            try SealedBody.broker(
+                transport: exchange.keys.transport,
+                identity: exchange.keys.identity.publicKey,
+                signature: signature!,
+                method: request.method.rawValue,
+                target: request.uri.description
+            )
+        }
+
+        /// A successful answer: `body` as it is, or sealed to the caller on a sealed route.
+        func reply(
+            _ body: [UInt8],
+            contentType: String,
+            status: HTTPResponse.Status = .ok,
+            headers: HTTPFields = [:]
+        ) throws -> Response {
+            var headers = headers
+            headers[.contentType] = sealing.response ? SealedBody.contentType : contentType
+            return Response(
+                status: status,
+                headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: sealing.response ? try seal().seal(body, .response) : body))
+            )
+        }
+
+        /// A successful JSON answer, sealed on a sealed route.
+        func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+            try reply(Array(try JSONEncoder.sorted.encode(value)), contentType: "application/json", status: status)
         }
 
         /// Authenticates a request without a body (a GET, or a POST whose body is empty).
@@ -373,22 +409,32 @@ public enum BrokerServer {
             let declared = try declaredDigest()
             _ = try await authenticate(declared, enrolling: enrolling)
             let contentType = request.headers[.contentType]?.split(separator: ";").first.map(String.init) ?? ""
-            if json, contentType != "application/json" {
+            if sealing.request, limit > 0, contentType != SealedBody.contentType {
+                throw ExchangeError(
+                    .unsupportedMediaType,
+                    "this endpoint takes a sealed body (\(SealedBody.contentType)), not \(contentType.isEmpty ? "no content type" : contentType)"
+                )
+            }
+            if sealing.request {
+                // Checked against the sealed type above; the plaintext's type is the endpoint's.
+            } else if json, contentType != "application/json" {
                 throw ExchangeError(
                     .unsupportedMediaType,
                     "this endpoint takes application/json, not \(contentType.isEmpty ? "no content type" : contentType)"
                 )
             }
-            if !json, !contentType.isEmpty, contentType != "application/octet-stream" {
+            if !sealing.request, !json, !contentType.isEmpty, contentType != "application/octet-stream" {
                 throw ExchangeError(
                     .unsupportedMediaType,
                     "this endpoint takes application/octet-stream, not \(contentType)"
                 )
             }
-            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-                throw ExchangeError(.tooLarge, "the body of \(length) bytes exceeds the \(limit) this endpoint takes")
+            // A sealed body is the plaintext and a fixed overhead.
+            let cap = sealing.request && limit > 0 ? limit + SealedBody.overhead : limit
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > cap {
+                throw ExchangeError(.tooLarge, "the body of \(length) bytes exceeds the \(cap) this endpoint takes")
             }
-            let buffer = try await request.body.collect(upTo: limit)
+            let buffer = try await request.body.collect(upTo: cap)
             let body = Array(buffer.readableBytesView)
             guard ConstantTime.equals(try RequestSignature.digest(body), declared) else {
                 throw ExchangeError(
@@ -396,7 +442,7 @@ public enum BrokerServer {
                     "the body does not match the digest the signature covers (\(RequestSignature.bodyDigestHeader))"
                 )
             }
-            return body
+            return sealing.request && limit > 0 ? try seal().open(body, .request) : body
         }
 
         /// The body digest the request declares: `Cairn-Body-Digest`, or an empty body's.
@@ -416,14 +462,16 @@ public enum BrokerServer {
         /// Checks the signed headers against `digest`; the caller is remembered once its
         /// signature, time and nonce hold, before its standing and rate are checked.
         func authenticate(_ digest: [UInt8], enrolling: Bool = false) async throws -> Exchange.Caller {
+            let headers = try RequestSignature(header: { self.request.headers[HTTPField.Name($0)!] })
             let signature = try exchange.verify(
                 method: request.method.rawValue,
                 target: request.uri.description,
-                signature: try RequestSignature(header: { self.request.headers[HTTPField.Name($0)!] }),
+                signature: headers,
                 bodyDigest: digest
             )
             let caller = try await exchange.identify(verified: signature, enrolling: enrolling)
             self.caller = caller
+            self.signature = headers
             return try await exchange.admit(caller)
         }
     }

@@ -67,7 +67,7 @@ public actor Exchange {
 
     let store: BrokerStore
     let log: AuditLog
-    let keys: Keys
+    nonisolated let keys: Keys
     let origin: String
     let logger: Logger
     let settings: Settings

@@ -1,0 +1,368 @@
+import CairnCrypto
+import CairnExchange
+import CairnModels
+import CairnNode
+import CairnSecAgg
+import CairnWire
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import CairnBroker
+
+/// A TCP proxy on loopback that forwards every connection to `port` and records every byte it
+/// carries, both ways: what a passive observer of plain HTTP would see.
+final class RecordingProxy: Sendable {
+    private let captured = Mutex<[UInt8]>([])
+    private let server = Mutex<(any Channel)?>(nil)
+
+    /// Everything recorded so far.
+    var capture: [UInt8] { captured.withLock { $0 } }
+
+    /// The port it listens on.
+    var port: Int { server.withLock { $0?.localAddress?.port ?? 0 } }
+
+    /// Starts listening on 127.0.0.1 at a free port.
+    static func start(to upstream: Int) async throws -> RecordingProxy {
+        let proxy = RecordingProxy()
+        let record: @Sendable (ByteBuffer) -> Void = { buffer in
+            proxy.captured.withLock { $0 += buffer.readableBytesView }
+        }
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(ChannelOptions.autoRead, value: false)
+            .childChannelInitializer { inbound in
+                let toClient = Relay(record)
+                return inbound.pipeline.addHandler(toClient).flatMap {
+                    ClientBootstrap(group: inbound.eventLoop)
+                        .channelInitializer { outbound in outbound.pipeline.addHandler(Relay(record, peer: inbound)) }
+                        .connect(host: "127.0.0.1", port: upstream)
+                        .flatMap { outbound in
+                            toClient.peer = outbound
+                            return inbound.setOption(ChannelOptions.autoRead, value: true)
+                        }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        proxy.server.withLock { $0 = channel }
+        return proxy
+    }
+
+    func stop() async throws { try await server.withLock { $0 }?.close() }
+
+    /// Copies bytes from one side to the other, recording them.
+    ///
+    /// `@unchecked Sendable`: both channels of a connection live on one event loop, where `peer`
+    /// is set and read.
+    private final class Relay: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        var peer: (any Channel)?
+        let record: @Sendable (ByteBuffer) -> Void
+
+        init(_ record: @escaping @Sendable (ByteBuffer) -> Void, peer: (any Channel)? = nil) {
+            self.record = record
+            self.peer = peer
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            record(buffer)
+            peer?.writeAndFlush(buffer, promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            peer?.close(promise: nil)
+            context.fireChannelInactive()
+        }
+    }
+}
+
+@Suite struct WireCaptureTests {
+    /// A whole exchange over plain HTTP through a recording proxy: the operator creates a
+    /// federation and issues invites, six participants enrol, run a SecAgg+ round, fetch the new
+    /// model and report scores, the operator publishes it and a licensee enrols, is granted a
+    /// licence and fetches the model. The capture holds none of the invite secrets, no 16-byte
+    /// piece of the model's parameters, none of the scores and no 32-byte piece of any unmask
+    /// answer (the shares), although every one of them crossed it.
+    @Test func aPassiveObserverOfPlainHTTPSeesNoSecret() async throws {
+        let clock = TestClock()
+        let fixture = try await Fixture(policy: RoundDriver.policy, settings: clock.settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(
+            router: BrokerServer.router(fixture.exchange, logger: quiet),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0))
+        )
+        let secrets = try await app.test(.live) { client -> Secrets in
+            let proxy = try await RecordingProxy.start(to: client.port!)
+            do {
+                var secrets = try await Self.exchange(url: "http://127.0.0.1:\(proxy.port)", fixture, clock)
+                secrets.capture = proxy.capture
+                try await proxy.stop()
+                return secrets
+            } catch {
+                try? await proxy.stop()
+                throw error
+            }
+        }
+        let capture = secrets.capture
+        // The capture is of the whole exchange, both ways: each step's request and an answer
+        // header that is sent in the clear are in it.
+        for marker in [
+            "POST /v1/enrol ", "POST /v1/admin/federations/gamma/invites ",
+            "POST /v1/federations/gamma/rounds/1/unmask ",
+            "GET /v1/federations/gamma/model ", "POST /v1/federations/gamma/evaluations ",
+            "/versions/1/container ", secrets.modelDigest,
+        ] {
+            #expect(capture.firstRange(of: Array(marker.utf8)) != nil, "\(marker) is not in the capture")
+        }
+        #expect(secrets.invites.count == 7 && secrets.scores.count == 12 && secrets.unmask.count == 6)
+        for invite in secrets.invites {
+            #expect(capture.firstRange(of: Array(invite.utf8)) == nil, "an invite secret is in the capture")
+        }
+        for score in secrets.scores {
+            #expect(capture.firstRange(of: Array(score.utf8)) == nil, "the score \(score) is in the capture")
+        }
+        #expect(secrets.parameters.count == 4 * 9)
+        for offset in stride(from: 0, through: secrets.parameters.count - 16, by: 4) {
+            let piece = Array(secrets.parameters[offset..<(offset + 16)])
+            #expect(capture.firstRange(of: piece) == nil, "model parameters \(offset / 4)… are in the capture")
+        }
+        for answer in secrets.unmask {
+            // After the 35-byte header and sender and count: (peer, kind, 64-byte value) per share.
+            for offset in stride(from: 41, through: answer.count - 32, by: 32) {
+                let piece = Array(answer[offset..<(offset + 32)])
+                #expect(capture.firstRange(of: piece) == nil, "an unmask answer is in the capture")
+            }
+        }
+    }
+
+    /// What crossed the proxy in plaintext at the ends, to look for in the capture.
+    struct Secrets: Sendable {
+        var invites: [String] = []
+        var scores: [String] = []
+        var unmask: [[UInt8]] = []
+        var parameters: [UInt8] = []
+        var modelDigest = ""
+        var capture: [UInt8] = []
+    }
+
+    static func exchange(url: String, _ fixture: Fixture, _ clock: TestClock) async throws -> Secrets {
+        var secrets = Secrets()
+        let admin = try await BrokerClient.connect(url: url, identity: fixture.operatorKey, broker: fixture.broker)
+            .client
+        let _: FederationStatus = try await admin.json(
+            "POST",
+            "/v1/admin/federations",
+            Fixture.spec("gamma", policy: RoundDriver.policy)
+        )
+        var members: [(key: Ed25519.PrivateKey, client: BrokerClient)] = []
+        for role in Array(repeating: Role.participant, count: 6) + [.licensee] {
+            let invite: Invite = try await admin.json(
+                "POST",
+                "/v1/admin/federations/gamma/invites",
+                InviteRequest(role: role)
+            )
+            let secret = String(invite.code.prefix(32))
+            secrets.invites.append(secret)
+            let key = try Ed25519.PrivateKey()
+            let client = try await BrokerClient.connect(url: url, identity: key, broker: fixture.broker).client
+            let _: MemberRecord = try await client.json(
+                "POST",
+                "/v1/enrol",
+                EnrolRequest(
+                    invite: secret,
+                    deliveryKey: Hex.encode(try X25519.PrivateKey().publicKey.rawRepresentation)
+                )
+            )
+            members.append((key, client))
+        }
+        let participants = members.prefix(6)
+        let _: FederationStatus = try await admin.json(
+            "POST",
+            "/v1/admin/federations/gamma/training",
+            TrainingRequest(action: "start", rounds: 1)
+        )
+        await fixture.exchange.tick()
+        var clients: [Int: SecAggClient] = [:]
+        for phase in ExchangePhase.answering {
+            for (i, member) in participants.enumerated() {
+                let view: RoundView = try await member.client.json("GET", "/v1/federations/gamma/round")
+                guard view.phase == phase.rawValue, view.index >= 0, !view.answered else { continue }
+                let message = try Hex.decode(view.message)
+                let base = "/v1/federations/gamma/rounds/\(view.round)/"
+                let (path, body): (String, [UInt8])
+                switch phase {
+                case .advertise:
+                    clients[i] = try SecAggClient(
+                        config: try RoundConfig(decoding: try Hex.decode(view.config)),
+                        identity: member.key
+                    )
+                    (path, body) = (base + "advertise", try clients[i]!.advertise().encoded)
+                case .share:
+                    (path, body) = (base + "share", try clients[i]!.shareKeys(try KeyList(decoding: message)).encoded)
+                case .mask:
+                    let masked = try clients[i]!.maskInput(
+                        try ShareDelivery(decoding: message),
+                        input: (0..<9).map { UInt32(($0 + 1) * (i + 1)) },
+                        sampleCount: 10
+                    )
+                    let layout = MaskedUpload(
+                        wordCount: masked.words.count,
+                        session: masked.session,
+                        sender: masked.sender
+                    )
+                    var upload: [UInt8] = []
+                    try layout.encrypt(
+                        masked.words,
+                        key: try clients[i]!.uploadKey(brokerKey: member.client.transport!)
+                    ) { upload += $0 }
+                    (path, body) = (base + "input", upload)
+                case .check:
+                    (path, body) = (
+                        base + "check", try clients[i]!.signSurvivors(try ConsistencyRequest(decoding: message)).encoded
+                    )
+                case .unmask:
+                    (path, body) = (
+                        base + "unmask", try clients[i]!.unmask(try UnmaskRequest(decoding: message)).encoded
+                    )
+                    secrets.unmask.append(body)
+                default:
+                    continue
+                }
+                let reply = try await member.client.send(
+                    "POST",
+                    path,
+                    body: body,
+                    contentType: "application/octet-stream"
+                )
+                #expect(reply.status == 202)
+            }
+        }
+        // Each participant fetches the new model and reports a score of its own.
+        for (i, member) in participants.enumerated() {
+            let reply = try await member.client.send("GET", "/v1/federations/gamma/model")
+            let file = try ModelFile.decode(reply.body, name: "the model")
+            secrets.modelDigest = reply.headers["cairn-model-digest"] ?? ""
+            secrets.parameters = file.model.parameters.withUnsafeBytes { Array($0) }
+            let (accuracy, logLoss) = (0.7109375 + Double(i) / 64, 0.4208984375 + Double(i) / 1024)
+            secrets.scores += [String(accuracy), String(logLoss)]
+            let _: EvaluationReport = try await member.client.json(
+                "POST",
+                "/v1/federations/gamma/evaluations",
+                EvaluationReport(
+                    round: 1,
+                    parametersDigest: secrets.modelDigest,
+                    samples: 10 + i,
+                    accuracy: accuracy,
+                    logLoss: logLoss
+                )
+            )
+        }
+        let _: ModelVersion = try await admin.json(
+            "POST",
+            "/v1/admin/federations/gamma/publish",
+            PublishRequest(description: "captured", offer: LicenceOffer(entitlements: ["inference"]))
+        )
+        let licensee = members[6].client
+        let record: LicenceRecord = try await licensee.json(
+            "POST",
+            "/v1/federations/gamma/licences",
+            LicenceRequest(entitlements: ["inference"])
+        )
+        let _: LicenceRecord = try await admin.json(
+            "POST",
+            "/v1/admin/licences/\(record.id)",
+            LicenceDecision(action: "grant")
+        )
+        let container = try await licensee.send("GET", "/v1/licences/\(record.id)/versions/1/container")
+        #expect(container.status == 200 && container.body.count > secrets.parameters.count)
+        return secrets
+    }
+}
+
+@Suite struct SealedBodyTests {
+    /// A sealed body opens only for the request it was made for, in its direction, under the
+    /// two keys that made it; the broker's side agrees with the member's.
+    @Test func aSealedBodyIsBoundToItsRequest() throws {
+        let member = try Ed25519.PrivateKey()
+        let (broker, transport) = (try Ed25519.PrivateKey(), try X25519.PrivateKey())
+        let signature = try RequestSignature.sign(
+            method: "POST",
+            target: "/v1/enrol",
+            bodyDigest: [UInt8](repeating: 0, count: 32),
+            identity: member,
+            broker: broker.publicKey
+        )
+        func side(
+            _ identity: Ed25519.PrivateKey = member,
+            target: String = "/v1/enrol",
+            time: Int64? = nil,
+            nonce: [UInt8]? = nil,
+            transport key: X25519.PublicKey? = nil
+        ) throws -> SealedBody {
+            try SealedBody.member(
+                identity: identity,
+                broker: broker.publicKey,
+                transport: key ?? transport.publicKey,
+                method: "POST",
+                target: target,
+                time: time ?? signature.time,
+                nonce: nonce ?? signature.nonce
+            )
+        }
+        let plaintext = Array(#"{"invite":"x"}"#.utf8)
+        let sealed = try side().seal(plaintext, .request)
+        #expect(sealed.count == plaintext.count + SealedBody.overhead)
+        let brokerSide = try SealedBody.broker(
+            transport: transport,
+            identity: broker.publicKey,
+            signature: signature,
+            method: "POST",
+            target: "/v1/enrol"
+        )
+        #expect(try brokerSide.open(sealed, .request) == plaintext)
+        #expect(try side().open(try brokerSide.seal(plaintext, .response), .response) == plaintext)
+        var flipped = sealed
+        flipped[30] ^= 1
+        var version = sealed
+        version[0] = 2
+        let others: [(String, [UInt8], SealedBody, SealedBody.Direction)] = [
+            ("another direction", sealed, brokerSide, .response),
+            ("a flipped bit", flipped, brokerSide, .request),
+            ("another target", sealed, try side(target: "/v1/me"), .request),
+            ("another time", sealed, try side(time: signature.time + 1), .request),
+            ("another nonce", sealed, try side(nonce: [UInt8](repeating: 7, count: 16)), .request),
+            ("another member", sealed, try side(try Ed25519.PrivateKey()), .request),
+            ("another transport key", sealed, try side(transport: try X25519.PrivateKey().publicKey), .request),
+            ("version 2", version, brokerSide, .request),
+            ("too short", Array(sealed.prefix(SealedBody.overhead - 1)), brokerSide, .request),
+        ]
+        for (what, body, opener, direction) in others {
+            #expect(throws: ExchangeError.self, "\(what)") { try opener.open(body, direction) }
+        }
+    }
+
+    /// Only the routes that carry secrets are sealed, and their queries do not change that.
+    @Test func theSealedRoutes() {
+        let cases: [(String, String, Bool, Bool)] = [
+            ("POST", "/v1/enrol", true, true), ("GET", "/v1/enrol", false, false),
+            ("POST", "/v1/admin/federations/a/invites", false, true), ("GET", "/v1/federations/a/model", false, true),
+            ("GET", "/v1/federations/a/model?x=1", false, true), ("POST", "/v1/federations/a/evaluations", true, true),
+            ("POST", "/v1/federations/a/rounds/3/advertise", true, false),
+            ("POST", "/v1/federations/a/rounds/3/share", true, false),
+            ("POST", "/v1/federations/a/rounds/3/check", true, false),
+            ("POST", "/v1/federations/a/rounds/3/unmask", true, false),
+            ("POST", "/v1/federations/a/rounds/3/input", false, false),
+            ("GET", "/v1/federations/a/round", false, false),
+            ("GET", "/v1/broker", false, false),
+        ]
+        for (method, path, request, response) in cases {
+            let sealing = SealedBody.routes(method: method, path: path)
+            #expect(sealing.request == request && sealing.response == response, "\(method) \(path)")
+        }
+    }
+}
