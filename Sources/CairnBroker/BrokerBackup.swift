@@ -12,7 +12,9 @@ import GRDB
 ///   daemon may be running, the broker's state first and the audit log second. The exchange
 ///   records every change in the log before it stores it, so the log snapshot holds every entry
 ///   the state snapshot reflects (and perhaps a few more, as after a crash);
-/// - `broker.keystore` (still passphrase-protected), `broker.json` and `checkpoint.pub`, copied;
+/// - `broker.keystore` (still passphrase-protected), `broker.json` and `checkpoint.pub`, copied,
+///   and `tls.crt` and `tls.key` when the folder has them (a restored broker then presents the
+///   certificate its members pinned; backups made before TLS have none);
 /// - `manifest`: a C2SP signed note by the checkpoint key naming the origin, the backup's id and
 ///   time, the audit log's size, and the SHA-256 of every other file.
 ///
@@ -28,6 +30,8 @@ public enum BrokerBackup {
     static let databases = [storeFileName, BrokerHome.auditFileName]
     /// The files copied as they are.
     static let copied = [BrokerHome.keystoreFileName, BrokerHome.configFileName, BrokerHome.verifierFileName]
+    /// The files copied when present.
+    static let optional = [BrokerTLS.certificateFileName, BrokerTLS.keyFileName]
     /// The largest file read back: 64 GiB.
     static let maximumFileBytes = 64 << 30
 
@@ -83,7 +87,8 @@ public enum BrokerBackup {
             let count = try snapshot(home.path + "/" + name, to: temporary + "/" + name)
             if name == BrokerHome.auditFileName { auditSize = count }
         }
-        for name in copied {
+        let present = optional.filter { DurableFile.exists(home.path + "/" + $0) }
+        for name in copied + present {
             try DurableFile.write(
                 try DurableFile.read(home.path + "/" + name, maximum: 1 << 20),
                 to: temporary + "/" + name,
@@ -91,7 +96,7 @@ public enum BrokerBackup {
             )
         }
         var files: [String: String] = [:]
-        for name in databases + copied {
+        for name in databases + copied + present {
             files[name] = Hex.encode(
                 SHA256.hash(try DurableFile.read(temporary + "/" + name, maximum: maximumFileBytes))
             )
@@ -147,15 +152,19 @@ public enum BrokerBackup {
             throw WireError(.invalidValue, "\(directory)/manifest: \(error.message)")
         }
         let present = Set(try DurableFile.entries(in: directory))
-        let unexpected = present.subtracting(databases + copied + ["manifest"]).sorted()
-        guard unexpected.isEmpty else {
-            throw WireError(.invalidValue, "the backup holds files its manifest does not list: \(unexpected)")
+        let unexpected = present.subtracting(databases + copied + optional + ["manifest"]).sorted()
+        let unlisted = present.subtracting(summary.files.keys).subtracting(["manifest"]).sorted()
+        guard unexpected.isEmpty, unlisted.isEmpty else {
+            throw WireError(
+                .invalidValue,
+                "the backup holds files its manifest does not list: \(Set(unexpected + unlisted).sorted())"
+            )
         }
         let temporary = dataDir + ".partial-\(summary.id)"
         try DurableFile.makeDirectory(temporary)
         var complete = false
         defer { if !complete { try? FileManager.default.removeItem(atPath: temporary) } }
-        for name in databases + copied {
+        for name in databases + copied + optional.filter({ summary.files[$0] != nil }) {
             let bytes = try DurableFile.read(directory + "/" + name, maximum: maximumFileBytes)
             guard Hex.encode(SHA256.hash(bytes)) == summary.files[name] else {
                 throw WireError(.invalidValue, "\(directory)/\(name): its SHA-256 differs from the manifest's")
@@ -215,7 +224,9 @@ public enum BrokerBackup {
     static func manifest(_ s: Summary) -> String {
         var text =
             "\(manifestHeader)\norigin \(s.origin)\nbackup-id \(s.id)\ntaken \(s.taken)\naudit-size \(s.auditSize)\n"
-        for name in databases + copied { text += "file \(name) \(s.files[name] ?? "")\n" }
+        for name in databases + copied + optional where s.files[name] != nil || !optional.contains(name) {
+            text += "file \(name) \(s.files[name] ?? "")\n"
+        }
         return text
     }
 
@@ -227,12 +238,14 @@ public enum BrokerBackup {
             }
             return String(lines[index].dropFirst(key.count + 1))
         }
-        guard lines.first == manifestHeader, lines.count == 5 + databases.count + copied.count else {
+        let required = databases.count + copied.count
+        // The optional files (the TLS pair) are listed together or not at all.
+        guard lines.first == manifestHeader, [5 + required, 5 + required + optional.count].contains(lines.count) else {
             throw AuditError(.malformed, "not a \(manifestHeader) manifest")
         }
         guard let size = Int(try value(4, "audit-size")) else { throw AuditError(.malformed, "a bad audit size") }
         var files: [String: String] = [:]
-        for (offset, name) in (databases + copied).enumerated() {
+        for (offset, name) in (databases + copied + optional).prefix(lines.count - 5).enumerated() {
             let file = try value(5 + offset, "file")
             guard file.hasPrefix(name + " ") else { throw AuditError(.malformed, "the files are not listed in order") }
             files[name] = String(file.dropFirst(name.count + 1))

@@ -7,7 +7,8 @@ import Foundation
 /// - `broker.keystore`: the identity, checkpoint and licence keys (Ed25519), passphrase-protected;
 /// - `broker.json`: the configuration (``BrokerConfig``);
 /// - `audit.sqlite`: the audit log (``AuditLog``), with its personal-data table;
-/// - `checkpoint.pub`: the checkpoint key's C2SP verifier string, the one thing auditors need.
+/// - `checkpoint.pub`: the checkpoint key's C2SP verifier string, the one thing auditors need;
+/// - `tls.crt`, `tls.key`: the self-signed TLS certificate `serve` presents (``BrokerTLS``).
 public struct BrokerHome: Sendable {
     /// The keystore's file name.
     public static let keystoreFileName = "broker.keystore"
@@ -82,6 +83,7 @@ public struct BrokerHome: Sendable {
             to: path + "/" + verifierFileName,
             replace: true
         )
+        try BrokerTLS.create(in: path, names: config.listen.map { [$0.host] } ?? [])
         let home = try BrokerHome(path: path)
         let log = try home.openLog()
         try log.append {

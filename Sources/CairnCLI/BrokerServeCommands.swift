@@ -20,7 +20,9 @@ extension BrokerCommand {
                 until SIGTERM or SIGINT, then stops taking requests, lets those in flight finish and signs a \
                 last audit checkpoint. The address comes from --host/--port, else "listen" in broker.json, \
                 else 127.0.0.1:7400; port 0 picks a free port. The URL served is written to \
-                <data-dir>/serve.url. Logs go to standard error, one line per event with key=value metadata; \
+                <data-dir>/serve.url. It serves HTTPS with the data folder's self-signed certificate \
+                (tls.crt, made by init), whose SHA-256 fingerprint every invite carries so that nodes pin \
+                it; --plain-http serves HTTP on a loopback address. Logs go to standard error, one line per event with key=value metadata; \
                 they never hold keys, shares, masks or model updates.
                 """
         )
@@ -40,6 +42,14 @@ extension BrokerCommand {
         @Option(help: "Masked-input uploads decrypted at once (each holds 4·(D+1) bytes).")
         var concurrentUploads = 2
 
+        @Flag(
+            help: ArgumentHelp(
+                "Serve plain HTTP instead of TLS; only on a loopback address (127.0.0.1, ::1, localhost).",
+                discussion: "Secrets still travel sealed to the broker's keys; TLS also hides what is asked for."
+            )
+        )
+        var plainHTTP = false
+
         func validate() throws {
             if let port, !(0...65_535).contains(port) { throw ValidationError("--port must be 0 to 65535") }
             guard Logger.Level(rawValue: logLevel) != nil else {
@@ -52,11 +62,20 @@ extension BrokerCommand {
 
         func run() async throws {
             let home = try data.open()
+            let host = host ?? home.config.listen?.host ?? "127.0.0.1"
+            let port = port ?? home.config.listen?.port ?? 7400
+            guard !plainHTTP || ["127.0.0.1", "::1", "localhost"].contains(host) else {
+                throw ValidationError(
+                    "--plain-http serves only a loopback address, not \(host): without TLS anyone on the path sees which member asks for what"
+                )
+            }
             let keys = try home.exchangeKeys(passphrase: try passphrase.read(newKeystore: false))
             var logger = Logger(label: "cairn-broker")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             var settings = Exchange.Settings()
             settings.concurrentUploads = concurrentUploads
+            let tls = plainHTTP ? nil : try BrokerTLS.serverConfiguration(folder: home.path)
+            if !plainHTTP { settings.certificate = try BrokerTLS.certificate(in: home.path) }
             let exchange = try Exchange(
                 folder: home.path,
                 log: try home.openLog(),
@@ -66,10 +85,8 @@ extension BrokerCommand {
                 metrics: ExchangeMetrics(),
                 logger: logger
             )
-            let host = host ?? home.config.listen?.host ?? "127.0.0.1"
-            let port = port ?? home.config.listen?.port ?? 7400
-            try await BrokerServer.run(exchange, host: host, port: port, logger: logger) { bound in
-                let url = "http://\(host):\(bound)"
+            try await BrokerServer.run(exchange, host: host, port: port, tls: tls, logger: logger) { bound in
+                let url = "\(plainHTTP ? "http" : "https")://\(host.contains(":") ? "[\(host)]" : host):\(bound)"
                 try? DurableFile.write(
                     Array((url + "\n").utf8),
                     to: home.path + "/" + BrokerHome.urlFileName,
@@ -102,7 +119,7 @@ struct AdminOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "The daemon's URL. Default: <data-dir>/serve.url, else http://127.0.0.1:7400.",
+            "The daemon's URL. Default: <data-dir>/serve.url, else https://127.0.0.1:7400.",
             valueName: "url"
         )
     )
@@ -113,8 +130,10 @@ struct AdminOptions: ParsableArguments {
     func client() async throws -> BrokerClient {
         let home = try data.open()
         let (key, identity) = try home.adminKeys(passphrase: try passphrase.read(newKeystore: false))
-        let url = broker ?? home.servedURL ?? "http://127.0.0.1:7400"
-        return try await BrokerClient.connect(url: url, identity: key, broker: identity).client
+        let url = broker ?? home.servedURL ?? "https://127.0.0.1:7400"
+        // The daemon serves this folder's certificate: pinned from the file, not learnt.
+        let pin = try url.hasPrefix("https://") ? TLSPin(certificate: try BrokerTLS.certificate(in: home.path)) : nil
+        return try await BrokerClient.connect(url: url, identity: key, broker: identity, pin: pin).client
     }
 }
 

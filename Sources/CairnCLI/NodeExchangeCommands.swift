@@ -140,11 +140,7 @@ extension NodeCommand {
             )
             let enrolment = try Enrolment.read(home: home.resolved)
             let record: MemberRecord = try await cliCall {
-                let (client, _) = try await BrokerClient.connect(
-                    url: enrolment.broker,
-                    identity: identity.identity,
-                    broker: try enrolment.brokerIdentity
-                )
+                let (client, _) = try await enrolment.connect(identity: identity.identity)
                 return try await client.json("GET", "/v1/me")
             }
             if json { return try printJSON(record) }

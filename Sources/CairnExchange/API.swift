@@ -36,6 +36,10 @@ public struct BrokerInfo: Codable, Sendable, Hashable {
     public var checkpointKeySignature: String
     /// The software release.
     public var version: String
+    /// The TLS certificate the broker serves (PEM), when it serves TLS: a node compares its
+    /// fingerprint (``TLSCertificate/fingerprint(pem:)``) with the one in its invite and then
+    /// trusts this certificate alone.
+    public var tlsCertificate: String?
 
     /// A broker description.
     public init(
@@ -47,7 +51,8 @@ public struct BrokerInfo: Codable, Sendable, Hashable {
         licenceKeySignature: String,
         checkpointKey: String,
         checkpointKeySignature: String,
-        version: String
+        version: String,
+        tlsCertificate: String? = nil
     ) {
         self.origin = origin
         self.identityKey = identityKey
@@ -58,6 +63,7 @@ public struct BrokerInfo: Codable, Sendable, Hashable {
         self.checkpointKey = checkpointKey
         self.checkpointKeySignature = checkpointKeySignature
         self.version = version
+        self.tlsCertificate = tlsCertificate
     }
 }
 

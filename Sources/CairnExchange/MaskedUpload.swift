@@ -1,6 +1,11 @@
 public import CairnCrypto
 public import CairnWire
 
+extension Domain {
+    /// The commitment an upload's request signature covers (`Protocol/README.md`, "Masked-input upload").
+    public static let uploadCommitment = Domain("cairn/upload-commitment/v1")
+}
+
 /// The body of `POST …/rounds/{round}/input` (`Protocol/README.md`, "Masked-input upload"): a
 /// masked input of `D + 1` little-endian words in a secretstream under the ``UploadKey``.
 ///
@@ -48,15 +53,39 @@ public struct MaskedUpload: Sendable, Hashable {
         return w.bytes
     }
 
+    /// The commitment of a whole body: BLAKE2b-256 in ``Domain/uploadCommitment`` over the
+    /// stream header and the last 16 bytes (the Poly1305 tag) of every chunk, chunks being
+    /// `65,536 + 17` bytes but the last. What the upload's request signature covers instead of a
+    /// hash of every byte: the broker checks every tag as it decrypts.
+    public static func commitment(ofBody body: [UInt8]) throws -> [UInt8] {
+        let hasher = try BLAKE2b(domain: .uploadCommitment)
+        hasher.update(Array(body.prefix(SecretStream.headerByteCount)))
+        var offset = SecretStream.headerByteCount
+        let step = chunkByteCount + SecretStream.chunkOverheadByteCount
+        while offset < body.count {
+            let end = min(offset + step, body.count)
+            hasher.update(Array(body[max(offset, end - tagByteCount)..<end]))
+            offset = end
+        }
+        return try hasher.finalize()
+    }
+
+    /// The Poly1305 tag's size at the end of each chunk.
+    static let tagByteCount = 16
+
     /// Encrypts `words` (``wordCount`` of them) into the whole body, calling `emit` with each
-    /// piece (header first, then every chunk) so a sender can stream them.
+    /// piece (header first, then every chunk) so a sender can stream them, and returns the
+    /// body's commitment (``commitment(ofBody:)``), the digest its request signs.
+    @discardableResult
     public func encrypt(
         _ words: [UInt32],
         key: SymmetricKey,
         emit: ([UInt8]) throws -> Void
-    ) throws {
+    ) throws -> [UInt8] {
         precondition(words.count == wordCount, "the masked input has D + 1 words")
         let stream = try SecretStream.Encryptor(key: key)
+        let commitment = try BLAKE2b(domain: .uploadCommitment)
+        commitment.update(stream.header)
         try emit(stream.header)
         try words.withUnsafeBytes { plain in
             for i in 0..<chunkCount {
@@ -71,9 +100,11 @@ public struct MaskedUpload: Sendable, Hashable {
                         authenticating: associatedData(ofChunk: i)
                     )
                 }
+                commitment.update(Array(out.suffix(Self.tagByteCount)))
                 try emit(out)
             }
         }
+        return try commitment.finalize()
     }
 
     /// Reads an upload as its bytes arrive and decrypts each chunk into `words` as soon as it is
@@ -86,13 +117,15 @@ public struct MaskedUpload: Sendable, Hashable {
         private var chunk = 0
         private var received = 0
         private let words: UnsafeMutableRawBufferPointer
+        private let commitment: BLAKE2b
 
         /// A reader that writes into `words` (`4 · wordCount` bytes, owned by the caller).
-        public init(layout: MaskedUpload, key: SymmetricKey, into words: UnsafeMutableRawBufferPointer) {
+        public init(layout: MaskedUpload, key: SymmetricKey, into words: UnsafeMutableRawBufferPointer) throws {
             precondition(words.count == layout.plaintextByteCount, "the target holds D + 1 words")
             self.layout = layout
             self.key = key
             self.words = words
+            commitment = try BLAKE2b(domain: .uploadCommitment)
             pending.reserveCapacity(Self.pieceCapacity)
         }
 
@@ -117,13 +150,17 @@ public struct MaskedUpload: Sendable, Hashable {
             }
         }
 
-        /// Checks that the whole body arrived, final chunk included.
-        public func finish() throws(ExchangeError) {
+        /// Checks that the whole body arrived, final chunk included, and returns its commitment
+        /// (``MaskedUpload/commitment(ofBody:)``), computed from the tags it checked.
+        public func finish() throws(ExchangeError) -> [UInt8] {
             guard chunk == layout.chunkCount, let stream, stream.isComplete else {
                 throw ExchangeError(
                     .malformed,
                     "the masked input ended after \(received) of \(layout.bodyByteCount) bytes (truncated)"
                 )
+            }
+            do { return try commitment.finalize() } catch {
+                throw ExchangeError(.internal, "the upload's commitment could not be computed")
             }
         }
 
@@ -136,6 +173,7 @@ public struct MaskedUpload: Sendable, Hashable {
         private func consume() throws(ExchangeError) {
             defer { pending.removeAll(keepingCapacity: true) }
             guard let stream else {
+                commitment.update(pending)
                 do {
                     stream = try SecretStream.Decryptor(key: key, header: pending)
                 } catch {
@@ -159,6 +197,9 @@ public struct MaskedUpload: Sendable, Hashable {
                     .malformed,
                     "chunk \(chunk) of the masked input does not open (tampered, reordered or not under this participant's round key)"
                 )
+            }
+            pending.withUnsafeBytes {
+                commitment.update(UnsafeRawBufferPointer(rebasing: $0.suffix(MaskedUpload.tagByteCount)))
             }
             chunk += 1
             guard isFinal == (chunk == layout.chunkCount) else {

@@ -70,18 +70,8 @@ public struct RequestSignature: Sendable, Hashable {
         return w.bytes
     }
 
-    /// A digest of a body being read piece by piece.
-    public final class BodyDigest {
-        private let hasher: BLAKE2b
-        /// Starts one.
-        public init() throws { hasher = try BLAKE2b(domain: .requestBody) }
-        /// Adds bytes.
-        public func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bytes) }
-        /// The 32-byte digest.
-        public func finalize() throws -> [UInt8] { try hasher.finalize() }
-    }
-
-    /// The digest of a whole body.
+    /// The digest of a whole body. (A masked-input upload signs its commitment instead,
+    /// ``MaskedUpload/commitment(ofBody:)``.)
     public static func digest(_ body: [UInt8]) throws -> [UInt8] { try BLAKE2b.hash(body, domain: .requestBody) }
 
     /// Signs a request; `time` defaults to now and the nonce to fresh random bytes (a sealed body

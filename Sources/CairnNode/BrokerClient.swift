@@ -5,6 +5,7 @@ public import CairnWire
 import Foundation
 import NIOCore
 import NIOHTTP1
+public import NIOSSL
 
 /// Signed requests to a broker, with retries and backoff for what can be retried (the network,
 /// a restarting broker, 429, 503, 5xx); a refusal (4xx) is thrown at once as an
@@ -19,6 +20,9 @@ public struct BrokerClient: Sendable {
     /// The broker's transport key, checked against its identity (``brokerInfo(url:expected:http:)``):
     /// sealed bodies are made with it. Without it, a route whose bodies are sealed is refused here.
     public var transport: X25519.PublicKey?
+    /// The TLS configuration of an `https` URL: the pinned certificate's (``TLSPin``). An
+    /// `https` broker without one is refused here, before anything is sent.
+    public var tls: TLSConfiguration?
     /// How long to keep retrying one request before giving up, in seconds.
     public var patience: Double = 120
     /// Hears each retryable failure and the wait, in seconds, before the next attempt (a node's
@@ -32,6 +36,7 @@ public struct BrokerClient: Sendable {
         identity: Ed25519.PrivateKey,
         broker: Ed25519.PublicKey,
         transport: X25519.PublicKey? = nil,
+        tls: TLSConfiguration? = nil,
         http: HTTPClient = .shared
     ) throws {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
@@ -41,6 +46,7 @@ public struct BrokerClient: Sendable {
         self.identity = identity
         self.broker = broker
         self.transport = transport
+        self.tls = tls
         self.http = http
     }
 
@@ -124,6 +130,15 @@ public struct BrokerClient: Sendable {
     {
         var request = HTTPClientRequest(url: url + path)
         request.method = HTTPMethod(rawValue: method)
+        if url.hasPrefix("https://") {
+            guard let tls else {
+                throw ExchangeError(
+                    .forbidden,
+                    "\(url) is reached over TLS only with its certificate pinned (the fingerprint an invite carries)"
+                )
+            }
+            request.tlsConfiguration = tls
+        }
         if signed {
             let signature = try RequestSignature.sign(
                 method: method,
@@ -144,6 +159,10 @@ public struct BrokerClient: Sendable {
         do {
             response = try await http.execute(request, timeout: .seconds(300))
             bytes = try await response.body.collect(upTo: 256 << 20)
+        } catch let error as NIOSSLError {
+            throw Self.refusedTLS(url, error)
+        } catch let error as BoringSSLError {
+            throw Self.refusedTLS(url, error)
         } catch {
             throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(error)")
         }
@@ -156,6 +175,15 @@ public struct BrokerClient: Sendable {
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
         return Reply(status: status, body: data, headers: headers)
+    }
+
+    /// A TLS failure: not retried, since a server that does not present the pinned certificate
+    /// will not present it on the next attempt either.
+    private static func refusedTLS(_ url: String, _ error: any Error) -> ExchangeError {
+        ExchangeError(
+            .forbidden,
+            "the TLS handshake with \(url) failed: it does not present the pinned certificate (or speaks no TLS), so it is not the pinned broker; refusing to talk to it (\(error))"
+        )
     }
 
     /// A JSON request and its JSON answer.
@@ -189,10 +217,21 @@ public struct BrokerClient: Sendable {
         url: String,
         identity: Ed25519.PrivateKey,
         broker: Ed25519.PublicKey,
+        pin: TLSPin? = nil,
         http: HTTPClient = .shared
     ) async throws -> (client: BrokerClient, info: BrokerInfo) {
-        let (info, transport) = try await brokerInfo(url: url, expected: broker, http: http)
-        return (try BrokerClient(url: url, identity: identity, broker: broker, transport: transport, http: http), info)
+        if let pin, url.hasPrefix("https://") { try await pin.check(url: url) }
+        let (info, transport) = try await brokerInfo(url: url, expected: broker, pin: pin, http: http)
+        return (
+            try BrokerClient(
+                url: url,
+                identity: identity,
+                broker: broker,
+                transport: transport,
+                tls: pin?.configuration,
+                http: http
+            ), info
+        )
     }
 
     /// `GET /v1/broker`, checked against the pinned identity key: the transport key must carry
@@ -200,11 +239,18 @@ public struct BrokerClient: Sendable {
     public static func brokerInfo(
         url: String,
         expected: Ed25519.PublicKey,
+        pin: TLSPin? = nil,
         http: HTTPClient = .shared
     ) async throws
         -> (info: BrokerInfo, transport: X25519.PublicKey)
     {
-        let probe = try BrokerClient(url: url, identity: try Ed25519.PrivateKey(), broker: expected, http: http)
+        let probe = try BrokerClient(
+            url: url,
+            identity: try Ed25519.PrivateKey(),
+            broker: expected,
+            tls: pin?.configuration,
+            http: http
+        )
         let reply = try await probe.send("GET", "/v1/broker", signed: false)
         guard let info = try? JSONDecoder().decode(BrokerInfo.self, from: Data(reply.body)) else {
             throw ExchangeError(.transport, "\(url) does not answer like a Cairn broker")
@@ -212,7 +258,7 @@ public struct BrokerClient: Sendable {
         guard let key = try? Hex.decode(info.identityKey), key == expected.rawRepresentation else {
             throw ExchangeError(
                 .forbidden,
-                "the broker at \(url) has identity \(info.identityKey.prefix(16))…, not the one named in the invite: refusing to talk to it"
+                "the broker at \(url) has identity \(info.identityKey.prefix(16))…, not \(Hex.encode(expected.rawRepresentation).prefix(16))…, the one pinned (by the invite, or by the operator's data folder): refusing to talk to it"
             )
         }
         guard let transportBytes = try? Hex.decode(info.transportKey),

@@ -102,9 +102,7 @@ public struct Licensee: Sendable {
     public static func connect(home: String, identity: NodeIdentity) async throws -> Licensee {
         let enrolment = try Enrolment.read(home: home)
         let broker = try enrolment.brokerIdentity
-        let (client, info) = try await withRetries {
-            try await BrokerClient.connect(url: enrolment.broker, identity: identity.identity, broker: broker)
-        }
+        let (client, info) = try await withRetries { try await enrolment.connect(identity: identity.identity) }
         return Licensee(
             client: client,
             identity: identity,

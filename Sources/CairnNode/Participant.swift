@@ -23,13 +23,27 @@ public struct Enrolment: Codable, Sendable, Hashable {
     public var federation: String
     /// The role.
     public var role: Role
+    /// The broker's TLS certificate (PEM), pinned at enrolment by the invite's fingerprint; nil
+    /// for a broker enrolled with over plain HTTP on loopback.
+    public var tlsCertificate: String?
 
     /// An enrolment.
-    public init(broker: String, brokerKey: String, federation: String, role: Role) {
+    public init(broker: String, brokerKey: String, federation: String, role: Role, tlsCertificate: String? = nil) {
         self.broker = broker
         self.brokerKey = brokerKey
         self.federation = federation
         self.role = role
+        self.tlsCertificate = tlsCertificate
+    }
+
+    /// The pinned certificate, if any.
+    public var pin: TLSPin? {
+        get throws { try tlsCertificate.map { try TLSPin(certificate: $0) } }
+    }
+
+    /// A client of the enrolled broker: its identity and transport key checked, its certificate pinned.
+    public func connect(identity: Ed25519.PrivateKey) async throws -> (client: BrokerClient, info: BrokerInfo) {
+        try await BrokerClient.connect(url: broker, identity: identity, broker: try brokerIdentity, pin: try pin)
     }
 
     /// Reads `home/enrolment.json`.
@@ -62,21 +76,41 @@ public struct Enrolment: Codable, Sendable, Hashable {
         get throws { try Ed25519.PublicKey(rawRepresentation: try Hex.decode(brokerKey)) }
     }
 
-    /// Enrols `identity` with an invite code (`secret.brokerkey`) at `url`: checks the broker is
-    /// the one the invite names, sends the signed enrolment and returns what to write.
+    /// Enrols `identity` with an invite code (`secret.brokerkey[.fingerprint]`) at `url`: pins
+    /// the broker's TLS certificate by the fingerprint (an `https` URL needs one), checks the
+    /// broker is the one the invite names, sends the signed enrolment and returns what to write.
     public static func enrol(
         url: String,
         code: String,
         identity: NodeIdentity
     ) async throws -> (Enrolment, MemberRecord) {
         let parts = code.split(separator: ".")
-        guard parts.count == 2, parts[0].utf8.count == 32, parts[1].utf8.count == 64,
+        guard parts.count == 2 || parts.count == 3, parts[0].utf8.count == 32, parts[1].utf8.count == 64,
             let keyBytes = try? Hex.decode(String(parts[1])),
-            let broker = try? Ed25519.PublicKey(rawRepresentation: keyBytes)
+            let broker = try? Ed25519.PublicKey(rawRepresentation: keyBytes),
+            parts.count == 2 || (parts[2].utf8.count == 64 && (try? Hex.decode(String(parts[2]))) != nil)
         else {
-            throw ExchangeError(.malformed, "an invite code is 32 hex digits, a dot, and the broker's 64-hex-digit key")
+            throw ExchangeError(
+                .malformed,
+                "an invite code is 32 hex digits, a dot, the broker's 64-hex-digit key and, for a broker served over TLS, a dot and its certificate's 64-hex-digit fingerprint"
+            )
         }
-        let (client, _) = try await BrokerClient.connect(url: url, identity: identity.identity, broker: broker)
+        var pin: TLSPin?
+        if url.hasPrefix("https://") {
+            guard parts.count == 3 else {
+                throw ExchangeError(
+                    .malformed,
+                    "this invite carries no TLS certificate fingerprint, so \(url) cannot be pinned: ask for an invite from a broker that serves TLS"
+                )
+            }
+            pin = try await TLSPin.learn(url: url, fingerprint: try Hex.decode(String(parts[2])))
+        }
+        let (client, _) = try await BrokerClient.connect(
+            url: url,
+            identity: identity.identity,
+            broker: broker,
+            pin: pin
+        )
         let record: MemberRecord = try await client.json(
             "POST",
             "/v1/enrol",
@@ -86,7 +120,13 @@ public struct Enrolment: Codable, Sendable, Hashable {
             )
         )
         return (
-            Enrolment(broker: url, brokerKey: String(parts[1]), federation: record.federation, role: record.role),
+            Enrolment(
+                broker: url,
+                brokerKey: String(parts[1]),
+                federation: record.federation,
+                role: record.role,
+                tlsCertificate: pin?.certificate
+            ),
             record
         )
     }
@@ -131,9 +171,7 @@ public struct Participant: Sendable {
             throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
         }
         let broker = try enrolment.brokerIdentity
-        let (client, info) = try await withRetries {
-            try await BrokerClient.connect(url: enrolment.broker, identity: identity.identity, broker: broker)
-        }
+        let (client, info) = try await withRetries { try await enrolment.connect(identity: identity.identity) }
         return Participant(
             client: client,
             home: home,
@@ -328,8 +366,10 @@ public struct Participant: Sendable {
             let layout = MaskedUpload(wordCount: config.wordCount, session: masked.session, sender: masked.sender)
             var body: [UInt8] = []
             body.reserveCapacity(layout.bodyByteCount)
-            try layout.encrypt(masked.words, key: try client.uploadKey(brokerKey: transport)) { body += $0 }
-            try await post(base + "input", body, view, report)
+            let commitment = try layout.encrypt(masked.words, key: try client.uploadKey(brokerKey: transport)) {
+                body += $0
+            }
+            try await post(base + "input", body, view, report, digest: commitment)
         case "check":
             let answer = try answering(&state, view) {
                 try $0.signSurvivors(try ConsistencyRequest(decoding: message)).encoded
@@ -360,8 +400,14 @@ public struct Participant: Sendable {
         return answer
     }
 
-    private func post(_ path: String, _ body: [UInt8], _ view: RoundView, _ report: (Event) -> Void) async throws {
-        _ = try await client.send("POST", path, body: body, contentType: "application/octet-stream")
+    private func post(
+        _ path: String,
+        _ body: [UInt8],
+        _ view: RoundView,
+        _ report: (Event) -> Void,
+        digest: [UInt8]? = nil
+    ) async throws {
+        _ = try await client.send("POST", path, body: body, bodyDigest: digest, contentType: "application/octet-stream")
         report(.answered(round: view.round, phase: view.phase, bytes: body.count))
     }
 

@@ -50,6 +50,7 @@ struct BrokerBench {
         var peak: Int
         var ingest: Double
         var floor: Double
+        var decrypt: Double
     }
 
     func run() async throws -> BenchReport {
@@ -66,6 +67,7 @@ struct BrokerBench {
         let round = runs.map(\.round).sorted()[runs.count / 2]
         let worst = runs.max { $0.peak < $1.peak }!
         let median = runs.sorted { $0.ingest / $0.floor < $1.ingest / $1.floor }[runs.count / 2]
+        let medianDecrypt = runs.sorted { $0.ingest / $0.decrypt < $1.ingest / $1.decrypt }[runs.count / 2]
 
         var report = BenchReport(area: "broker")
         let params = [("n", "\(n)"), ("D", "\(d)"), ("runs", "\(runs.count)")]
@@ -93,6 +95,19 @@ struct BrokerBench {
         report.cases.append(
             BenchCase(
                 name: "ingest",
+                params: params + [
+                    ("body", "\(bodyBytes) B"), ("uploads", "at once"),
+                    ("floor", "decrypting the same bodies on \(Self.decryptThreads) threads"),
+                    ("of runs", "median ratio"),
+                ],
+                value: medianDecrypt.ingest,
+                unit: "MB/s",
+                floor: medianDecrypt.decrypt
+            )
+        )
+        report.cases.append(
+            BenchCase(
+                name: "ingest-vs-null",
                 params: params + [
                     ("body", "\(bodyBytes) B"), ("uploads", "at once"), ("floor", "null endpoint"),
                     ("of runs", "median ratio"),
@@ -184,9 +199,69 @@ struct BrokerBench {
             try await group.waitForAll()
         }
         let floor = bytes / (ContinuousClock.now - floorStart).seconds / 1e6
+        let decrypt = bytes / (try await Self.decrypt(results, threads: Self.decryptThreads)) / 1e6
 
         try await http.shutdown()
-        return (Run(round: round.seconds, idle: idle, peak: peak, ingest: ingest, floor: floor), bodies[0].count)
+        return (
+            Run(round: round.seconds, idle: idle, peak: peak, ingest: ingest, floor: floor, decrypt: decrypt),
+            bodies[0].count
+        )
+    }
+
+    /// The broker's upload slots (`--concurrent-uploads`, default 2: this machine's cores).
+    static let decryptThreads = 2
+
+    /// The decryption floor: the seconds `threads` threads take to decrypt every body (stream
+    /// header, then each chunk straight from the body into one buffer per thread, tags checked),
+    /// the bodies dealt out in turn. The same work as the broker's ingest, with no network, no
+    /// copy and nothing else running.
+    static func decrypt(_ results: [BenchParticipant.Result], threads: Int) async throws -> Double {
+        let groups = (0..<threads).map { t in stride(from: t, to: results.count, by: threads).map { results[$0] } }
+        let failed = Mutex(false)
+        let start = ContinuousClock.now
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let left = Mutex(groups.count)
+            for group in groups {
+                Thread.detachNewThread {
+                    let bytes = group.first.map { $0.layout.plaintextByteCount } ?? 0
+                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+                    defer { buffer.deallocate() }
+                    do {
+                        for result in group { try Self.decrypt(result, into: buffer) }
+                    } catch {
+                        failed.withLock { $0 = true }
+                    }
+                    if left.withLock({
+                        $0 -= 1
+                        return $0
+                    }) == 0 {
+                        done.resume()
+                    }
+                }
+            }
+        }
+        let seconds = (ContinuousClock.now - start).seconds
+        if failed.withLock({ $0 }) { throw ExchangeError(.internal, "a body did not decrypt in the floor") }
+        return seconds
+    }
+
+    private static func decrypt(_ result: BenchParticipant.Result, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let layout = result.layout
+        let header = Array(result.body.prefix(SecretStream.headerByteCount))
+        let stream = try SecretStream.Decryptor(key: result.key, header: header)
+        try result.body.withUnsafeBytes { body in
+            var offset = SecretStream.headerByteCount
+            for i in 0..<layout.chunkCount {
+                let n = layout.plaintextBytes(ofChunk: i)
+                let start = i * MaskedUpload.chunkByteCount
+                _ = try stream.pull(
+                    UnsafeRawBufferPointer(rebasing: body[offset..<(offset + n + SecretStream.chunkOverheadByteCount)]),
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[start..<(start + n)]),
+                    authenticating: layout.associatedData(ofChunk: i)
+                )
+                offset += n + SecretStream.chunkOverheadByteCount
+            }
+        }
     }
 
 }
@@ -213,6 +288,8 @@ actor Barrier {
 struct BenchParticipant: Sendable {
     struct Result: Sendable {
         let body: [UInt8]
+        let layout: MaskedUpload
+        let key: SymmetricKey
         let uploadStart: ContinuousClock.Instant
         let uploadEnd: ContinuousClock.Instant
     }
@@ -270,10 +347,10 @@ struct BenchParticipant: Sendable {
         let layout = MaskedUpload(wordCount: masked.words.count, session: masked.session, sender: masked.sender)
         var body: [UInt8] = []
         body.reserveCapacity(layout.bodyByteCount)
-        try layout.encrypt(masked.words, key: try secagg.uploadKey(brokerKey: transport)) { body += $0 }
-        // Hashed for the request signature before the clock starts, as the body was encrypted:
+        let key = try secagg.uploadKey(brokerKey: transport)
+        // The commitment the request signs comes with the encryption, before the clock starts:
         // the ingest figure times the broker, not the participants' preparation.
-        let digest = try RequestSignature.digest(body)
+        let digest = try layout.encrypt(masked.words, key: key) { body += $0 }
         await barrier.arrive()
         let uploadStart = ContinuousClock.now
         try await post(view, "input", body, digest: digest)
@@ -295,7 +372,7 @@ struct BenchParticipant: Sendable {
             if view.modelRound >= 1 { break }
             try await Task.sleep(for: .milliseconds(250))
         }
-        return Result(body: body, uploadStart: uploadStart, uploadEnd: uploadEnd)
+        return Result(body: body, layout: layout, key: key, uploadStart: uploadStart, uploadEnd: uploadEnd)
     }
 }
 
@@ -476,7 +553,7 @@ enum BrokerBenchServer {
             onServerRunning: { announce(null: $0.localAddress?.port) },
             logger: logger
         )
-        let app = BrokerServer.application(exchange, host: "127.0.0.1", port: 0, logger: logger) {
+        let app = try BrokerServer.application(exchange, host: "127.0.0.1", port: 0, logger: logger) {
             announce(broker: $0)
         }
         Thread.detachNewThread {

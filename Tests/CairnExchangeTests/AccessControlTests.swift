@@ -150,7 +150,7 @@ struct Fixture {
         let signature = try RequestSignature.sign(
             method: method.rawValue,
             target: path,
-            bodyDigest: try RequestSignature.digest(sent),
+            bodyDigest: try signedDigest(path, sent),
             identity: key,
             broker: broker,
             time: time,
@@ -433,7 +433,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
                     let signature = try RequestSignature.sign(
                         method: endpoint.method.rawValue,
                         target: endpoint.path,
-                        bodyDigest: try RequestSignature.digest(attack == .badSignature ? body + [0] : body),
+                        bodyDigest: try signedDigest(endpoint.path, attack == .badSignature ? body + [0] : body),
                         identity: key,
                         broker: fixture.broker,
                         time: time,
@@ -566,12 +566,17 @@ func exchange(
     var headers = HTTPFields()
     for (name, value) in signature?.headers ?? [] { headers[HTTPField.Name(name)!] = value }
     if signature != nil {
-        headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] = Hex.encode(try RequestSignature.digest(body))
+        headers[HTTPField.Name(RequestSignature.bodyDigestHeader)!] = Hex.encode(try signedDigest(path, body))
     }
     if let contentType { headers[.contentType] = contentType }
     return try await client.execute(uri: path, method: method, headers: headers, body: ByteBuffer(bytes: body)) {
         (Int($0.status.code), Array($0.body.readableBytesView))
     }
+}
+
+/// The digest a request to `path` signs: a masked-input upload's commitment, else the body's digest.
+func signedDigest(_ path: String, _ body: [UInt8]) throws -> [UInt8] {
+    path.hasSuffix("/input") ? try MaskedUpload.commitment(ofBody: body) : try RequestSignature.digest(body)
 }
 
 /// A logger that drops everything: the refusals the tests provoke by the thousand are asserted,

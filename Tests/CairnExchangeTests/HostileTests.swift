@@ -96,10 +96,11 @@ import Testing
             var second: ExchangeError?
             let outcome = try await driver.run(client, dropping: ["p2"], at: .mask) { _, path, _ in
                 guard path.hasSuffix("/input"), held == nil else { return }
-                held = try await exchange.beginUpload(holder, federation: "alpha", round: 1)
-                do { _ = try await exchange.beginUpload(holder, federation: "alpha", round: 1) } catch let e
-                    as ExchangeError
-                { second = e }
+                let commitment = [UInt8](repeating: 1, count: 32)
+                held = try await exchange.beginUpload(holder, federation: "alpha", round: 1, commitment: commitment)
+                do {
+                    _ = try await exchange.beginUpload(holder, federation: "alpha", round: 1, commitment: commitment)
+                } catch let e as ExchangeError { second = e }
                 #expect(await exchange.uploadIsOpen(held!))
             }
             return (outcome, driver, held, second)

@@ -216,11 +216,19 @@ final class RecordingProxy: Sendable {
                         sender: masked.sender
                     )
                     var upload: [UInt8] = []
-                    try layout.encrypt(
+                    let commitment = try layout.encrypt(
                         masked.words,
                         key: try clients[i]!.uploadKey(brokerKey: member.client.transport!)
                     ) { upload += $0 }
-                    (path, body) = (base + "input", upload)
+                    let reply = try await member.client.send(
+                        "POST",
+                        base + "input",
+                        body: upload,
+                        bodyDigest: commitment,
+                        contentType: "application/octet-stream"
+                    )
+                    #expect(reply.status == 202)
+                    continue
                 case .check:
                     (path, body) = (
                         base + "check", try clients[i]!.signSurvivors(try ConsistencyRequest(decoding: message)).encoded
@@ -364,5 +372,66 @@ final class RecordingProxy: Sendable {
             let sealing = SealedBody.routes(method: method, path: path)
             #expect(sealing.request == request && sealing.response == response, "\(method) \(path)")
         }
+    }
+}
+
+@Suite struct UploadTests {
+    /// The commitment an upload signs is the same whether computed by the sender, from the body
+    /// or by the reader that decrypted it, at every chunk count (a last chunk that is full
+    /// included); a changed tag, header or length changes it.
+    @Test(arguments: [1, 16_383, 16_384, 16_385, 40_000])
+    func theCommitmentIsTheHeaderAndTheTags(words: Int) throws {
+        let layout = MaskedUpload(wordCount: words, session: SecureRandom.bytes(32), sender: 3)
+        let key = SymmetricKey()
+        let input = (0..<words).map { UInt32(truncatingIfNeeded: $0 &* 2_654_435_761) }
+        var body: [UInt8] = []
+        let sent = try layout.encrypt(input, key: key) { body += $0 }
+        #expect(body.count == layout.bodyByteCount)
+        #expect(layout.chunkCount == (4 * words + 65_535) / 65_536)
+        #expect(try MaskedUpload.commitment(ofBody: body) == sent)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 * words, alignment: 64)
+        defer { buffer.deallocate() }
+        let reader = try MaskedUpload.Reader(layout: layout, key: key, into: buffer)
+        try body.withUnsafeBytes { try reader.feed($0) }
+        #expect(try reader.finish() == sent)
+        #expect(Array(buffer.bindMemory(to: UInt32.self)) == input)
+        for offset in [0, body.count - 1, body.count - 16] {
+            var changed = body
+            changed[offset] ^= 1
+            #expect(try MaskedUpload.commitment(ofBody: changed) != sent, "byte \(offset)")
+        }
+    }
+
+    /// A masked input sent again byte for byte (its acknowledgement lost) is accepted again
+    /// without being added twice; another upload from the same participant is refused (409); the
+    /// round's sum is exactly the inputs'.
+    @Test func anIdenticalUploadIsAcceptedOnceAndAnotherRefused() async throws {
+        let start = try await RoundDriver()
+        defer { _ = system("rm -rf '\(start.fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(start.fixture.exchange, logger: quiet))
+        let (outcome, driver, statuses) = try await app.test(.router) { client in
+            var driver = start
+            var statuses: [Int] = []
+            let outcome = try await driver.run(client) { name, path, body in
+                guard path.hasSuffix("/input"), name == "p1" else { return }
+                var other = body
+                other[body.count - 1] ^= 1
+                for sent in [body, body, other] {
+                    let reply = try await start.call(
+                        client,
+                        name,
+                        .post,
+                        path,
+                        sent,
+                        contentType: "application/octet-stream"
+                    )
+                    statuses.append(reply.status)
+                }
+            }
+            return (outcome, driver, statuses)
+        }
+        #expect(outcome == "finished")
+        #expect(statuses == [202, 202, 409])
+        try await driver.expectExactSum()
     }
 }

@@ -6,9 +6,11 @@ import Foundation
 import HTTPTypes
 public import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 public import Logging
 import NIOCore
 import NIOHTTPTypes
+public import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
@@ -297,15 +299,17 @@ public enum BrokerServer {
         _ exchange: Exchange,
         host: String,
         port: Int,
+        tls: TLSConfiguration? = nil,
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         _ = returnLargeBlocks
+        let http = HTTPServerBuilder.http1(
+            configuration: .init(additionalChannelHandlers: [ReadSizes(), ConnectionGuard(.init())])
+        )
         return Application(
             router: router(exchange, logger: logger),
-            server: .http1(
-                configuration: .init(additionalChannelHandlers: [ReadSizes(), ConnectionGuard(.init())])
-            ),
+            server: try tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
             configuration: .init(
                 address: .hostname(host, port: port),
                 serverName: "cairn-broker",
@@ -318,16 +322,24 @@ public enum BrokerServer {
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (requests in flight finish,
-    /// the round clock signs a last checkpoint).
+    /// the round clock signs a last checkpoint); over TLS when `tls` is given.
     public static func run(
         _ exchange: Exchange,
         host: String,
         port: Int,
+        tls: TLSConfiguration? = nil,
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        try await application(exchange, host: host, port: port, logger: logger, onServerRunning: onServerRunning)
-            .runService()
+        try await application(
+            exchange,
+            host: host,
+            port: port,
+            tls: tls,
+            logger: logger,
+            onServerRunning: onServerRunning
+        )
+        .runService()
     }
 
     /// Fixes glibc's allocator thresholds, once per process. By default glibc raises its mmap
@@ -577,8 +589,10 @@ public enum BrokerServer {
     }
 
     /// `POST …/input`: authenticates from the headers, waits for an upload slot, decrypts the
-    /// stream chunk by chunk into one `4 · (D + 1)`-byte buffer, then checks the body against
-    /// the signed digest and adds the words to the round's sum. A participant uploads one input
+    /// stream chunk by chunk into one `4 · (D + 1)`-byte buffer (each upload on its own task, so
+    /// uploads decrypt on as many cores as there are slots), then checks the body's commitment
+    /// (its header and chunk tags, ``MaskedUpload/commitment(ofBody:)``) against the signed one
+    /// and adds the words to the round's sum. The same upload again is accepted unread. A participant uploads one input
     /// at a time, and the mask phase's closing ends an upload still streaming (the sender's
     /// input is lost; the round goes on without it).
     private static func upload(
@@ -603,14 +617,19 @@ public enum BrokerServer {
         guard request.headers[.contentType] == "application/octet-stream" else {
             throw ExchangeError(.unsupportedMediaType, "a masked input is application/octet-stream")
         }
-        let ticket = try await exchange.beginUpload(
-            caller,
-            federation: try parameter(context, "federation"),
-            round: try roundNumber(context)
-        )
+        guard
+            let ticket = try await exchange.beginUpload(
+                caller,
+                federation: try parameter(context, "federation"),
+                round: try roundNumber(context),
+                commitment: declared
+            )
+        else {
+            // The same upload again (its acknowledgement was lost): accepted, the body unread.
+            return Response(status: .accepted, headers: [.connection: "close"])
+        }
         do {
-            let reader = MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: ticket.buffer.bytes)
-            let digest = try RequestSignature.BodyDigest()
+            let reader = try MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: ticket.buffer.bytes)
             let channel = context.channel
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // The watch: once the mask phase closes, the connection is closed under a sender
@@ -620,17 +639,13 @@ public enum BrokerServer {
                     channel.close(promise: nil)
                 }
                 for try await piece in request.body {
-                    try piece.withUnsafeReadableBytes { bytes throws(ExchangeError) in
-                        digest.update(bytes)
-                        try reader.feed(bytes)
-                    }
+                    try piece.withUnsafeReadableBytes { bytes throws(ExchangeError) in try reader.feed(bytes) }
                 }
                 group.cancelAll()
             }
-            try reader.finish()
-            let received = try digest.finalize()
+            let received = try reader.finish()
             guard ConstantTime.equals(received, declared) else {
-                throw ExchangeError(.unauthenticated, "the body does not match its signed digest")
+                throw ExchangeError(.unauthenticated, "the body does not match the commitment its signature covers")
             }
             try await exchange.commitUpload(caller, ticket: ticket, bodyDigest: received)
         } catch {

@@ -136,8 +136,13 @@ extension Exchange {
                 arguments: [Data(digest), federation, request.role.rawValue, expires]
             )
         }
+        // `secret.identity`, and `.fingerprint` of the TLS certificate when the broker serves one.
+        var code = Hex.encode(secret) + "." + Hex.encode(keys.identity.publicKey.rawRepresentation)
+        if let certificate = settings.certificate {
+            code += "." + Hex.encode(try TLSCertificate.fingerprint(pem: certificate))
+        }
         return Invite(
-            code: Hex.encode(secret) + "." + Hex.encode(keys.identity.publicKey.rawRepresentation),
+            code: code,
             federation: federation,
             role: request.role,
             expires: expires

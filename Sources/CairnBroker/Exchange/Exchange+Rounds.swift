@@ -942,12 +942,17 @@ extension Exchange {
 
     /// Starts a masked-input upload: checks the caller may send one now and returns the layout
     /// and key to decrypt it with. The caller then holds an upload slot and its buffer until
-    /// ``releaseUpload(_:)``.
-    public func beginUpload(_ caller: Caller, federation: String, round number: Int) async throws -> UploadTicket {
-        guard let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: nil)
-        else {
-            throw ExchangeError(.conflict, "unreachable")
-        }
+    /// ``releaseUpload(_:)``. Nil when this participant's accepted upload had this commitment:
+    /// the same upload again, whose acknowledgement was lost, is accepted without a second read.
+    public func beginUpload(
+        _ caller: Caller,
+        federation: String,
+        round number: Int,
+        commitment: [UInt8]
+    ) async throws -> UploadTicket? {
+        guard
+            let index = try answering(caller, federation: federation, number: number, phase: .mask, digest: commitment)
+        else { return nil }
         let round = open[federation]!
         let list = try store.read { db in
             try Data.fetchOne(

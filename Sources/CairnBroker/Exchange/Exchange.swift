@@ -58,6 +58,9 @@ public actor Exchange {
         public var refusalDelay: Duration = .milliseconds(100)
         /// Masked-input uploads decrypted at once; each holds a buffer of `4 · (D + 1)` bytes.
         public var concurrentUploads: Int = 2
+        /// The TLS certificate served (PEM), if any: `GET /v1/broker` shows it and invite codes
+        /// carry its fingerprint.
+        public var certificate: String?
         /// The clock, Unix seconds (tests move it).
         public var now: @Sendable () -> Int64 = { unixTime() }
 
@@ -157,7 +160,8 @@ public actor Exchange {
                     domain: .brokerCheckpointKey
                 )
             ),
-            version: CairnVersion.software
+            version: CairnVersion.software,
+            tlsCertificate: settings.certificate
         )
     }
 
