@@ -133,9 +133,12 @@ public struct SealedBody: Sendable {
         }
     }
 
-    /// Seals `plaintext` for `direction`.
-    public func seal(_ plaintext: [UInt8], _ direction: Direction) throws -> [UInt8] {
-        let nonce = XChaCha20Poly1305.Nonce()
+    /// Seals `plaintext` for `direction` under a fresh random nonce (`nonce` only for test vectors).
+    public func seal(
+        _ plaintext: [UInt8],
+        _ direction: Direction,
+        nonce: XChaCha20Poly1305.Nonce = XChaCha20Poly1305.Nonce()
+    ) throws -> [UInt8] {
         var out = ByteWriter(capacity: plaintext.count + Self.overhead)
         out.u16(Self.version)
         out.raw(nonce.bytes)

@@ -1,3 +1,4 @@
+import CairnExchange
 import CairnWire
 import Foundation
 import Hummingbird
@@ -36,6 +37,34 @@ import Testing
             }
         }
         #expect(specified.count == 30)
+        // Every signed operation lists the refusals any signed request can get (and 404 where a
+        // path names something), and a sealed route says its bodies are sealed.
+        var blocks: [String: String] = [:]
+        var current: String?
+        for line in yaml.split(separator: "\n", omittingEmptySubsequences: false) {
+            if !line.hasPrefix("  ") || (line.hasPrefix("  /") && line.hasSuffix(":")) { current = nil }
+            if line.hasPrefix("  /"), line.hasSuffix(":") { path = String(line.dropFirst(2).dropLast()) }
+            if let path, line.hasPrefix("    "), !line.hasPrefix("     "),
+                let method = ["get", "post"].first(where: { line.hasPrefix("    \($0):") })
+            {
+                current = method.uppercased() + " " + path
+            }
+            if let current { blocks[current, default: ""] += line + "\n" }
+        }
+        for (operation, block) in blocks.sorted(by: { $0.key < $1.key }) {
+            let parts = operation.split(separator: " ").map(String.init)
+            guard !["/healthz", "/metrics", "/v1/broker"].contains(parts[1]) else { continue }
+            var codes = ["400", "401", "403", "413", "415", "429", "500"]
+            if parts[1].contains("{") { codes.append("404") }
+            for code in codes { #expect(block.contains("\"\(code)\":"), "\(operation) lists no \(code)") }
+            let sealing = SealedBody.routes(method: parts[0], path: parts[1])
+            // The SecAgg+ message body and the sealed member record are components of the sealed type.
+            let sealed = [SealedBody.contentType, "requestBodies/SecAggMessage", "responses/SealedMember"]
+            #expect(
+                sealed.contains(where: block.contains) == (sealing.request || sealing.response),
+                "\(operation): sealed \(sealing)"
+            )
+        }
         #expect(
             served == specified,
             "served only: \(served.subtracting(specified)); specified only: \(specified.subtracting(served))"
