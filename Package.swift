@@ -99,7 +99,10 @@ let package = Package(
         ),
         .target(
             name: "CairnFuzzing",
-            dependencies: ["CairnCrypto", "CairnWire", "CairnModels", "CairnAudit", "CairnSecAgg", "CairnLicensing"]
+            dependencies: [
+                "CairnCrypto", "CairnWire", "CairnModels", "CairnAudit", "CairnSecAgg", "CairnLicensing",
+                "CairnExchange",
+            ]
         ),
         .executableTarget(name: "cairn-broker", dependencies: ["CairnCLI"]),
         .executableTarget(name: "cairn-node", dependencies: ["CairnCLI"]),

@@ -1,3 +1,4 @@
+import CairnExchange
 import CairnWire
 
 @testable import CairnAudit
@@ -31,12 +32,16 @@ public enum FuzzEntry {
             if let bytes = try? Hex.decode(String(decoding: body, as: UTF8.self)) {
                 precondition(Hex.encode(bytes).count == bytes.count * 2, "hex round trip changed the length")
             }
+            _ = try? TLSCertificate.der(pem: String(decoding: body, as: UTF8.self))
             if body.count >= 2 {
                 let index = UInt16(body[0]) | UInt16(body[1]) << 8
                 _ = try? Shamir.Share(index: index, value: SecretBytes(copying: body.dropFirst(2)))
             }
         case 4:
             pullStream(body)
+            upload(body)
+            _ = try? fuzzSeal.open(body, .request)
+            _ = try? fuzzSeal.open(body, .response)
         case 5:
             if let report = try? DataValidator.check(bytes: body, schema: fuzzSchema) {
                 // Every problem counted is either listed or beyond the listing limit.
@@ -190,6 +195,34 @@ public enum FuzzEntry {
     private static let streamKey = try! SymmetricKey(SecretBytes(copying: [UInt8](repeating: 7, count: 32)))
 
     /// A secretstream header and then chunks, each preceded by a one-byte length.
+    /// The bytes of `Protocol/sealed-vectors.json`'s fixed keys: byte i of key `tag` is 7i + tag.
+    private static func fixed(_ tag: UInt8) -> [UInt8] { (0..<32).map { UInt8(truncatingIfNeeded: $0 * 7 + Int(tag)) } }
+
+    /// A sealed body's keys for a fixed member, broker and request.
+    private static let fuzzSeal = try! SealedBody.member(
+        identity: try Ed25519.PrivateKey(seed: SecretBytes(copying: fixed(1))),
+        broker: try Ed25519.PrivateKey(seed: SecretBytes(copying: fixed(2))).publicKey,
+        transport: try X25519.PrivateKey(rawRepresentation: SecretBytes(copying: fixed(3))).publicKey,
+        method: "POST",
+        target: "/v1/federations/vectors/evaluations",
+        time: 1_796_083_200,
+        nonce: Array(fixed(4).prefix(16))
+    )
+
+    /// A masked-input upload of 5 words under the vectors' fixed key: refused, or read whole with
+    /// the commitment computed from its bytes alone.
+    private static func upload(_ body: [UInt8]) {
+        let layout = MaskedUpload(wordCount: 5, session: fixed(7), sender: 2)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 20, alignment: 16)
+        defer { buffer.deallocate() }
+        guard let key = try? SymmetricKey(SecretBytes(copying: fixed(6))),
+            let reader = try? MaskedUpload.Reader(layout: layout, key: key, into: buffer),
+            (try? body.withUnsafeBytes { try reader.feed($0) }) != nil,
+            let commitment = try? reader.finish()
+        else { return }
+        precondition(commitment == (try? MaskedUpload.commitment(ofBody: body)), "the reader's commitment differs")
+    }
+
     private static func pullStream(_ body: [UInt8]) {
         guard body.count >= SecretStream.headerByteCount,
             let decryptor = try? SecretStream.Decryptor(key: streamKey, header: Array(body.prefix(24)))

@@ -39,7 +39,8 @@ import Testing
         var document: [String: Any] = [
             "description": "Protocol/README.md, \"Sealed bodies\" and \"Masked-input upload\"; all bytes hex",
             "memberSeed": hex(fixed(0x01)), "memberKey": hex(member.publicKey.rawRepresentation),
-            "memberX25519Secret": hex(memberX.rawRepresentation), "memberX25519Key": hex(memberX.publicKey.rawRepresentation),
+            "memberX25519Secret": hex(memberX.rawRepresentation),
+            "memberX25519Key": hex(memberX.publicKey.rawRepresentation),
             "brokerIdentitySeed": hex(fixed(0x02)), "brokerIdentityKey": hex(broker.publicKey.rawRepresentation),
             "transportSecret": hex(fixed(0x03)), "transportKey": hex(transport.publicKey.rawRepresentation),
             "sharedSecret": hex(shared), "method": method, "target": target, "time": Int(time),
@@ -117,7 +118,10 @@ import Testing
         let key = fixed(0x06)
         let layout = MaskedUpload(wordCount: 5, session: fixed(0x07), sender: 2)
         var body: [UInt8] = []
-        let commitment = try layout.encrypt([1, 2, 3, 0xFFFF_FFFF, 64], key: try SymmetricKey(SecretBytes(copying: key))) {
+        let commitment = try layout.encrypt(
+            [1, 2, 3, 0xFFFF_FFFF, 64],
+            key: try SymmetricKey(SecretBytes(copying: key))
+        ) {
             body += $0
         }
         return [
