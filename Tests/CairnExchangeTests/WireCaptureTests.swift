@@ -89,8 +89,23 @@ final class RecordingProxy: Sendable {
     /// piece of the model's parameters, none of the scores and no 32-byte piece of any unmask
     /// answer (the shares), although every one of them crossed it.
     @Test func aPassiveObserverOfPlainHTTPSeesNoSecret() async throws {
-        let clock = TestClock()
-        let fixture = try await Fixture(policy: RoundDriver.policy, settings: clock.settings)
+        // The clients sign with the real clock, so the exchange keeps it too (a frozen test clock
+        // would refuse their requests once the test has run a minute); no round clock runs, so
+        // phases close only when everyone answered, and the deadlines are a day regardless.
+        var settings = TestClock().settings
+        settings.now = { unixTime() }
+        let policy = {
+            var policy = RoundDriver.policy
+            policy.deadlines = PhaseDeadlines(
+                advertise: 86_400,
+                share: 86_400,
+                mask: 86_400,
+                check: 86_400,
+                unmask: 86_400
+            )
+            return policy
+        }()
+        let fixture = try await Fixture(policy: policy, settings: settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(
             router: BrokerServer.router(fixture.exchange, logger: quiet),
@@ -99,7 +114,7 @@ final class RecordingProxy: Sendable {
         let secrets = try await app.test(.live) { client -> Secrets in
             let proxy = try await RecordingProxy.start(to: client.port!)
             do {
-                var secrets = try await Self.exchange(url: "http://127.0.0.1:\(proxy.port)", fixture, clock)
+                var secrets = try await Self.exchange(url: "http://127.0.0.1:\(proxy.port)", fixture, policy)
                 secrets.capture = proxy.capture
                 try await proxy.stop()
                 return secrets
@@ -150,14 +165,14 @@ final class RecordingProxy: Sendable {
         var capture: [UInt8] = []
     }
 
-    static func exchange(url: String, _ fixture: Fixture, _ clock: TestClock) async throws -> Secrets {
+    static func exchange(url: String, _ fixture: Fixture, _ policy: RoundPolicy) async throws -> Secrets {
         var secrets = Secrets()
         let admin = try await BrokerClient.connect(url: url, identity: fixture.operatorKey, broker: fixture.broker)
             .client
         let _: FederationStatus = try await admin.json(
             "POST",
             "/v1/admin/federations",
-            Fixture.spec("gamma", policy: RoundDriver.policy)
+            Fixture.spec("gamma", policy: policy)
         )
         var members: [(key: Ed25519.PrivateKey, client: BrokerClient)] = []
         for role in Array(repeating: Role.participant, count: 6) + [.licensee] {
