@@ -13,7 +13,8 @@ struct BrokerCommand: AsyncParsableCommand {
         discussion: """
             Start with init (keys, configuration, audit log), run serve (the HTTP daemon), then use the \
             admin commands, signed with the operator key from the same keystore, to create a federation, \
-            invite participants and start training. Model registry and licensing arrive in a later release.
+            invite participants and start training; then publish models and grant licences to them. The \
+            daemon serves HTTPS with the certificate init made, whose fingerprint every invite carries.
             """,
         version: CairnVersion.software,
         subcommands: [Init.self, Serve.self, Admin.self, Backup.self, Restore.self]

@@ -12,8 +12,9 @@ struct NodeCommand: AsyncParsableCommand {
         discussion: """
             A participant creates its identity (init), enrols with an operator's invite (enroll), checks its \
             data against the federation's schema (data check) and takes part in secure rounds (run); status \
-            shows its contribution record. train, predict and simulate work locally without a broker. \
-            Licensed model delivery arrives in a later release.
+            shows its contribution record. A licensee (or participant) lists the published models, asks for \
+            a licence and fetches a licensed model (models). train, predict and simulate work locally \
+            without a broker.
             """,
         version: CairnVersion.software,
         subcommands: [

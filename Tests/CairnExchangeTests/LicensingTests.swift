@@ -176,6 +176,9 @@ import Testing
         await refuses(.forbidden, "is revoked, not granted") {
             try await f.exchange.deliver(participant, id: own.id, version: 1)
         }
+        await refuses(.conflict, "is revoked; it cannot be revoked") {
+            try await f.exchange.decide(op, id: own.id, LicenceDecision(action: "revoke", reason: "again"))
+        }
         let second = try await f.exchange.requestLicence(
             licensee,
             federation: "alpha",
