@@ -58,7 +58,10 @@ extension AuditCommand {
         var to: String?
         @Option(name: .customLong("actor"), help: "Only entries by this actor id.")
         var byActor: String?
-        @Option(help: "Only entries with this action, e.g. round.submit.")
+        @Option(
+            help:
+                "Only entries with this action, e.g. request.refused or licence.issue (Protocol/README.md, Audit actions)."
+        )
         var action: String?
 
         func run() throws {

@@ -401,7 +401,10 @@ extension Exchange {
         case ("refuse", "requested"): next = "refused"
         case ("revoke", "granted"): next = "revoked"
         case ("grant", _), ("refuse", _), ("revoke", _):
-            throw ExchangeError(.conflict, "licence \(Hex.encode(id)) is \(status); it cannot be \(["grant": "granted", "refuse": "refused", "revoke": "revoked"][decision.action] ?? decision.action)")
+            throw ExchangeError(
+                .conflict,
+                "licence \(Hex.encode(id)) is \(status); it cannot be \(["grant": "granted", "refuse": "refused", "revoke": "revoked"][decision.action] ?? decision.action)"
+            )
         default:
             throw ExchangeError(.malformed, "action is grant, refuse or revoke, not \(decision.action)")
         }
