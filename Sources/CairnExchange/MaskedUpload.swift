@@ -100,7 +100,9 @@ public struct MaskedUpload: Sendable, Hashable {
                         authenticating: associatedData(ofChunk: i)
                     )
                 }
-                commitment.update(Array(out.suffix(Self.tagByteCount)))
+                out.withUnsafeBytes {
+                    commitment.update(UnsafeRawBufferPointer(rebasing: $0.suffix(Self.tagByteCount)))
+                }
                 try emit(out)
             }
         }

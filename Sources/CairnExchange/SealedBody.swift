@@ -77,12 +77,7 @@ public struct SealedBody: Sendable {
         requestKey = try key(.request)
         responseKey = try key(.response)
         var ad = ByteWriter(capacity: 16 + target.utf8.count)
-        let m = Array(method.utf8.prefix(255))
-        ad.u8(UInt8(m.count))
-        ad.raw(m)
-        let t = Array(target.utf8.prefix(Int(UInt16.max)))
-        ad.u16(UInt16(t.count))
-        ad.raw(t)
+        RequestSignature.writeRequestLine(&ad, method: method, target: target)
         ad.u64(UInt64(bitPattern: time))
         associated = ad.bytes
     }

@@ -57,17 +57,23 @@ public struct RequestSignature: Sendable, Hashable {
     ) -> [UInt8] {
         var w = ByteWriter(capacity: 160 + target.utf8.count)
         w.u16(CairnVersion.wire)
+        writeRequestLine(&w, method: method, target: target)
+        w.raw(bodyDigest)
+        w.u64(UInt64(bitPattern: time))
+        w.raw(nonce)
+        w.raw(broker.rawRepresentation)
+        return w.bytes
+    }
+
+    /// `u8 len ‖ method ‖ u16 len ‖ target`, as the signed message and a sealed body's
+    /// associated data (``SealedBody``) both hold them.
+    static func writeRequestLine(_ w: inout ByteWriter, method: String, target: String) {
         let m = Array(method.utf8.prefix(255))
         w.u8(UInt8(m.count))
         w.raw(m)
         let t = Array(target.utf8.prefix(Int(UInt16.max)))
         w.u16(UInt16(t.count))
         w.raw(t)
-        w.raw(bodyDigest)
-        w.u64(UInt64(bitPattern: time))
-        w.raw(nonce)
-        w.raw(broker.rawRepresentation)
-        return w.bytes
     }
 
     /// The digest of a whole body. (A masked-input upload signs its commitment instead,

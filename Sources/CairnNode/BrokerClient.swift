@@ -160,9 +160,9 @@ public struct BrokerClient: Sendable {
             response = try await http.execute(request, timeout: .seconds(300))
             bytes = try await response.body.collect(upTo: 256 << 20)
         } catch let error as NIOSSLError {
-            throw Self.refusedTLS(url, error)
+            throw TLSPin.refused(url, error)
         } catch let error as BoringSSLError {
-            throw Self.refusedTLS(url, error)
+            throw TLSPin.refused(url, error)
         } catch {
             throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(error)")
         }
@@ -175,15 +175,6 @@ public struct BrokerClient: Sendable {
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
         return Reply(status: status, body: data, headers: headers)
-    }
-
-    /// A TLS failure: not retried, since a server that does not present the pinned certificate
-    /// will not present it on the next attempt either.
-    private static func refusedTLS(_ url: String, _ error: any Error) -> ExchangeError {
-        ExchangeError(
-            .forbidden,
-            "the TLS handshake with \(url) failed: it does not present the pinned certificate (or speaks no TLS), so it is not the pinned broker; refusing to talk to it (\(error))"
-        )
     }
 
     /// A JSON request and its JSON answer.

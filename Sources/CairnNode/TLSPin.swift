@@ -67,11 +67,17 @@ public struct TLSPin: Sendable, Hashable {
         do {
             try await done.promise.futureResult.get()
         } catch {
-            throw ExchangeError(
-                .forbidden,
-                "the TLS handshake with \(url) failed: it does not present the pinned certificate (or speaks no TLS), so it is not the pinned broker; refusing to talk to it (\(error))"
-            )
+            throw Self.refused(url, error)
         }
+    }
+
+    /// A failed handshake under a pin: not retried, since a server that does not present the
+    /// pinned certificate will not present it on the next attempt either.
+    static func refused(_ url: String, _ error: any Error) -> ExchangeError {
+        ExchangeError(
+            .forbidden,
+            "the TLS handshake with \(url) failed: it does not present the pinned certificate (or speaks no TLS), so it is not the pinned broker; refusing to talk to it (\(error))"
+        )
     }
 
     /// A promise completed once, whoever comes first.

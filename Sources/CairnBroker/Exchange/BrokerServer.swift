@@ -376,15 +376,19 @@ public enum BrokerServer {
             sealing = SealedBody.routes(method: request.method.rawValue, path: request.uri.path)
         }
 
-        /// The keys of this request's sealed bodies.
+        /// The keys of this request's sealed bodies, made once (the request and its answer share them).
+        private var sealKeys: SealedBody?
         private func seal() throws -> SealedBody {
-            try SealedBody.broker(
+            if let sealKeys { return sealKeys }
+            let keys = try SealedBody.broker(
                 transport: exchange.keys.transport,
                 identity: exchange.keys.identity.publicKey,
                 signature: signature!,
                 method: request.method.rawValue,
                 target: request.uri.description
             )
+            sealKeys = keys
+            return keys
         }
 
         /// A successful answer: `body` as it is, or sealed to the caller on a sealed route.
