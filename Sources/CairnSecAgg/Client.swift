@@ -110,10 +110,12 @@ public struct SecAggClient: Sendable {
         )
     }
 
-    /// Step 2: checks every advertised key and shares `b` and the mask key with the neighbours.
+    /// Step 2: checks the list and its neighbours' advertised keys, and shares `b` and the mask key
+    /// with the neighbours.
     ///
-    /// Refuses a list for another configuration (``SecAggError/Code/wrongSession``), a key without a valid
-    /// signature by its roster identity or this participant's own keys replaced or missing
+    /// Refuses a list for another configuration (``SecAggError/Code/wrongSession``), a neighbour's key
+    /// without a valid signature by its roster identity, an index off the roster, a key held twice, or
+    /// this participant's own keys replaced or missing
     /// (``SecAggError/Code/badSignature``), and a list too short to ever finish (``SecAggError/Code/aborted``).
     public mutating func shareKeys(_ list: KeyList) throws -> ShareKeys {
         if let sent, let session, session.keys == list { return sent }
@@ -134,11 +136,10 @@ public struct SecAggClient: Sendable {
         try list.checkOrder()
         var seen = Set<[UInt8]>()
         for entry in list.entries {
-            guard entry.isValid(for: config) else {
+            guard Int(entry.index) < config.roster.count else {
                 throw SecAggError(
                     .badSignature,
-                    "the round keys of participant \(entry.index) carry no valid signature from its identity "
-                        + "(substituted, or replayed from another round)"
+                    "the key list names participant \(entry.index), who is not on the roster"
                 )
             }
             guard seen.insert(entry.encryptionKey.rawRepresentation).inserted,
@@ -155,6 +156,17 @@ public struct SecAggClient: Sendable {
             throw SecAggError(.badSignature, "the key list replaces this participant's own round keys")
         }
         let session = try Session(config: config, keys: list)
+        // Only the neighbours' keys are used here (shares, pair masks), so only theirs are checked:
+        // an entry no honest participant checks neighbours no honest participant ("Protocol/", step 2).
+        for v in session.neighbours[index] ?? [] {
+            guard let entry = session.entry(v), entry.isValid(for: config) else {
+                throw SecAggError(
+                    .badSignature,
+                    "the round keys of participant \(v) carry no valid signature from its identity "
+                        + "(substituted, or replayed from another round)"
+                )
+            }
+        }
         let neighbours = session.neighbours[index] ?? []
         let xs = neighbours.map { $0 + 1 }
         let selfShares = try Shamir.split(secrets.selfMaskSeed, threshold: config.threshold, indices: xs)
@@ -300,7 +312,7 @@ public struct SecAggClient: Sendable {
     /// Refuses (``SecAggError/Code/bothShares``) a peer listed as both survivor and dropped, or a
     /// request that would reveal the other share of a peer than an earlier answer did; refuses
     /// (``SecAggError/Code/inconsistentSurvivors``) a survivor set other than the one signed, and
-    /// (``SecAggError/Code/badSignature``) any signature on it that does not verify or fewer than `T` valid ones.
+    /// (``SecAggError/Code/badSignature``) fewer than `T` signatures or any of the first `T` that does not verify.
     public mutating func unmask(_ request: UnmaskRequest) throws -> UnmaskResponse {
         guard phase == .signedSurvivors || phase == .unmasked, let session, let signed else {
             throw wrongPhase("reveal shares")
@@ -336,14 +348,22 @@ public struct SecAggClient: Sendable {
                 "participant \(stranger) is listed as dropped but never advertised keys"
             )
         }
+        guard request.signatures.count >= config.signatureThreshold else {
+            throw SecAggError(
+                .badSignature,
+                "the survivor set carries \(request.signatures.count) signatures; \(config.signatureThreshold) are needed"
+            )
+        }
+        if let stranger = request.signatures.first(where: { !survivors.contains($0.signer) }) {
+            throw SecAggError(
+                .inconsistentSurvivors,
+                "participant \(stranger.signer) signed the survivor set but is not in it"
+            )
+        }
+        // `T` valid signatures are what makes the set the only one any honest participant accepts
+        // (two such sets share an honest signer); further ones add nothing, so the first `T` are checked.
         let message = session.survivorsMessage(signed)
-        for entry in request.signatures {
-            guard survivors.contains(entry.signer) else {
-                throw SecAggError(
-                    .inconsistentSurvivors,
-                    "participant \(entry.signer) signed the survivor set but is not in it"
-                )
-            }
+        for entry in request.signatures.prefix(config.signatureThreshold) {
             guard
                 config.roster[Int(entry.signer)].isValidSignature(
                     entry.signature,
@@ -356,12 +376,6 @@ public struct SecAggClient: Sendable {
                     "the signature of participant \(entry.signer) on the survivor set does not verify"
                 )
             }
-        }
-        guard request.signatures.count >= config.signatureThreshold else {
-            throw SecAggError(
-                .badSignature,
-                "the survivor set carries \(request.signatures.count) signatures; \(config.signatureThreshold) are needed"
-            )
         }
         var shares: [UnmaskResponse.Revealed] = []
         for (v, kind) in kinds {

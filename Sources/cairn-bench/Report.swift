@@ -1,3 +1,5 @@
+import Glibc
+
 /// One measured case: `value` through Cairn's API, `floor` for the same work measured in the same
 /// run by the reference (direct libsodium, a plain loop, numpy), `ratio` = value / floor for rates.
 /// A reference that could not run (numpy absent) has a nil floor and ratio, printed as null.
@@ -90,4 +92,11 @@ func bestOfInterleaved(
         }
     }
     return best
+}
+
+/// CPU seconds this process has used, on all its threads.
+func processCPUSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) * 1e-9
 }

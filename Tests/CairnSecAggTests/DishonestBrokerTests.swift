@@ -90,7 +90,7 @@ import Testing
         }
         // Participant 3's keys and signature presented as participant 2's.
         let other = list.entries[3]
-        expectRefusal(.badSignature, reason) {
+        expectRefusal(.badSignature, "participant 3 advertises a key that another entry holds") {
             _ = try h.clients[0].shareKeys(
                 replacing(
                     2,
@@ -115,6 +115,39 @@ import Testing
         }
         // Nothing was accepted: the honest list still works.
         #expect(try h.clients[0].shareKeys(list).shares.count == 4)
+    }
+
+    /// A participant checks its neighbours' advertised keys only: a forged entry is refused by
+    /// every participant it would neighbour, and left unchecked by the others, who use none of its keys.
+    @Test func forgedKeysRefusedByTheirNeighbours() throws {
+        var h = try Harness(n: 8, parameters: RoundParameters(neighbours: 2, threshold: 2, signatureThreshold: 5))
+        try h.advertise()
+        let list = try #require(h.keyList)
+        var entries = list.entries
+        var signature = entries[2].signature
+        signature[9] ^= 1
+        entries[2] = .init(
+            index: 2,
+            encryptionKey: entries[2].encryptionKey,
+            maskKey: entries[2].maskKey,
+            signature: signature
+        )
+        let forged = KeyList(configDigest: list.configDigest, entries: entries)
+        let session = try Session(config: h.config, keys: forged)
+        var refused = 0
+        for i in [0, 1, 3, 4, 5, 6, 7] {
+            if session.areNeighbours(UInt16(i), 2) {
+                refused += 1
+                expectRefusal(
+                    .badSignature,
+                    "the round keys of participant 2 carry no valid signature from its identity (substituted, or replayed from another round)"
+                ) { _ = try h.clients[i].shareKeys(forged) }
+            } else {
+                let message = try h.clients[i].shareKeys(forged)
+                #expect(!message.shares.contains { $0.peer == 2 })
+            }
+        }
+        #expect(refused == 2)
     }
 
     @Test func inconsistentOrSmallSurvivorSets() throws {
@@ -163,6 +196,17 @@ import Testing
                 UnmaskRequest(session: session, survivors: unmask.survivors, dropped: [], signatures: forged)
             )
         }
+        // A forged signature after the first `T`: not checked, since `T` valid ones already make
+        // the set the only one an honest participant accepts.
+        var extra = unmask.signatures
+        #expect(extra.count == 6)
+        var last = extra[5].signature
+        last[0] ^= 0x80
+        extra[5] = .init(signer: extra[5].signer, signature: last)
+        var probe = try SecAggClient(restoring: h.clients[0].savedState(), identity: h.keys[0])
+        _ = try probe.unmask(
+            UnmaskRequest(session: session, survivors: unmask.survivors, dropped: [], signatures: extra)
+        )
         expectRefusal(.badSignature, "the survivor set carries 3 signatures; 4 are needed") {
             _ = try h.clients[0].unmask(
                 UnmaskRequest(
@@ -218,10 +262,9 @@ import Testing
         expectRefusal(.wrongSession, replay) { _ = try c.clients[0].shareKeys(a.keyList!) }
         // Round 7's signed keys relabelled with round 8's digest: the signature no longer verifies.
         let relabelled = KeyList(configDigest: b.config.digest, entries: a.keyList!.entries)
-        expectRefusal(
-            .badSignature,
-            "the round keys of participant 0 carry no valid signature from its identity (substituted, or replayed from another round)"
-        ) { _ = try b.clients[0].shareKeys(relabelled) }
+        expectRefusal(.badSignature, "the key list replaces this participant's own round keys") {
+            _ = try b.clients[0].shareKeys(relabelled)
+        }
         // Later messages of round 7's session offered to round 8's clients, mid-round.
         try b.share()
         expectRefusal(
