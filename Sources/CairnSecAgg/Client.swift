@@ -156,9 +156,10 @@ public struct SecAggClient: Sendable {
             throw SecAggError(.badSignature, "the key list replaces this participant's own round keys")
         }
         let session = try Session(config: config, keys: list)
+        let neighbours = session.neighbours[index] ?? []
         // Only the neighbours' keys are used here (shares, pair masks), so only theirs are checked:
         // an entry no honest participant checks neighbours no honest participant ("Protocol/", step 2).
-        for v in session.neighbours[index] ?? [] {
+        for v in neighbours {
             guard let entry = session.entry(v), entry.isValid(for: config) else {
                 throw SecAggError(
                     .badSignature,
@@ -167,7 +168,6 @@ public struct SecAggClient: Sendable {
                 )
             }
         }
-        let neighbours = session.neighbours[index] ?? []
         let xs = neighbours.map { $0 + 1 }
         let selfShares = try Shamir.split(secrets.selfMaskSeed, threshold: config.threshold, indices: xs)
         let keyShares = try Shamir.split(secrets.maskKey.rawRepresentation, threshold: config.threshold, indices: xs)
@@ -354,11 +354,19 @@ public struct SecAggClient: Sendable {
                 "the survivor set carries \(request.signatures.count) signatures; \(config.signatureThreshold) are needed"
             )
         }
-        if let stranger = request.signatures.first(where: { !survivors.contains($0.signer) }) {
-            throw SecAggError(
-                .inconsistentSurvivors,
-                "participant \(stranger.signer) signed the survivor set but is not in it"
-            )
+        var previous: UInt16?
+        for entry in request.signatures {
+            guard survivors.contains(entry.signer) else {
+                throw SecAggError(
+                    .inconsistentSurvivors,
+                    "participant \(entry.signer) signed the survivor set but is not in it"
+                )
+            }
+            // Distinct signers: `T` entries of one signer are not `T` signatures.
+            guard previous.map({ $0 < entry.signer }) ?? true else {
+                throw SecAggError(.malformed, "the survivor-set signatures are not strictly ascending by signer")
+            }
+            previous = entry.signer
         }
         // `T` valid signatures are what makes the set the only one any honest participant accepts
         // (two such sets share an honest signer); further ones add nothing, so the first `T` are checked.

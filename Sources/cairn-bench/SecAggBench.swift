@@ -180,7 +180,8 @@ struct SecAggBench {
         let medianExpansions = clientExpansions.sorted()[clientExpansions.count / 2]
         let gbPerExpansion = Double(4 * config.wordCount) / 1e9
         let base = [("n", "\(n)"), ("D", "\(d)"), ("k", "\(parameters.neighbours)"), ("t", "\(parameters.threshold)")]
-        let roundCPU = phases.reduce(0) { $0 + $1.clients.cpu + $1.server.cpu }
+        let participantsCPU = phases.reduce(0) { $0 + $1.clients.cpu }
+        let roundCPU = participantsCPU + phases.reduce(0) { $0 + $1.server.cpu }
         let roundWall = phases.reduce(0) { $0 + $1.clients.wall + $1.server.wall }
         let keystreamFloor = Double(clientExpansions.reduce(0, +) + expansions) * rawMedian
         var phaseParams: [(String, String)] = []
@@ -194,7 +195,7 @@ struct SecAggBench {
                 params: base + [
                     ("T", "\(parameters.signatureThreshold)"), ("dropped", "\(droppers.count)"),
                     ("drop-at", "\(dropPhase)"), ("wall-seconds", format(roundWall)),
-                    ("per-participant-cpu", format((roundCPU - phases.reduce(0) { $0 + $1.server.cpu }) / Double(n))),
+                    ("per-participant-cpu", format(participantsCPU / Double(n))),
                 ] + phaseParams,
                 value: roundCPU,
                 unit: "s",

@@ -207,6 +207,13 @@ import Testing
         _ = try probe.unmask(
             UnmaskRequest(session: session, survivors: unmask.survivors, dropped: [], signatures: extra)
         )
+        // One valid signature repeated is not `T` signatures.
+        let repeated = Array(repeating: unmask.signatures[0], count: 4)
+        expectRefusal(.malformed, "the survivor-set signatures are not strictly ascending by signer") {
+            _ = try h.clients[0].unmask(
+                UnmaskRequest(session: session, survivors: unmask.survivors, dropped: [], signatures: repeated)
+            )
+        }
         expectRefusal(.badSignature, "the survivor set carries 3 signatures; 4 are needed") {
             _ = try h.clients[0].unmask(
                 UnmaskRequest(
