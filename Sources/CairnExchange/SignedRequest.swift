@@ -36,6 +36,14 @@ public struct RequestSignature: Sendable, Hashable {
     public static let nonceByteCount = 16
     /// The longest request target (path and query) accepted, in bytes.
     public static let maximumTargetByteCount = 1024
+    /// The query parameter that carries a POST's request id (`Protocol/README.md`, "Request ids").
+    public static let requestIDParameter = "request-id"
+
+    /// `target` with a fresh request id: `?request-id=` (or `&request-id=`) and 32 random hex
+    /// digits. A client keeps the result for every retry of the request.
+    public static func withRequestID(_ target: String) -> String {
+        target + (target.contains("?") ? "&" : "?") + requestIDParameter + "=" + Hex.encode(SecureRandom.bytes(16))
+    }
 
     /// The caller.
     public var key: Ed25519.PublicKey

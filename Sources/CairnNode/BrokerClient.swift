@@ -25,6 +25,8 @@ public struct BrokerClient: Sendable {
     public var tls: TLSConfiguration?
     /// How long to keep retrying one request before giving up, in seconds.
     public var patience: Double = 120
+    /// The wait before the first retry and the longest wait, in seconds (each wait doubles).
+    public var backoff: (first: Double, longest: Double) = (0.1, 5)
     /// Hears each retryable failure and the wait, in seconds, before the next attempt (a node's
     /// progress shows that it is waiting for the broker, not stuck).
     public var onRetry: RetryReport?
@@ -65,21 +67,24 @@ public struct BrokerClient: Sendable {
     /// hashed once, not on every attempt; `bodyDigest` is its digest
     /// (``RequestSignature/digest(_:)``) when the caller already has it. On a route whose bodies
     /// are sealed (``SealedBody/routes(method:path:)``) the body is sealed for each attempt and
-    /// the answer opened, so the caller sees plaintext either way.
+    /// the answer opened, so the caller sees plaintext either way. A POST carries a fresh
+    /// request id (``RequestSignature/withRequestID(_:)``), the same on every attempt, so that a retry of a request
+    /// the broker already acted on gets its first answer and changes nothing.
     public func send(
         _ method: String,
-        _ path: String,
+        _ target: String,
         body: [UInt8] = [],
         bodyDigest: [UInt8]? = nil,
         contentType: String? = nil,
         signed: Bool = true
     ) async throws -> Reply {
+        let path = signed && method == "POST" ? RequestSignature.withRequestID(target) : target
         let sealing = SealedBody.routes(method: method, path: path)
         if signed, sealing.request || sealing.response {
             guard let transport else {
                 throw ExchangeError(.transport, "\(method) \(path) is sealed, and this client has no transport key")
             }
-            return try await withRetries(patience: patience, onRetry: onRetry) {
+            return try await withRetries(patience: patience, backoff: backoff, onRetry: onRetry) {
                 let (time, nonce) = (unixTime(), SecureRandom.bytes(RequestSignature.nonceByteCount))
                 let seal = try SealedBody.member(
                     identity: identity,
@@ -111,7 +116,7 @@ public struct BrokerClient: Sendable {
             }
         }
         let digest = signed ? try bodyDigest ?? RequestSignature.digest(body) : []
-        return try await withRetries(patience: patience, onRetry: onRetry) {
+        return try await withRetries(patience: patience, backoff: backoff, onRetry: onRetry) {
             try await attempt(method, path, body: body, digest: digest, contentType: contentType, signed: signed)
         }
     }
@@ -266,22 +271,24 @@ public struct BrokerClient: Sendable {
 /// What a retry loop reports before it waits: the failure, and the wait in seconds.
 public typealias RetryReport = @Sendable (_ failure: ExchangeError, _ wait: Double) -> Void
 
-/// Runs `body`, and again after 0.1 s, doubling to 5 s, while it fails with a retryable
-/// ``ExchangeError`` and `patience` seconds have not passed since the first attempt; the last
-/// failure is thrown. `onRetry` hears each failure before its wait.
+/// Runs `body`, and again after `backoff.first` seconds (0.1 s), the wait doubling to
+/// `backoff.longest` (5 s), while it fails with a retryable ``ExchangeError`` and `patience`
+/// seconds have not passed since the first attempt; the last failure is thrown. `onRetry` hears
+/// each failure before its wait.
 func withRetries<T>(
     patience: Double = 120,
+    backoff: (first: Double, longest: Double) = (0.1, 5),
     onRetry: RetryReport? = nil,
     _ body: () async throws -> T
 ) async throws -> T {
     let start = ContinuousClock.now
-    var delay = 0.1
+    var delay = backoff.first
     while true {
         do { return try await body() } catch let error as ExchangeError where error.isRetryable {
             guard ContinuousClock.now - start < .seconds(patience) else { throw error }
             onRetry?(error, delay)
             try await Task.sleep(for: .seconds(delay))
-            delay = min(delay * 2, 5)
+            delay = min(delay * 2, backoff.longest)
         }
     }
 }

@@ -131,8 +131,13 @@ struct Fixture {
         _ method: HTTPRequest.Method,
         _ path: String,
         _ body: [UInt8] = [],
-        contentType: String? = nil
+        contentType: String? = nil,
+        requestID: Bool = true
     ) async throws -> (status: Int, body: [UInt8]) {
+        // A POST carries a request id, as every client sends it (`BrokerClient.send`), unless
+        // the path has one or the test sends none.
+        let path =
+            requestID && method == .post && !path.contains("request-id=") ? RequestSignature.withRequestID(path) : path
         var sealing = SealedBody.routes(method: method.rawValue, path: path)
         sealing.request =
             sealing.request && ["application/json", "application/octet-stream"].contains(contentType ?? "")
@@ -186,7 +191,7 @@ struct Fixture {
 /// One route of the API with a body that would be accepted from the right caller.
 struct Endpoint: Sendable, CustomStringConvertible {
     let method: HTTPRequest.Method
-    let path: String
+    var path: String
     let body: [UInt8]
     let contentType: String?
     /// Who may call it: a role name from the fixture, or "anyone enrolled" (`me`).
@@ -401,6 +406,9 @@ struct Endpoint: Sendable, CustomStringConvertible {
                     let key =
                         try attack == .unknownKey
                         ? Ed25519.PrivateKey() : fixture.members[role ?? endpoint.allowed.sorted().first!]!
+                    // A POST carries its request id, as clients send it.
+                    var endpoint = endpoint
+                    if endpoint.method == .post { endpoint.path = RequestSignature.withRequestID(endpoint.path) }
                     var (time, nonce) = (
                         unixTime() - (attack == .staleTime ? 61 : 0),
                         SecureRandom.bytes(RequestSignature.nonceByteCount)
@@ -504,18 +512,19 @@ struct Endpoint: Sendable, CustomStringConvertible {
         try await app.test(.router) { client in
             func attempt(_ key: Ed25519.PrivateKey, time: Int64 = unixTime(), signed: Bool = true) async throws -> Int {
                 let nonce = SecureRandom.bytes(RequestSignature.nonceByteCount)
+                let target = RequestSignature.withRequestID("/v1/enrol")
                 let sealed = try SealedBody.member(
                     identity: key,
                     broker: fixture.broker,
                     transport: fixture.exchange.keys.transport.publicKey,
                     method: "POST",
-                    target: "/v1/enrol",
+                    target: target,
                     time: time,
                     nonce: nonce
                 ).seal(body, .request)
                 let signature = try RequestSignature.sign(
                     method: "POST",
-                    target: "/v1/enrol",
+                    target: target,
                     bodyDigest: try RequestSignature.digest(sealed),
                     identity: key,
                     broker: fixture.broker,
@@ -525,7 +534,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
                 return try await send(
                     client,
                     .post,
-                    "/v1/enrol",
+                    target,
                     sealed,
                     SealedBody.contentType,
                     signed ? signature : nil
@@ -576,7 +585,8 @@ func exchange(
 
 /// The digest a request to `path` signs: a masked-input upload's commitment, else the body's digest.
 func signedDigest(_ path: String, _ body: [UInt8]) throws -> [UInt8] {
-    path.hasSuffix("/input") ? try MaskedUpload.commitment(ofBody: body) : try RequestSignature.digest(body)
+    path.split(separator: "?")[0].hasSuffix("/input")
+        ? try MaskedUpload.commitment(ofBody: body) : try RequestSignature.digest(body)
 }
 
 /// A logger that drops everything: the refusals the tests provoke by the thousand are asserted,

@@ -131,6 +131,7 @@ import Testing
             var socket: Int32 = -1
             let outcome = try await driver.run(client, dropping: ["p2"], at: .mask) { _, path, _ in
                 guard path.hasSuffix("/input"), socket < 0 else { return }
+                let path = RequestSignature.withRequestID(path)
                 // A masked input of this round (D = 9) is 24 + 4 · 10 + 17 = 81 bytes.
                 let body = SecureRandom.bytes(81)
                 let signature = try RequestSignature.sign(
@@ -354,9 +355,10 @@ import Testing
         let signed = Array(try JSONEncoder().encode(InviteRequest(role: .participant)))
         let sent = Array(try JSONEncoder().encode(InviteRequest(role: .licensee)))
         let status = try await app.test(.router) { client in
+            let target = RequestSignature.withRequestID("/v1/admin/federations/alpha/invites")
             let signature = try RequestSignature.sign(
                 method: "POST",
-                target: "/v1/admin/federations/alpha/invites",
+                target: target,
                 bodyDigest: try RequestSignature.digest(signed),
                 identity: fixture.operatorKey,
                 broker: fixture.broker,
@@ -369,7 +371,7 @@ import Testing
             )
             headers[.contentType] = "application/json"
             return try await client.execute(
-                uri: "/v1/admin/federations/alpha/invites",
+                uri: target,
                 method: .post,
                 headers: headers,
                 body: ByteBuffer(bytes: sent)

@@ -1,3 +1,4 @@
+import CairnAudit
 import CairnCrypto
 import CairnExchange
 import CairnModels
@@ -15,10 +16,15 @@ import Testing
 @testable import CairnBroker
 
 /// A TCP proxy on loopback that forwards every connection to `port` and records every byte it
-/// carries, both ways: what a passive observer of plain HTTP would see.
+/// carries, both ways: what a passive observer of plain HTTP would see. With `drop`, it also
+/// loses answers: when the broker's answer to a request whose request line `drop` chooses
+/// arrives, the proxy closes both connections instead of passing it on, so the broker has acted
+/// and the client never hears of it.
 final class RecordingProxy: Sendable {
     private let captured = Mutex<[UInt8]>([])
     private let server = Mutex<(any Channel)?>(nil)
+    /// Chooses, from a request line (`POST /v1/… HTTP/1.1`), whether to lose its answer.
+    typealias Drop = @Sendable (_ requestLine: String) -> Bool
 
     /// Everything recorded so far.
     var capture: [UInt8] { captured.withLock { $0 } }
@@ -27,7 +33,7 @@ final class RecordingProxy: Sendable {
     var port: Int { server.withLock { $0?.localAddress?.port ?? 0 } }
 
     /// Starts listening on 127.0.0.1 at a free port.
-    static func start(to upstream: Int) async throws -> RecordingProxy {
+    static func start(to upstream: Int, drop: Drop? = nil) async throws -> RecordingProxy {
         let proxy = RecordingProxy()
         let record: @Sendable (ByteBuffer) -> Void = { buffer in
             proxy.captured.withLock { $0 += buffer.readableBytesView }
@@ -35,10 +41,15 @@ final class RecordingProxy: Sendable {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelInitializer { inbound in
-                let toClient = Relay(record)
+                let turn = Turn()
+                let toClient = Relay(record, turn: turn, side: .request)
                 return inbound.pipeline.addHandler(toClient).flatMap {
                     ClientBootstrap(group: inbound.eventLoop)
-                        .channelInitializer { outbound in outbound.pipeline.addHandler(Relay(record, peer: inbound)) }
+                        .channelInitializer { outbound in
+                            outbound.pipeline.addHandler(
+                                Relay(record, peer: inbound, turn: turn, side: .answer(drop))
+                            )
+                        }
                         .connect(host: "127.0.0.1", port: upstream)
                         .flatMap { outbound in
                             toClient.peer = outbound
@@ -54,23 +65,62 @@ final class RecordingProxy: Sendable {
 
     func stop() async throws { try await server.withLock { $0 }?.close() }
 
+    /// The request line of the request a connection is carrying, until its answer begins.
+    ///
+    /// `@unchecked Sendable`: both channels of a connection live on one event loop.
+    private final class Turn: @unchecked Sendable {
+        var line: String?
+    }
+
     /// Copies bytes from one side to the other, recording them.
     ///
     /// `@unchecked Sendable`: both channels of a connection live on one event loop, where `peer`
     /// is set and read.
     private final class Relay: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
+        enum Side {
+            case request
+            case answer(Drop?)
+        }
         var peer: (any Channel)?
         let record: @Sendable (ByteBuffer) -> Void
+        let turn: Turn
+        let side: Side
 
-        init(_ record: @escaping @Sendable (ByteBuffer) -> Void, peer: (any Channel)? = nil) {
+        init(
+            _ record: @escaping @Sendable (ByteBuffer) -> Void,
+            peer: (any Channel)? = nil,
+            turn: Turn,
+            side: Side
+        ) {
             self.record = record
             self.peer = peer
+            self.turn = turn
+            self.side = side
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
             record(buffer)
+            switch side {
+            case .request:
+                // One request at a time on a connection: the first bytes after an answer begin
+                // the next request.
+                if turn.line == nil {
+                    turn.line =
+                        String(decoding: buffer.readableBytesView.prefix(2048), as: UTF8.self)
+                        .split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
+                }
+            case .answer(let drop):
+                if let line = turn.line {
+                    turn.line = nil
+                    if let drop, drop(line) {
+                        context.close(promise: nil)
+                        peer?.close(promise: nil)
+                        return
+                    }
+                }
+            }
             peer?.writeAndFlush(buffer, promise: nil)
         }
 
@@ -89,47 +139,16 @@ final class RecordingProxy: Sendable {
     /// piece of the model's parameters, none of the scores and no 32-byte piece of any unmask
     /// answer (the shares), although every one of them crossed it.
     @Test func aPassiveObserverOfPlainHTTPSeesNoSecret() async throws {
-        // The clients sign with the real clock, so the exchange keeps it too (a frozen test clock
-        // would refuse their requests once the test has run a minute); no round clock runs, so
-        // phases close only when everyone answered, and the deadlines are a day regardless.
-        var settings = TestClock().settings
-        settings.now = { unixTime() }
-        let policy = {
-            var policy = RoundDriver.policy
-            policy.deadlines = PhaseDeadlines(
-                advertise: 86_400,
-                share: 86_400,
-                mask: 86_400,
-                check: 86_400,
-                unmask: 86_400
-            )
-            return policy
-        }()
-        let fixture = try await Fixture(policy: policy, settings: settings)
+        let fixture = try await Self.fixture()
         defer { _ = system("rm -rf '\(fixture.folder)'") }
-        let app = Application(
-            router: BrokerServer.router(fixture.exchange, logger: quiet),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0))
-        )
-        let secrets = try await app.test(.live) { client -> Secrets in
-            let proxy = try await RecordingProxy.start(to: client.port!)
-            do {
-                var secrets = try await Self.exchange(url: "http://127.0.0.1:\(proxy.port)", fixture, policy)
-                secrets.capture = proxy.capture
-                try await proxy.stop()
-                return secrets
-            } catch {
-                try? await proxy.stop()
-                throw error
-            }
-        }
+        let secrets = try await Self.exchangeThroughProxy(fixture)
         let capture = secrets.capture
         // The capture is of the whole exchange, both ways: each step's request and an answer
         // header that is sent in the clear are in it.
         for marker in [
-            "POST /v1/enrol ", "POST /v1/admin/federations/gamma/invites ",
-            "POST /v1/federations/gamma/rounds/1/unmask ",
-            "GET /v1/federations/gamma/model ", "POST /v1/federations/gamma/evaluations ",
+            "POST /v1/enrol?request-id=", "POST /v1/admin/federations/gamma/invites?request-id=",
+            "POST /v1/federations/gamma/rounds/1/unmask?request-id=",
+            "GET /v1/federations/gamma/model ", "POST /v1/federations/gamma/evaluations?request-id=",
             "/versions/1/container ", secrets.modelDigest,
         ] {
             #expect(capture.firstRange(of: Array(marker.utf8)) != nil, "\(marker) is not in the capture")
@@ -155,6 +174,49 @@ final class RecordingProxy: Sendable {
         }
     }
 
+    /// The round policy of ``fixture()``: no round clock runs, so phases close only when
+    /// everyone answered, and the deadlines are a day regardless.
+    static let policy = {
+        var policy = RoundDriver.policy
+        policy.deadlines = PhaseDeadlines(advertise: 86_400, share: 86_400, mask: 86_400, check: 86_400, unmask: 86_400)
+        return policy
+    }()
+
+    /// A broker for ``exchange(url:_:_:backoff:)``: the clients sign with the real clock, so the
+    /// exchange keeps it too (a frozen test clock would refuse their requests once the test has
+    /// run a minute).
+    static func fixture() async throws -> Fixture {
+        var settings = TestClock().settings
+        settings.now = { unixTime() }
+        return try await Fixture(policy: policy, settings: settings)
+    }
+
+    /// The exchange, served over loopback and run through a ``RecordingProxy`` that loses the
+    /// answers `drop` chooses; what crossed it is in the result's `capture`.
+    static func exchangeThroughProxy(
+        _ fixture: Fixture,
+        drop: RecordingProxy.Drop? = nil,
+        backoff: (first: Double, longest: Double) = (0.1, 5)
+    ) async throws -> Secrets {
+        let app = Application(
+            router: BrokerServer.router(fixture.exchange, logger: quiet),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0))
+        )
+        return try await app.test(.live) { client -> Secrets in
+            let proxy = try await RecordingProxy.start(to: client.port!, drop: drop)
+            do {
+                let url = "http://127.0.0.1:\(proxy.port)"
+                var secrets = try await exchange(url: url, fixture, policy, backoff: backoff)
+                secrets.capture = proxy.capture
+                try await proxy.stop()
+                return secrets
+            } catch {
+                try? await proxy.stop()
+                throw error
+            }
+        }
+    }
+
     /// What crossed the proxy in plaintext at the ends, to look for in the capture.
     struct Secrets: Sendable {
         var invites: [String] = []
@@ -165,10 +227,21 @@ final class RecordingProxy: Sendable {
         var capture: [UInt8] = []
     }
 
-    static func exchange(url: String, _ fixture: Fixture, _ policy: RoundPolicy) async throws -> Secrets {
+    /// The exchange, through `url`: every POST endpoint of the API at least once. Clients retry
+    /// after `backoff`.
+    static func exchange(
+        url: String,
+        _ fixture: Fixture,
+        _ policy: RoundPolicy,
+        backoff: (first: Double, longest: Double) = (0.1, 5)
+    ) async throws -> Secrets {
         var secrets = Secrets()
-        let admin = try await BrokerClient.connect(url: url, identity: fixture.operatorKey, broker: fixture.broker)
-            .client
+        func connect(_ key: Ed25519.PrivateKey) async throws -> BrokerClient {
+            var client = try await BrokerClient.connect(url: url, identity: key, broker: fixture.broker).client
+            client.backoff = backoff
+            return client
+        }
+        let admin = try await connect(fixture.operatorKey)
         let _: FederationStatus = try await admin.json(
             "POST",
             "/v1/admin/federations",
@@ -184,7 +257,7 @@ final class RecordingProxy: Sendable {
             let secret = String(invite.code.prefix(32))
             secrets.invites.append(secret)
             let key = try Ed25519.PrivateKey()
-            let client = try await BrokerClient.connect(url: url, identity: key, broker: fixture.broker).client
+            let client = try await connect(key)
             let _: MemberRecord = try await client.json(
                 "POST",
                 "/v1/enrol",
@@ -284,6 +357,25 @@ final class RecordingProxy: Sendable {
                     logLoss: logLoss
                 )
             )
+            // And witnesses the audit checkpoint signed when the round's model was stored.
+            let home = fixture.folder + "/witness-\(i)"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            let witness = Witness(
+                home: home,
+                checkpointKey: fixture.exchange.keys.checkpoint.verifier,
+                identity: member.key
+            )
+            let view: WitnessView = try await member.client.json("GET", "/v1/federations/gamma/checkpoint?from=0")
+            let (checkpoint, cosignature) = try witness.observe(view, time: unixTime())
+            let _: CosignatureReceipt = try await member.client.json(
+                "POST",
+                "/v1/federations/gamma/cosignatures",
+                CosignatureReport(
+                    size: checkpoint.size,
+                    time: cosignature.time,
+                    signature: Hex.encode(cosignature.signature)
+                )
+            )
         }
         let _: ModelVersion = try await admin.json(
             "POST",
@@ -303,6 +395,10 @@ final class RecordingProxy: Sendable {
         )
         let container = try await licensee.send("GET", "/v1/licences/\(record.id)/versions/1/container")
         #expect(container.status == 200 && container.body.count > secrets.parameters.count)
+        let _: MemberRecord = try await admin.json(
+            "POST",
+            "/v1/admin/federations/gamma/participants/\(Hex.encode(members[5].key.publicKey.rawRepresentation))/suspend"
+        )
         return secrets
     }
 }

@@ -67,7 +67,7 @@ public enum BrokerServer {
                 let body = try await call.body(json: true, limit: maximumSpecBody)
                 let spec = try decode(FederationSpec.self, body)
                 try await exchange.createFederation(call.caller!, spec)
-                return try json(await exchange.status(call.caller!, federation: spec.id), status: .created)
+                return try call.json(await exchange.status(call.caller!, federation: spec.id), status: .created)
             }
         }
         router.get("/v1/admin/federations/{federation}") { request, context in
@@ -98,7 +98,7 @@ public enum BrokerServer {
         router.post("/v1/admin/federations/{federation}/participants/{key}/suspend") { request, context in
             await respond(exchange, request, context, logger) { call in
                 _ = try await call.body(json: false, limit: 0)
-                return try json(
+                return try call.json(
                     await exchange.suspend(
                         call.caller!,
                         federation: try parameter(context, "federation"),
@@ -110,7 +110,7 @@ public enum BrokerServer {
         router.post("/v1/admin/federations/{federation}/training") { request, context in
             await respond(exchange, request, context, logger) { call in
                 let body = try await call.body(json: true, limit: maximumJSONBody)
-                return try json(
+                return try call.json(
                     await exchange.training(
                         call.caller!,
                         federation: try parameter(context, "federation"),
@@ -153,7 +153,7 @@ public enum BrokerServer {
                     federation: try parameter(context, "federation"),
                     try decode(PublishRequest.self, body)
                 )
-                return try json(version, status: .created)
+                return try call.json(version, status: .created)
             }
         }
         router.get("/v1/admin/federations/{federation}/licences") { request, context in
@@ -166,7 +166,7 @@ public enum BrokerServer {
         router.post("/v1/admin/licences/{licence}") { request, context in
             await respond(exchange, request, context, logger) { call in
                 let body = try await call.body(json: true, limit: maximumJSONBody)
-                return try json(
+                return try call.json(
                     await exchange.decide(
                         call.caller!,
                         id: try parameter(context, "licence"),
@@ -190,7 +190,7 @@ public enum BrokerServer {
                     federation: try parameter(context, "federation"),
                     try decode(LicenceRequest.self, body)
                 )
-                return try json(record, status: .created)
+                return try call.json(record, status: .created)
             }
         }
         router.post("/v1/federations/{federation}/evaluations") { request, context in
@@ -227,7 +227,7 @@ public enum BrokerServer {
                     federation: try parameter(context, "federation"),
                     try decode(CosignatureReport.self, body)
                 )
-                return try json(receipt, status: .created)
+                return try call.json(receipt, status: .created)
             }
         }
         router.get("/v1/licences") { request, context in
@@ -276,7 +276,7 @@ public enum BrokerServer {
                         phase: phase,
                         body: body
                     )
-                    return Response(status: .accepted)
+                    return call.accepted()
                 }
             }
         }
@@ -369,6 +369,11 @@ public enum BrokerServer {
         private var signature: RequestSignature?
         /// Whether this route's request and response bodies are sealed (``SealedBody``).
         let sealing: (request: Bool, response: Bool)
+        /// A state-changing request let through as new: its signer, id, path and body digest
+        /// (its answer is stored under them, ``Exchange/finish(key:request:path:digest:outcome:)``).
+        private(set) var retryable: (key: [UInt8], id: String, path: String, digest: [UInt8])?
+        /// The answer made, as stored for retries (the plaintext, before sealing).
+        private(set) var answer: Outcome?
 
         init(_ exchange: Exchange, _ request: Request) {
             self.exchange = exchange
@@ -400,11 +405,18 @@ public enum BrokerServer {
         ) throws -> Response {
             var headers = headers
             headers[.contentType] = sealing.response ? SealedBody.contentType : contentType
+            answer = Outcome(status: Int(status.code), contentType: contentType, body: body)
             return Response(
                 status: status,
                 headers: headers,
                 body: .init(byteBuffer: ByteBuffer(bytes: sealing.response ? try seal().seal(body, .response) : body))
             )
+        }
+
+        /// A successful answer without a body.
+        func accepted(headers: HTTPFields = [:]) -> Response {
+            answer = Outcome(status: 202, contentType: nil, body: [])
+            return Response(status: .accepted, headers: headers)
         }
 
         /// A successful JSON answer, sealed on a sealed route.
@@ -458,7 +470,15 @@ public enum BrokerServer {
                     "the body does not match the digest the signature covers (\(RequestSignature.bodyDigestHeader))"
                 )
             }
-            return sealing.request && limit > 0 ? try seal().open(body, .request) : body
+            guard sealing.request else { return body }
+            let plaintext = limit > 0 ? try seal().open(body, .request) : body
+            if request.method == .post {
+                try await begin(
+                    try Exchange.requiredRequestID(inTarget: request.uri.description),
+                    digest: try RequestSignature.digest(plaintext)
+                )
+            }
+            return plaintext
         }
 
         /// The body digest the request declares: `Cairn-Body-Digest`, or an empty body's.
@@ -488,8 +508,63 @@ public enum BrokerServer {
             let caller = try await exchange.identify(verified: signature, enrolling: enrolling)
             self.caller = caller
             self.signature = headers
-            return try await exchange.admit(caller)
+            let admitted = try await exchange.admit(caller)
+            // A sealed body is sealed afresh for each attempt: its retries are told apart by
+            // their plaintext, once opened (``body(json:limit:enrolling:)``).
+            if request.method == .post {
+                let id = try Exchange.requiredRequestID(inTarget: request.uri.description)
+                if !sealing.request { try await begin(id, digest: digest) }
+            }
+            return admitted
         }
+
+        /// Lets a POST through as new, or throws ``Replay`` with the answer to its first attempt.
+        private func begin(_ id: String, digest: [UInt8]) async throws {
+            let key = caller!.key.rawRepresentation
+            if let outcome = try await exchange.begin(key: key, request: id, path: request.uri.path, digest: digest) {
+                throw Replay(outcome: outcome)
+            }
+            retryable = (key, id, request.uri.path, digest)
+        }
+
+        /// The answer to a retry, as first made: sealed afresh for the retry on a sealed route.
+        /// The body is not read: the connection closes after it.
+        func replay(_ outcome: Outcome) throws -> Response {
+            var headers: HTTPFields = [.connection: "close", HTTPField.Name("Cairn-Replayed")!: "true"]
+            guard (200..<300).contains(outcome.status) else {
+                if let type = outcome.contentType { headers[.contentType] = type }
+                return Response(
+                    status: HTTPResponse.Status(code: outcome.status),
+                    headers: headers,
+                    body: .init(byteBuffer: ByteBuffer(bytes: outcome.body))
+                )
+            }
+            guard let type = outcome.contentType else {
+                return Response(status: HTTPResponse.Status(code: outcome.status), headers: headers)
+            }
+            return try reply(
+                outcome.body,
+                contentType: type,
+                status: HTTPResponse.Status(code: outcome.status),
+                headers: headers
+            )
+        }
+
+        /// Stores the answer for retries, or forgets the request when its answer is not kept.
+        func settle(_ outcome: Outcome?) async {
+            guard let (key, id, path, digest) = retryable else { return }
+            retryable = nil
+            if let outcome, (200..<300).contains(outcome.status) || Outcome.keeps(refusal: outcome.status) {
+                await exchange.finish(key: key, request: id, path: path, digest: digest, outcome: outcome)
+            } else {
+                await exchange.abandon(key: key, request: id)
+            }
+        }
+    }
+
+    /// Thrown once a request is known to repeat one already answered (``Call/replay(_:)``).
+    struct Replay: Error {
+        let outcome: Outcome
     }
 
     private static func respond(
@@ -503,6 +578,13 @@ public enum BrokerServer {
         let response: Response
         do {
             response = try await body(call)
+            await call.settle(call.answer ?? Outcome(status: Int(response.status.code), contentType: nil, body: []))
+        } catch let replay as Replay {
+            do {
+                response = try call.replay(replay.outcome)
+            } catch {
+                return Response(status: .internalServerError, headers: [.connection: "close"])
+            }
         } catch {
             let refusal = asExchangeError(error)
             // A member's refusal is its own entry. A key that is not enrolled (a failed enrolment:
@@ -535,6 +617,7 @@ public enum BrokerServer {
             if refusal.code == .rateLimited || refusal.code == .unavailable { headers[.retryAfter] = "1" }
             let problem =
                 (try? JSONEncoder.sorted.encode(Problem(error: "\(refusal.code)", message: refusal.message))) ?? Data()
+            await call.settle(Outcome(status: refusal.status, contentType: "application/json", body: Array(problem)))
             exchange.metrics.count(status: refusal.status)
             return Response(
                 status: HTTPResponse.Status(code: refusal.status),
@@ -630,7 +713,7 @@ public enum BrokerServer {
             )
         else {
             // The same upload again (its acknowledgement was lost): accepted, the body unread.
-            return Response(status: .accepted, headers: [.connection: "close"])
+            return call.accepted(headers: [.connection: "close"])
         }
         do {
             let reader = try MaskedUpload.Reader(layout: ticket.layout, key: ticket.key, into: ticket.buffer.bytes)
@@ -657,7 +740,7 @@ public enum BrokerServer {
             throw error
         }
         await exchange.releaseUpload(ticket)
-        return Response(status: .accepted)
+        return call.accepted()
     }
 }
 

@@ -186,6 +186,27 @@ final class BrokerStore: Sendable {
             // the federation's nodes witness after that round (null until it is signed).
             try db.execute(sql: "ALTER TABLE models ADD COLUMN checkpoint INTEGER")
         }
+        m.registerMigration("v7: request outcomes") { db in
+            // The answer to each state-changing request, by its signer and request id, kept for
+            // ``Exchange/outcomeRetention`` so that a retry gets it again and changes nothing.
+            // The body is encrypted under a key derived from the broker's transport key.
+            try db.execute(
+                sql: """
+                    CREATE TABLE outcomes (
+                        key BLOB NOT NULL,
+                        request TEXT NOT NULL,
+                        path TEXT NOT NULL,
+                        digest BLOB NOT NULL,
+                        status INTEGER NOT NULL,
+                        content_type TEXT,
+                        body BLOB NOT NULL,
+                        time INTEGER NOT NULL,
+                        PRIMARY KEY (key, request)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX outcomes_by_time ON outcomes (time);
+                    """
+            )
+        }
         return m
     }
 

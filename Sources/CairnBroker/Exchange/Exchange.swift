@@ -98,6 +98,11 @@ public actor Exchange {
     var spareBuffers: [UploadBuffer] = []
     /// Counters for `/metrics`.
     public let metrics: ExchangeMetrics
+    /// State-changing requests being answered now, by signer and request id (a retry that
+    /// arrives meanwhile is asked to wait, ``begin(key:request:path:digest:)``).
+    var answering: Set<String> = []
+    /// The key stored answers are encrypted under (``Outcome``).
+    let outcomeKey: SymmetricKey
 
     /// Opens the exchange over `broker.sqlite` in `folder`, enrols the operator key and resumes
     /// every open round (each open phase gets its full deadline again).
@@ -118,6 +123,11 @@ public actor Exchange {
         self.logger = logger
         self.metrics = metrics
         freeUploads = max(1, settings.concurrentUploads)
+        outcomeKey = try BLAKE2b.deriveKey(
+            from: keys.transport.rawRepresentation,
+            domain: .storedOutcome,
+            context: keys.identity.publicKey.rawRepresentation
+        )
         let now = settings.now()
         let operatorKey = keys.operatorKey
         try store.write { db in
@@ -198,6 +208,7 @@ public actor Exchange {
                     objectID: Self.fit(objectID, 400),
                     outcome: outcome,
                     reason: Self.fit(reason, 900),
+                    requestID: request.flatMap { Self.requestID(inTarget: $0.target) } ?? "",
                     digests: digests,
                     request: request
                 )
