@@ -116,6 +116,7 @@ extension BrokerCommand {
 struct AdminOptions: ParsableArguments {
     @OptionGroup var data: BrokerDataOptions
     @OptionGroup var passphrase: PassphraseOptions
+    @OptionGroup var wait: WaitOption
 
     @Option(
         help: ArgumentHelp(
@@ -215,7 +216,7 @@ extension BrokerCommand.Admin {
                     inactiveAfter: inactiveAfter
                 )
             )
-            let status: FederationStatus = try await cliCall {
+            let status: FederationStatus = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json("POST", "/v1/admin/federations", spec)
             }
             print("created federation \(status.id); initial model \(status.modelDigest.prefix(16))…")
@@ -233,7 +234,7 @@ extension BrokerCommand.Admin {
         @Option(help: "Seconds until it expires.") var validFor = 86_400
 
         func run() async throws {
-            let invite: CairnExchange.Invite = try await cliCall {
+            let invite: CairnExchange.Invite = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/federations/\(federation.federation)/invites",
@@ -252,7 +253,7 @@ extension BrokerCommand.Admin {
         @OptionGroup var federation: FederationOption
 
         func run() async throws {
-            let members: [MemberRecord] = try await cliCall {
+            let members: [MemberRecord] = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)/participants")
             }
             for m in members {
@@ -273,7 +274,7 @@ extension BrokerCommand.Admin {
         @Argument(help: "The member's identity key (64 hex digits).") var key: String
 
         func run() async throws {
-            let record: MemberRecord = try await cliCall {
+            let record: MemberRecord = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/federations/\(federation.federation)/participants/\(key)/suspend",
@@ -291,7 +292,7 @@ extension BrokerCommand.Admin {
         @Option(help: "Rounds to run (1–10000).") var rounds = 10
 
         func run() async throws {
-            let status: FederationStatus = try await cliCall {
+            let status: FederationStatus = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/federations/\(federation.federation)/training",
@@ -312,7 +313,7 @@ extension BrokerCommand.Admin {
         @OptionGroup var federation: FederationOption
 
         func run() async throws {
-            let status: FederationStatus = try await cliCall {
+            let status: FederationStatus = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/federations/\(federation.federation)/training",
@@ -332,7 +333,7 @@ extension BrokerCommand.Admin {
         @Flag(help: "Print the JSON the daemon answered.") var json = false
 
         func run() async throws {
-            let status: FederationStatus = try await cliCall {
+            let status: FederationStatus = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)")
             }
             if json { return try printJSON(status) }
@@ -357,8 +358,10 @@ enum RoleArgument: String, ExpressibleByArgument, CaseIterable {
     var role: Role { Role(rawValue: rawValue)! }
 }
 
-/// Runs a network call, turning its errors into one-line CLI errors.
-func cliCall<T>(_ body: () async throws -> T) async throws -> T {
+/// Runs a network call with `waiting` as every broker client's policy (``Waiting/current``),
+/// turning its errors into one-line CLI errors.
+func cliCall<T>(_ waiting: Waiting, _ body: () async throws -> T) async throws -> T {
+    Waiting.current = waiting
     do { return try await body() } catch let error as ExchangeError {
         throw CLIError(
             error.code == .transport ? error.message : "the broker refused (\(error.status)): \(error.message)"

@@ -46,7 +46,7 @@ extension BrokerCommand.Admin {
                 currency: currency,
                 autoGrantParticipants: !noAutoGrant
             )
-            let version: ModelVersion = try await cliCall {
+            let version: ModelVersion = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/federations/\(federation.federation)/publish",
@@ -79,7 +79,7 @@ extension BrokerCommand.Admin {
         @Flag(help: "Print the JSON the daemon answered.") var json = false
 
         func run() async throws {
-            let records: [LicenceRecord] = try await cliCall {
+            let records: [LicenceRecord] = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)/licences")
             }
             if json { return try printJSON(records) }
@@ -132,7 +132,7 @@ extension BrokerCommand.Admin {
 
         func run() async throws {
             let range = try range()
-            let record: LicenceRecord = try await cliCall {
+            let record: LicenceRecord = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json(
                     "POST",
                     "/v1/admin/licences/\(id)",

@@ -20,6 +20,7 @@ extension NodeCommand {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Option(help: ArgumentHelp("The broker's URL, e.g. http://127.0.0.1:7400.", valueName: "url")) var broker:
             String
         @Option(help: ArgumentHelp("The invite code from the operator.", valueName: "code")) var invite: String
@@ -29,7 +30,7 @@ extension NodeCommand {
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)
             )
-            let (enrolment, record) = try await cliCall {
+            let (enrolment, record) = try await cliCall(wait.waiting) {
                 try await Enrolment.enrol(url: broker, code: invite, identity: identity)
             }
             try enrolment.write(home: home.resolved)
@@ -83,10 +84,12 @@ extension NodeCommand {
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)
             )
-            let participant = try await cliCall {
+            // Rounds go on through a broker's restart: each request waits up to two minutes.
+            let waiting = Waiting(patience: 120, report: waitReport(giveUp: "after 2 minutes per request"))
+            let participant = try await cliCall(waiting) {
                 try await Participant.connect(home: home.resolved, identity: identity)
             }
-            let spec = try await cliCall { try await participant.info().spec }
+            let spec = try await cliCall(waiting) { try await participant.info().spec }
             let standardisation = FederatedModel.standardisation(for: spec.schema)
             let (rows, _) = try DataValidator.load(data, schema: spec.schema)
             let evaluation = try evaluate.map {
@@ -94,7 +97,7 @@ extension NodeCommand {
             }
             say("\(spec.id): \(rows.count) rows checked against the federation's schema; waiting for rounds")
             let verbose = progress || isatty(STDOUT_FILENO) == 1
-            try await cliCall {
+            try await cliCall(waiting) {
                 try await participant.run(data: standardisation.apply(to: rows), evaluation: evaluation, rounds: rounds)
                 { event in
                     switch event {
@@ -112,8 +115,8 @@ extension NodeCommand {
                         say(line)
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
-                    case .retrying(let reason, let wait):
-                        if verbose { say("waiting for the broker: \(reason); trying again in \(rounded(wait)) s") }
+                    case .retrying(let failure, let wait):
+                        waiting.report?(failure, wait)
                     case .witnessed(let size, let witnesses):
                         say(
                             "audit log: checkpoint of \(size) entries is consistent with the last one this node saw; cosigned (\(witnesses) witnesses so far)"
@@ -131,6 +134,7 @@ extension NodeCommand {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Flag(help: "Print the broker's JSON.") var json = false
 
         func run() async throws {
@@ -139,7 +143,7 @@ extension NodeCommand {
                 passphrase: try passphrase.read(newKeystore: false)
             )
             let enrolment = try Enrolment.read(home: home.resolved)
-            let record: MemberRecord = try await cliCall {
+            let record: MemberRecord = try await cliCall(wait.waiting) {
                 let (client, _) = try await enrolment.connect(identity: identity.identity)
                 return try await client.json("GET", "/v1/me")
             }

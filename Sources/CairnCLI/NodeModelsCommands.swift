@@ -18,9 +18,13 @@ extension NodeCommand {
 
 extension NodeCommand.Models {
     /// Unlocks the node and connects as a licensee.
-    static func licensee(_ home: NodeHomeOptions, _ passphrase: PassphraseOptions) async throws -> Licensee {
+    static func licensee(
+        _ home: NodeHomeOptions,
+        _ passphrase: PassphraseOptions,
+        _ wait: WaitOption
+    ) async throws -> Licensee {
         let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
-        return try await cliCall { try await Licensee.connect(home: home.resolved, identity: identity) }
+        return try await cliCall(wait.waiting) { try await Licensee.connect(home: home.resolved, identity: identity) }
     }
 
     struct List: AsyncParsableCommand {
@@ -30,11 +34,12 @@ extension NodeCommand.Models {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Flag(help: "Print the listing's JSON.") var json = false
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase)
-            let listing = try await cliCall { try await client.listing() }
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let listing = try await cliCall(wait.waiting) { try await client.listing() }
             if json { return try printJSON(listing) }
             let o = listing.offer
             let terms =
@@ -82,11 +87,12 @@ extension NodeCommand.Models {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Option(help: "Entitlements wanted, comma-separated: inference, fine-tuning.") var entitlements = "inference"
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase)
-            let record = try await cliCall {
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let record = try await cliCall(wait.waiting) {
                 try await client.request(entitlements: entitlements.split(separator: ",").map(String.init))
             }
             print("licence \(record.id): \(record.status)")
@@ -99,11 +105,12 @@ extension NodeCommand.Models {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Flag(help: "Print the broker's JSON.") var json = false
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase)
-            let records = try await cliCall { try await client.licences() }
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let records = try await cliCall(wait.waiting) { try await client.licences() }
             if json { return try printJSON(records) }
             if records.isEmpty { print("no licences; ask for one with cairn-node models request") }
             for r in records {
@@ -129,6 +136,7 @@ extension NodeCommand.Models {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
         @Option(help: "The licence id (32 hex digits; default: this node's newest granted licence).")
         var licence: String?
         @Option(help: "The model version (default: the newest the licence covers).") var modelVersion: Int?
@@ -136,12 +144,14 @@ extension NodeCommand.Models {
         @Flag(help: "Replace existing output files.") var overwrite = false
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase)
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
             let id: String
             if let licence {
                 id = licence
             } else {
-                let granted = try await cliCall { try await client.licences() }.first { $0.status == "granted" }
+                let granted = try await cliCall(wait.waiting) { try await client.licences() }.first {
+                    $0.status == "granted"
+                }
                 guard let granted else {
                     throw CLIError("this node holds no granted licence; see cairn-node models licences")
                 }
@@ -149,7 +159,7 @@ extension NodeCommand.Models {
             }
             let fetched: (version: ModelVersion, licence: SignedLicence, file: [UInt8])
             do {
-                fetched = try await cliCall { try await client.fetch(licence: id, version: modelVersion) }
+                fetched = try await cliCall(wait.waiting) { try await client.fetch(licence: id, version: modelVersion) }
             } catch let error as LicensingError {
                 throw CLIError("refused: \(error.message)")
             }

@@ -6,6 +6,31 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 public import NIOSSL
+import Synchronization
+
+/// How long a client's requests wait for a broker that cannot answer, and who hears of each
+/// wait: the default of every ``BrokerClient`` made after it is set. A command sets it once,
+/// from its `--wait`, before it talks to a broker.
+public struct Waiting: Sendable {
+    /// How long to keep retrying one request, in seconds.
+    public var patience: Double
+    /// Hears each failure before the wait that follows it, and an attempt unanswered for 2 s
+    /// (with a wait of 0).
+    public var report: RetryReport?
+
+    /// A policy.
+    public init(patience: Double, report: RetryReport? = nil) {
+        self.patience = patience
+        self.report = report
+    }
+
+    private static let shared = Mutex(Waiting(patience: 120))
+    /// The process's policy (two minutes, unreported, until a command sets one).
+    public static var current: Waiting {
+        get { shared.withLock { $0 } }
+        set { shared.withLock { $0 = newValue } }
+    }
+}
 
 /// Signed requests to a broker, with retries and backoff for what can be retried (the network,
 /// a restarting broker, 429, 503, 5xx); a refusal (4xx) is thrown at once as an
@@ -23,12 +48,13 @@ public struct BrokerClient: Sendable {
     /// The TLS configuration of an `https` URL: the pinned certificate's (``TLSPin``). An
     /// `https` broker without one is refused here, before anything is sent.
     public var tls: TLSConfiguration?
-    /// How long to keep retrying one request before giving up, in seconds.
-    public var patience: Double = 120
+    /// How long to keep retrying one request before giving up, in seconds (``Waiting/current``'s).
+    public var patience: Double
     /// The wait before the first retry and the longest wait, in seconds (each wait doubles).
     public var backoff: (first: Double, longest: Double) = (0.1, 5)
     /// Hears each retryable failure and the wait, in seconds, before the next attempt (a node's
-    /// progress shows that it is waiting for the broker, not stuck).
+    /// progress shows that it is waiting for the broker, not stuck), and an attempt that has had
+    /// no answer for 2 s, with a wait of 0 (``Waiting/current``'s).
     public var onRetry: RetryReport?
     let http: HTTPClient
 
@@ -39,7 +65,7 @@ public struct BrokerClient: Sendable {
         broker: Ed25519.PublicKey,
         transport: X25519.PublicKey? = nil,
         tls: TLSConfiguration? = nil,
-        http: HTTPClient = .shared
+        http: HTTPClient = BrokerClient.http
     ) throws {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ExchangeError(.malformed, "the broker URL must start with http:// or https://, not \(url.prefix(40))")
@@ -50,7 +76,20 @@ public struct BrokerClient: Sendable {
         self.transport = transport
         self.tls = tls
         self.http = http
+        (patience, onRetry) = (Waiting.current.patience, Waiting.current.report)
     }
+
+    /// The HTTP client broker clients use unless given another. A connection that fails is
+    /// reported at once to the retry loop (which says so and backs off) instead of being retried
+    /// silently inside the connection pool until the request's deadline; a connection attempt
+    /// gives up after 10 s; redirects are not followed (a signed request names its target).
+    public static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 
     /// A response: status, selected headers, body.
     public struct Reply: Sendable {
@@ -84,7 +123,7 @@ public struct BrokerClient: Sendable {
             guard let transport else {
                 throw ExchangeError(.transport, "\(method) \(path) is sealed, and this client has no transport key")
             }
-            return try await withRetries(patience: patience, backoff: backoff, onRetry: onRetry) {
+            return try await patiently {
                 let (time, nonce) = (unixTime(), SecureRandom.bytes(RequestSignature.nonceByteCount))
                 let seal = try SealedBody.member(
                     identity: identity,
@@ -116,8 +155,26 @@ public struct BrokerClient: Sendable {
             }
         }
         let digest = signed ? try bodyDigest ?? RequestSignature.digest(body) : []
-        return try await withRetries(patience: patience, backoff: backoff, onRetry: onRetry) {
+        return try await patiently {
             try await attempt(method, path, body: body, digest: digest, contentType: contentType, signed: signed)
+        }
+    }
+
+    /// ``withRetries(patience:backoff:onRetry:_:)`` with this client's policy; ``onRetry`` also
+    /// hears, with a wait of 0, when the first attempt has had no answer for 2 s.
+    private func patiently<T>(_ body: () async throws -> T) async throws -> T {
+        let watch = onRetry.map { report in
+            Task { [url] in
+                try await Task.sleep(for: .seconds(2))
+                report(ExchangeError(.transport, "\(url) has not answered for 2 s"), 0)
+            }
+        }
+        defer { watch?.cancel() }
+        return try await withRetries(patience: patience, backoff: backoff) { failure, wait in
+            watch?.cancel()
+            onRetry?(failure, wait)
+        } _: {
+            try await body()
         }
     }
 
@@ -162,14 +219,15 @@ public struct BrokerClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: .seconds(300))
+            // An attempt gives up with the client's patience (at least 30 s, at most 5 minutes).
+            response = try await http.execute(request, timeout: .seconds(Int64(min(300, max(30, patience)))))
             bytes = try await response.body.collect(upTo: 256 << 20)
         } catch let error as NIOSSLError {
             throw TLSPin.refused(url, error)
         } catch let error as BoringSSLError {
             throw TLSPin.refused(url, error)
         } catch {
-            throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(error)")
+            throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(Self.describe(error))")
         }
         let status = Int(response.status.code)
         let data = Array(bytes.readableBytesView)
@@ -180,6 +238,20 @@ public struct BrokerClient: Sendable {
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
         return Reply(status: status, body: data, headers: headers)
+    }
+
+    /// A network failure in words.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            let text = String(cString: strerror(error.errnoCode))
+            return text.prefix(1).lowercased() + text.dropFirst()
+        }
+        switch error as? HTTPClientError {
+        case .connectTimeout?: return "no connection within 10 s"
+        case .readTimeout?, .deadlineExceeded?: return "no answer in time"
+        case .remoteConnectionClosed?: return "the connection closed before the answer"
+        default: return "\(error)"
+        }
     }
 
     /// A JSON request and its JSON answer.
@@ -214,7 +286,7 @@ public struct BrokerClient: Sendable {
         identity: Ed25519.PrivateKey,
         broker: Ed25519.PublicKey,
         pin: TLSPin? = nil,
-        http: HTTPClient = .shared
+        http: HTTPClient = BrokerClient.http
     ) async throws -> (client: BrokerClient, info: BrokerInfo) {
         if let pin, url.hasPrefix("https://") { try await pin.check(url: url) }
         let (info, transport) = try await brokerInfo(url: url, expected: broker, pin: pin, http: http)
@@ -236,7 +308,7 @@ public struct BrokerClient: Sendable {
         url: String,
         expected: Ed25519.PublicKey,
         pin: TLSPin? = nil,
-        http: HTTPClient = .shared
+        http: HTTPClient = BrokerClient.http
     ) async throws
         -> (info: BrokerInfo, transport: X25519.PublicKey)
     {
@@ -285,9 +357,12 @@ func withRetries<T>(
     var delay = backoff.first
     while true {
         do { return try await body() } catch let error as ExchangeError where error.isRetryable {
-            guard ContinuousClock.now - start < .seconds(patience) else { throw error }
-            onRetry?(error, delay)
-            try await Task.sleep(for: .seconds(delay))
+            // The last wait ends with patience: one more attempt then, and no later.
+            let left = Duration.seconds(patience) - (ContinuousClock.now - start)
+            guard left > .zero else { throw error }
+            let wait = min(delay, Double(left.components.seconds) + Double(left.components.attoseconds) * 1e-18)
+            onRetry?(error, wait)
+            try await Task.sleep(for: .seconds(wait))
             delay = min(delay * 2, backoff.longest)
         }
     }

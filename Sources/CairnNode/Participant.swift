@@ -3,7 +3,7 @@ public import CairnCrypto
 public import CairnExchange
 public import CairnModels
 import CairnSecAgg
-import CairnWire
+public import CairnWire
 import Foundation
 
 /// What `cairn-node enroll` writes to `enrolment.json` in the node's home: where the broker is,
@@ -148,7 +148,7 @@ public struct Participant: Sendable {
         /// A round went on or aborted without this node.
         case roundMissed(round: Int, reason: String)
         /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
-        case retrying(reason: String, wait: Double)
+        case retrying(failure: ExchangeError, wait: Double)
         /// This node witnessed the audit checkpoint of `size` entries (consistent with the one it
         /// saw before) and cosigned it; `witnesses` have cosigned it so far.
         case witnessed(size: Int, witnesses: Int)
@@ -232,7 +232,7 @@ public struct Participant: Sendable {
         report: @escaping @Sendable (Event) -> Void
     ) async throws {
         var participant = self
-        participant.client.onRetry = { failure, wait in report(.retrying(reason: failure.message, wait: wait)) }
+        participant.client.onRetry = { failure, wait in report(.retrying(failure: failure, wait: wait)) }
         try await participant.take(data: data, evaluation: evaluation, rounds: rounds, report: report)
     }
 

@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import CairnBroker
@@ -623,6 +624,54 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
                             == ExchangeError(.malformed, "the request target is longer than 1024 bytes")
                 )
             }
+        }
+    }
+}
+
+@Suite struct ServerErrorTests {
+    /// A log handler that keeps every message with its metadata, one line each.
+    final class Lines: Sendable {
+        let all = Mutex<[String]>([])
+    }
+
+    struct Capture: LogHandler {
+        let lines: Lines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            lines.all.withLock { $0.append(([event.message.description] + fields).joined(separator: " ")) }
+        }
+    }
+
+    /// A failure inside the broker is answered 500 with an error id and no detail; the broker's
+    /// log has the same id with the cause.
+    @Test func aServerErrorCarriesAnIDThatIsInTheLog() async throws {
+        let fixture = try await Fixture()
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let lines = Lines()
+        let logger = Logger(label: "test") { _ in Capture(lines: lines) }
+        try await fixture.exchange.store.write { db in try db.execute(sql: "DROP TABLE listings") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: logger))
+        try await app.test(.router) { client in
+            let reply = try await fixture.request(
+                client,
+                fixture.members["licensee"]!,
+                .get,
+                "/v1/federations/alpha/listing"
+            )
+            #expect(reply.status == 500)
+            let problem = try JSONDecoder().decode(Problem.self, from: Data(reply.body))
+            let id = try #require(problem.message.firstMatch(of: /error id ([0-9a-f]{12});/)?.1)
+            #expect(problem.message == "the broker failed to answer (error id \(id); its log has the cause)")
+            let logged = lines.all.withLock { $0 }.filter { $0.contains("error-id=\(id)") }
+            #expect(logged.count == 1)
+            #expect(logged.first?.contains("no such table: listings") == true, "\(logged)")
+            #expect(logged.first?.contains("path=/v1/federations/alpha/listing") == true)
         }
     }
 }

@@ -586,7 +586,22 @@ public enum BrokerServer {
                 return Response(status: .internalServerError, headers: [.connection: "close"])
             }
         } catch {
-            let refusal = asExchangeError(error)
+            var refusal = asExchangeError(error)
+            if refusal.code == .internal {
+                // The caller sees an id; the broker's log has it with the cause.
+                let id = Hex.encode(SecureRandom.bytes(6))
+                logger.error(
+                    "request failed",
+                    metadata: [
+                        "error-id": "\(id)", "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
+                        "cause": "\(error)",
+                    ]
+                )
+                refusal = ExchangeError(
+                    .internal,
+                    "the broker failed to answer (error id \(id); its log has the cause)"
+                )
+            }
             // A member's refusal is its own entry. A key that is not enrolled (a failed enrolment:
             // anyone can make fresh keys) and a member's rate-limited flood are counted instead.
             if let caller = call.caller, caller.member != nil, refusal.code != .rateLimited {
@@ -636,7 +651,7 @@ public enum BrokerServer {
             ExchangeError(.tooLarge, "the body exceeds what this endpoint takes")
         case let error as HTTPError: ExchangeError(.malformed, error.body ?? "bad request")
         case let error as DecodingError: ExchangeError(.malformed, "the JSON body does not fit: \(describe(error))")
-        default: ExchangeError(.internal, "the broker failed to answer; the failure is in its log")
+        default: ExchangeError(.internal, "the broker failed to answer")
         }
     }
 

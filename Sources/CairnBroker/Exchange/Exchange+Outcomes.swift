@@ -91,12 +91,8 @@ extension Exchange {
             )
         }
         let sealed: Data = row["body"]
-        let body: [UInt8]
-        do {
-            body = try openOutcome(Array(sealed), key: key, request: id)
-        } catch {
-            logger.error("a stored answer does not open", metadata: ["request": "\(id)"])
-            throw ExchangeError(.internal, "the broker failed to answer; the failure is in its log")
+        guard let body = try? openOutcome(Array(sealed), key: key, request: id) else {
+            throw ExchangeError(.internal, "the stored answer to request \(id) does not open")
         }
         return Outcome(status: row["status"], contentType: row["content_type"], body: body)
     }
