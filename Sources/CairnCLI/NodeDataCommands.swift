@@ -207,9 +207,11 @@ extension NodeCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a model file on a CSV file and write one prediction per row.",
             discussion: """
-                The CSV is validated against the schema stored in the model file, label column included, \
-                and the accuracy is printed. Writes a CSV with, per data row, its row number (the header is \
-                row 1), the predicted class and the probability of every class.
+                The CSV is validated against the schema stored in the model file. New rows need no label \
+                column; when the file has one, the accuracy and macro F1 on it are printed too. Writes a CSV \
+                with, per data row, its row number (the header is row 1), the predicted class and the \
+                probability of every class. An existing output file is refused before anything is read, \
+                unless --overwrite.
                 """
         )
 
@@ -226,8 +228,9 @@ extension NodeCommand {
         var overwrite = false
 
         func run() throws {
+            try refuseExisting([output], overwrite: overwrite)
             let file = try ModelFile.read(from: model)
-            let (data, _) = try DataValidator.load(csv, schema: file.schema)
+            let (data, labelled) = try DataValidator.loadForPrediction(csv, schema: file.schema)
             let k = file.model.architecture.classes
             let p = file.probabilities(data)
             let classes = file.schema.label.classes
@@ -247,10 +250,22 @@ extension NodeCommand {
             } catch {
                 throw CLIError(error.message)
             }
+            guard labelled else {
+                print("wrote \(data.count) predictions to \(output)")
+                return
+            }
             let evaluation = Evaluation(probabilities: p, labels: data.labels, classes: k)
-            print("wrote \(data.count) predictions to \(output); accuracy \(rounded(evaluation.accuracy))")
+            print(
+                "wrote \(data.count) predictions to \(output); on the file's labels: accuracy \(rounded(evaluation.accuracy)), macro F1 \(rounded(evaluation.macroF1))"
+            )
         }
     }
+}
+
+/// Refuses, before any work is done, to write over files that exist, unless `overwrite`.
+func refuseExisting(_ paths: [String], overwrite: Bool) throws {
+    guard !overwrite, let path = paths.first(where: DurableFile.exists) else { return }
+    throw CLIError("\(path) exists; choose another --output, or add --overwrite to replace it")
 }
 
 /// A CSV field, quoted when it needs to be.

@@ -131,7 +131,8 @@ extension NodeCommand.Models {
                 container (the header's signature, every chunk, the final tag) and the model file's digest \
                 against the signed registry entry. Only then is anything written: the safetensors file and, \
                 beside it, <output>.json with the version's registry entry and the licence's terms. Each fetch \
-                counts against the licence's delivery limit.
+                counts against the licence's delivery limit, so an existing output file is refused before \
+                anything is asked of the broker, unless --overwrite.
                 """
         )
         @OptionGroup var home: NodeHomeOptions
@@ -144,6 +145,7 @@ extension NodeCommand.Models {
         @Flag(help: "Replace existing output files.") var overwrite = false
 
         func run() async throws {
+            try refuseExisting([output, output + ".json"], overwrite: overwrite)
             let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
             let id: String
             if let licence {
@@ -191,22 +193,48 @@ extension NodeCommand.Models {
 
     struct Evaluate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Evaluate a model file on a labelled CSV: accuracy, log-loss and per-class scores."
+            abstract: "Evaluate a model file on a labelled CSV: accuracy, log-loss and per-class scores.",
+            discussion: """
+                Prints the row count, accuracy, log-loss and macro averages, then per class its precision, \
+                recall, F1 and row count, the confusion matrix (rows: the true class; columns: the predicted \
+                one) and, for two classes, the ROC AUC. --json writes all of it as JSON.
+                """
         )
         @Argument(help: ArgumentHelp("The labelled CSV file (header row first).", valueName: "csv")) var csv: String
         @Option(help: ArgumentHelp("The model (safetensors).", valueName: "file")) var model: String
+        @Flag(help: "Print the evaluation as JSON.") var json = false
 
         func run() throws {
             let file = try ModelFile.read(from: model)
             let (data, _) = try DataValidator.load(csv, schema: file.schema)
+            let classes = file.schema.label.classes
             let e = Evaluation(
                 probabilities: file.probabilities(data),
                 labels: data.labels,
                 classes: file.model.architecture.classes
             )
+            if json { return try printJSON(e) }
             print(
-                "\(e.sampleCount) rows: accuracy \(rounded(e.accuracy)), log-loss \(rounded(e.logLoss)), macro F1 \(rounded(e.macroF1))"
+                "\(e.sampleCount) rows: accuracy \(rounded(e.accuracy)), log-loss \(rounded(e.logLoss)), macro precision \(rounded(e.macroPrecision)), macro recall \(rounded(e.macroRecall)), macro F1 \(rounded(e.macroF1))"
             )
+            if let auc = e.rocAUC { print("ROC AUC \(rounded(auc)) (\(classes[1]) as the positive class)") }
+            let width = max(5, classes.map(\.count).max() ?? 0)
+            func cell(_ text: String, _ w: Int) -> String {
+                String(repeating: " ", count: max(0, w - text.count)) + text
+            }
+            print(cell("class", width) + cell("precision", 11) + cell("recall", 9) + cell("F1", 9) + cell("rows", 8))
+            for c in classes.indices {
+                print(
+                    cell(classes[c], width) + cell(rounded(e.precision[c]), 11) + cell(rounded(e.recall[c]), 9)
+                        + cell(rounded(e.f1[c]), 9) + cell(String(e.support[c]), 8)
+                )
+            }
+            print("confusion matrix (rows: true class, columns: predicted):")
+            let column = max(width, e.confusion.joined().map { String($0).count }.max() ?? 0) + 1
+            print(cell("", width) + classes.map { cell($0, column) }.joined())
+            for c in classes.indices {
+                print(cell(classes[c], width) + e.confusion[c].map { cell(String($0), column) }.joined())
+            }
         }
     }
 }

@@ -153,7 +153,29 @@ public enum DataValidator {
     /// Throws ``DataError/Code/invalidData`` with the report's summary when validation fails:
     /// nothing is trained on data that fails its schema.
     public static func load(_ path: String, schema: DataSchema) throws -> (Dataset, ValidationReport) {
-        let (report, dataset) = try run(path, schema, load: true)
+        let (dataset, report, _) = try load(path, schema: schema, labelOptional: false)
+        return (dataset, report)
+    }
+
+    /// Validates `path` for prediction and returns its rows: as ``load(_:schema:)``, except that
+    /// the label column may be absent (new rows, whose class is what is asked). Then `labelled`
+    /// is false and every row's label is 0, to be ignored.
+    public static func loadForPrediction(
+        _ path: String,
+        schema: DataSchema
+    ) throws -> (
+        data: Dataset, labelled: Bool
+    ) {
+        let (dataset, _, labelled) = try load(path, schema: schema, labelOptional: true)
+        return (dataset, labelled)
+    }
+
+    private static func load(
+        _ path: String,
+        schema: DataSchema,
+        labelOptional: Bool
+    ) throws -> (Dataset, ValidationReport, labelled: Bool) {
+        let (report, dataset, labelled) = try run(try CSVReader(path: path), path, schema, load: true, labelOptional)
         guard report.passed, let dataset else {
             let first = report.problems.first { $0.kind.isError }.map { p in
                 "; first: " + (p.row > 0 ? "row \(p.row)" : "file")
@@ -163,7 +185,7 @@ public enum DataValidator {
             let count = report.errorCount == 1 ? "1 problem" : "\(report.errorCount) problems"
             throw DataError(.invalidData, "\(path) fails its schema (\(count)\(first ?? ""))")
         }
-        return (dataset, report)
+        return (dataset, report, labelled)
     }
 
     /// Validates CSV bytes held in memory (for the fuzzer and tests).
@@ -176,22 +198,25 @@ public enum DataValidator {
         _ schema: DataSchema,
         load: Bool
     ) throws -> (report: ValidationReport, dataset: Dataset?) {
-        try run(try CSVReader(path: path), path, schema, load: load)
+        let (report, dataset, _) = try run(try CSVReader(path: path), path, schema, load: load)
+        return (report, dataset)
     }
 
+    /// `labelOptional`: a header without the label column is accepted (`labelled` is then false).
     private static func run(
         _ reader: CSVReader,
         _ path: String,
         _ schema: DataSchema,
-        load: Bool
-    ) throws -> (report: ValidationReport, dataset: Dataset?) {
+        load: Bool,
+        _ labelOptional: Bool = false
+    ) throws -> (report: ValidationReport, dataset: Dataset?, labelled: Bool) {
         try schema.validate()
         var report = ValidationReport(path: path)
         report.classNames = schema.label.classes
         report.classCounts = [Int](repeating: 0, count: schema.label.classes.count)
         guard let header = try reader.nextRecord() else {
             report.add(.emptyFile, row: 0, "the file is empty; expected a header row")
-            return (report, nil)
+            return (report, nil, false)
         }
         // Map schema columns to header positions.
         var position: [String: Int] = [:]
@@ -206,13 +231,14 @@ public enum DataValidator {
         for (i, name) in header.enumerated() where !wanted.contains(name) {
             report.add(.unknownColumn, row: 1, column: i + 1, name: name, "column '\(name)' is not in the schema")
         }
-        for name in schema.features.map(\.name) + [schema.label.name] where position[name] == nil {
+        let labelled = !labelOptional || position[schema.label.name] != nil
+        for name in schema.features.map(\.name) + (labelled ? [schema.label.name] : []) where position[name] == nil {
             report.add(.missingColumn, row: 1, name: name, "the schema's column '\(name)' is not in the header")
         }
-        guard report.passed else { return (report, nil) }
+        guard report.passed else { return (report, nil, labelled) }
 
         let featureColumns = schema.features.map { position[$0.name]! }
-        let labelColumn = position[schema.label.name]!
+        let labelColumn = position[schema.label.name]
         let classIndex = Dictionary(uniqueKeysWithValues: schema.label.classes.enumerated().map { ($1, $0) })
         let categoryIndex = schema.features.map { f in
             f.categories.map { Dictionary(uniqueKeysWithValues: $0.enumerated().map { ($1, $0) }) }
@@ -271,23 +297,25 @@ public enum DataValidator {
                 }
                 encoded[slot] = Float(value)
             }
-            let labelCell = fields[labelColumn].trimmed
             var label = 0
-            if labelCell.isEmpty {
-                report.add(.missingValue, row: row, column: labelColumn + 1, name: schema.label.name, "empty label")
-                rowOK = false
-            } else if let index = classIndex[String(labelCell)] {
-                label = index
-                report.classCounts[index] += 1
-            } else {
-                report.add(
-                    .unknownClass,
-                    row: row,
-                    column: labelColumn + 1,
-                    name: schema.label.name,
-                    "not one of the schema's \(schema.label.classes.count) classes"
-                )
-                rowOK = false
+            if let labelColumn {
+                let labelCell = fields[labelColumn].trimmed
+                if labelCell.isEmpty {
+                    report.add(.missingValue, row: row, column: labelColumn + 1, name: schema.label.name, "empty label")
+                    rowOK = false
+                } else if let index = classIndex[String(labelCell)] {
+                    label = index
+                    report.classCounts[index] += 1
+                } else {
+                    report.add(
+                        .unknownClass,
+                        row: row,
+                        column: labelColumn + 1,
+                        name: schema.label.name,
+                        "not one of the schema's \(schema.label.classes.count) classes"
+                    )
+                    rowOK = false
+                }
             }
             var hasher = Hasher()
             hasher.combine(fields)
@@ -305,8 +333,8 @@ public enum DataValidator {
             }
         }
         if report.rows == 0 { report.add(.noRows, row: 0, "the file has a header and no data rows") }
-        guard load, report.passed else { return (report, nil) }
-        return (report, Dataset(schema: schema, features: values, labels: labels))
+        guard load, report.passed else { return (report, nil, labelled) }
+        return (report, Dataset(schema: schema, features: values, labels: labels), labelled)
     }
 
     /// A decimal number (or, for integers, a whole number with no point or exponent), finite.

@@ -651,7 +651,7 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
     /// A failure inside the broker is answered 500 with an error id and no detail; the broker's
     /// log has the same id with the cause.
     @Test func aServerErrorCarriesAnIDThatIsInTheLog() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(settings: TestClock().settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let lines = Lines()
         let logger = Logger(label: "test") { _ in Capture(lines: lines) }

@@ -83,7 +83,7 @@ import Testing
     /// the id on another request is refused, a POST without one is refused, and a refusal is kept
     /// as the answer too.
     @Test func aRepeatedRequestIDGetsItsFirstAnswer() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(settings: TestClock().settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         try await app.test(.router) { client in
@@ -137,7 +137,7 @@ import Testing
 
     /// A POST without a request id, or with a malformed one, is refused before it acts.
     @Test func aPostWithoutARequestIDIsRefused() async throws {
-        let fixture = try await Fixture()
+        let fixture = try await Fixture(settings: TestClock().settings)
         defer { _ = system("rm -rf '\(fixture.folder)'") }
         let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
         try await app.test(.router) { client in

@@ -57,6 +57,26 @@ struct ValidationTests {
         #expect(data.labels == [1, 0, 1])
     }
 
+    @Test("New rows for prediction need no label column; with one, its labels are checked and kept")
+    func predictionRows() throws {
+        let unlabelled = csvFile("colour,b,a\nred,3,1.5\ngreen,-2,0\n")
+        let (new, labelled) = try DataValidator.loadForPrediction(unlabelled, schema: smallSchema)
+        #expect(!labelled && new.count == 2 && new.features == [1.5, 3, 1, 0, 0, -2, 0, 1])
+        // Training data must have its labels.
+        #expect(throws: DataError.self) { try DataValidator.load(unlabelled, schema: smallSchema) }
+        let withLabels = csvFile("y,colour,b,a\nyes,red,3,1.5\nno,green,-2,0\n")
+        let (old, hasLabels) = try DataValidator.loadForPrediction(withLabels, schema: smallSchema)
+        #expect(hasLabels && old.features == new.features && old.labels == [1, 0])
+        // A feature is still required, and a label present is still checked.
+        let noFeature = csvFile("colour,a\nred,1.5\n")
+        let missing = #expect(throws: DataError.self) {
+            try DataValidator.loadForPrediction(noFeature, schema: smallSchema)
+        }
+        #expect(missing?.message.contains("the schema's column 'b' is not in the header") == true)
+        let badLabel = csvFile("y,colour,b,a\nmaybe,red,3,1.5\n")
+        #expect(throws: DataError.self) { try DataValidator.loadForPrediction(badLabel, schema: smallSchema) }
+    }
+
     @Test("Each kind of bad cell is reported at its row and column, and training is refused")
     func badCells() throws {
         let path = csvFile(
