@@ -32,6 +32,17 @@ public struct AuditEntry: Hashable, Sendable {
     public static let schemaVersion: UInt16 = 1
     /// The encoding version of an entry that carries the signed request that caused it, 2.
     public static let signedSchemaVersion: UInt16 = 2
+
+    /// Every action Cairn records (`Protocol/README.md`, "Audit actions"), in that table's order.
+    public static let actions = [
+        "broker.init", "person.record", "person.erase", "audit.export", "federation.create", "invite.issue",
+        "member.enrol", "member.suspend", "member.resume", "member.inactive", "member.active", "training.start",
+        "training.stop",
+        "round.open", "round.advertise", "round.share", "round.mask", "round.check", "round.unmask", "round.phase",
+        "round.aggregate", "model.update", "round.abort", "round.resume", "request.refused", "model.evaluate",
+        "model.publish", "licence.request", "licence.issue", "licence.refuse", "licence.revoke", "licence.use",
+        "model.deliver",
+    ]
     /// The longest text field accepted: 1 KiB.
     public static let maximumTextBytes = 1024
     /// The most payload digests per entry: 16.

@@ -64,6 +64,14 @@ extension AuditCommand {
         )
         var action: String?
 
+        func validate() throws {
+            if let action, !AuditEntry.actions.contains(action) {
+                throw ValidationError(
+                    "no entry has the action \(action); the actions are \(AuditEntry.actions.joined(separator: ", "))"
+                )
+            }
+        }
+
         func run() throws {
             let home = try data.open()
             let signer = try home.checkpointSigner(passphrase: try passphrase.read(newKeystore: false))

@@ -105,7 +105,8 @@ extension BrokerCommand {
         static let configuration = CommandConfiguration(
             abstract: "Operator commands, signed with the operator key and sent to the running daemon.",
             subcommands: [
-                CreateFederation.self, Invite.self, Participants.self, Suspend.self, Start.self, Stop.self, Status.self,
+                CreateFederation.self, Federations.self, Invite.self, Participants.self, Suspend.self, Resume.self,
+                Start.self, Stop.self, Status.self,
                 Publish.self, Licences.self, Licence.self,
             ]
         )
@@ -135,6 +136,22 @@ struct AdminOptions: ParsableArguments {
         // The daemon serves this folder's certificate: pinned from the file, not learnt.
         let pin = try url.hasPrefix("https://") ? TLSPin(certificate: try BrokerTLS.certificate(in: home.path)) : nil
         return try await BrokerClient.connect(url: url, identity: key, broker: identity, pin: pin).client
+    }
+}
+
+extension AdminOptions {
+    /// `POST …/participants/{member}/suspend` or `…/resume`.
+    func setStanding(_ federation: String, _ member: String, _ action: String) async throws -> MemberRecord {
+        guard let name = member.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union([":"])) else {
+            throw CLIError("\(member) is not a fingerprint or key")
+        }
+        return try await cliCall(wait.waiting) {
+            try await client().json(
+                "POST",
+                "/v1/admin/federations/\(federation)/participants/\(name)/\(action)",
+                nil as Bool?
+            )
+        }
     }
 }
 
@@ -267,21 +284,32 @@ extension BrokerCommand.Admin {
 
     struct Suspend: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Suspend a member: its requests are refused and later rounds leave it out."
+            abstract:
+                "Suspend a member: its requests are refused and later rounds leave it out (admin resume undoes it)."
         )
         @OptionGroup var admin: AdminOptions
         @OptionGroup var federation: FederationOption
-        @Argument(help: "The member's identity key (64 hex digits).") var key: String
+        @Argument(help: "The member: its fingerprint (as admin participants lists it) or its 64-hex-digit key.")
+        var member: String
 
         func run() async throws {
-            let record: MemberRecord = try await cliCall(admin.wait.waiting) {
-                try await admin.client().json(
-                    "POST",
-                    "/v1/admin/federations/\(federation.federation)/participants/\(key)/suspend",
-                    nil as Bool?
-                )
-            }
+            let record = try await admin.setStanding(federation.federation, member, "suspend")
             print("suspended \(record.fingerprint)")
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume a suspended member: its requests are accepted and later rounds take it again."
+        )
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var federation: FederationOption
+        @Argument(help: "The member: its fingerprint (as admin participants lists it) or its 64-hex-digit key.")
+        var member: String
+
+        func run() async throws {
+            let record = try await admin.setStanding(federation.federation, member, "resume")
+            print("\(record.fingerprint) is \(record.status)")
         }
     }
 
@@ -324,6 +352,27 @@ extension BrokerCommand.Admin {
         }
     }
 
+    struct Federations: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the broker's federations: state, rounds left, active participants, model round."
+        )
+        @OptionGroup var admin: AdminOptions
+        @Flag(help: "Print the JSON the daemon answered.") var json = false
+
+        func run() async throws {
+            let all: [FederationStatus] = try await cliCall(admin.wait.waiting) {
+                try await admin.client().json("GET", "/v1/admin/federations")
+            }
+            if json { return try printJSON(all) }
+            if all.isEmpty { print("no federations yet; cairn-broker admin create-federation makes one") }
+            for status in all {
+                print(
+                    "\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)"
+                )
+            }
+        }
+    }
+
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a federation's state and its rounds, newest first."
@@ -341,9 +390,14 @@ extension BrokerCommand.Admin {
                 "\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)"
             )
             for r in status.rounds {
+                let waiting =
+                    r.waitingFor.isEmpty
+                    ? ""
+                    : "; waiting for \(r.waitingFor.joined(separator: ", ")), \(max(0, r.deadline - unixTime())) s left"
                 let detail =
                     r.phase == "aborted"
-                    ? r.reason : r.phase == "finished" ? "\(r.included) inputs summed" : "answered \(r.answered)"
+                    ? r.reason
+                    : r.phase == "finished" ? "\(r.included) inputs summed" : "answered \(r.answered)\(waiting)"
                 print(
                     "  round \(r.round): \(r.phase), n = \(r.participants), k = \(r.neighbours), t = \(r.threshold), T = \(r.signatureThreshold); \(detail)"
                 )
@@ -362,9 +416,7 @@ enum RoleArgument: String, ExpressibleByArgument, CaseIterable {
 /// turning its errors into one-line CLI errors.
 func cliCall<T>(_ waiting: Waiting, _ body: () async throws -> T) async throws -> T {
     Waiting.current = waiting
-    do { return try await body() } catch let error as ExchangeError {
-        throw CLIError(
-            error.code == .transport ? error.message : "the broker refused (\(error.status)): \(error.message)"
-        )
-    }
+    // A broker's answer names itself (`the broker refused (403): …`); a check made here before
+    // anything was sent (a URL without a scheme, say) is said as it is.
+    do { return try await body() } catch let error as ExchangeError { throw CLIError(error.message) }
 }

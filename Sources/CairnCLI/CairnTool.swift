@@ -59,8 +59,7 @@ func waitReport(giveUp: String) -> RetryReport {
             return true
         }
         guard due else { return }
-        let reason =
-            failure.code == .transport ? failure.message : "it answered \(failure.status): \(failure.message)"
+        let reason = failure.message
         let next = wait > 0 ? "; trying again in \(String(format: "%.2g", wait)) s" : ""
         FileHandle.standardError.write(Data("waiting for the broker: \(reason)\(next) (giving up \(giveUp))\n".utf8))
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
+import CairnCrypto
 import CairnExchange
 import CairnNode
+import CairnWire
 
 extension BrokerCommand.Admin {
     /// `cairn-broker admin publish`.
@@ -22,9 +24,10 @@ extension BrokerCommand.Admin {
         @OptionGroup var federation: FederationOption
         @Option(help: "What the model does, for licensees.") var description: String
         @Option(help: "fixed, cost-plus or usage.") var pricing = "fixed"
-        @Option(help: "The price (fixed: per licence; usage: per unit).") var price: Double = 0
-        @Option(help: "cost-plus: the cost.") var cost: Double?
-        @Option(help: "cost-plus: the margin, e.g. 0.2 for 20 %.") var margin: Double?
+        // Unconditional: `--price -5` is read as a (refused) price, not as a missing value.
+        @Option(parsing: .unconditional, help: "The price (fixed: per licence; usage: per unit).") var price: Double = 0
+        @Option(parsing: .unconditional, help: "cost-plus: the cost.") var cost: Double?
+        @Option(parsing: .unconditional, help: "cost-plus: the margin, e.g. 0.2 for 20 %.") var margin: Double?
         @Option(help: "usage: what one unit is, e.g. \"1000 predictions\".") var unit: String?
         @Option(help: "ISO 4217 currency code.") var currency = "EUR"
         @Option(help: "Entitlements offered, comma-separated: inference, fine-tuning.") var entitlements = "inference"
@@ -32,6 +35,14 @@ extension BrokerCommand.Admin {
         @Option(help: "Containers one licence may fetch (1–1000).") var deliveryLimit = 3
         @Flag(help: "Make participants of the federation ask and wait like anyone else (default: granted at once).")
         var noAutoGrant = false
+
+        func validate() throws {
+            for (name, value) in [("--price", price), ("--cost", cost), ("--margin", margin)] {
+                if let value, !(value.isFinite && value >= 0) {
+                    throw ValidationError("\(name) must be a number of at least 0, not \(value)")
+                }
+            }
+        }
 
         func run() async throws {
             let offer = LicenceOffer(
@@ -85,7 +96,7 @@ extension BrokerCommand.Admin {
             if json { return try printJSON(records) }
             for r in records {
                 print(
-                    "\(r.id)  \(r.status)  \(r.entitlements.joined(separator: ","))  \(r.offer.pricing) \(r.offer.price) \(r.offer.currency)  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries  licensee \(r.licensee.prefix(16))…"
+                    "\(r.id)  \(r.status)  \(r.entitlements.joined(separator: ","))  \(r.offer.pricing) \(r.offer.price) \(r.offer.currency)  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries  licensee \(fingerprint(hexKey: r.licensee))"
                 )
             }
         }
@@ -150,4 +161,10 @@ extension BrokerCommand.Admin {
             )
         }
     }
+}
+
+/// The fingerprint of an Ed25519 key given in hex, as every member is named (the hex itself when
+/// it is not a key).
+func fingerprint(hexKey: String) -> String {
+    (try? Ed25519.PublicKey(rawRepresentation: Hex.decode(hexKey)))?.fingerprint ?? hexKey
 }

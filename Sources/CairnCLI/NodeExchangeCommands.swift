@@ -56,16 +56,26 @@ extension NodeCommand {
                 it; a log that was rewritten, or shown differently to others, stops the node with both signed \
                 checkpoints kept in <home>/witness-evidence-<time>/. Its round state is kept encrypted in <home>/round.state, so a \
                 restart resumes without ever revealing both shares of a peer. Network errors and broker \
-                restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request). \
-                Progress goes to standard output on a terminal (--progress forces it): each phase, and each \
-                wait for an unreachable or busy broker; otherwise it prints one line per round.
+                restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request), \
+                each wait said on standard error; an answer the broker refuses makes the node sit that round \
+                out, with the broker's reason, and go on with the next. Each round is reported as the broker \
+                recorded it: finished with this node's input summed, finished without it, or aborted with \
+                its reason; only the first kind counts toward --rounds. Progress goes to standard output on \
+                a terminal (--progress forces it): each phase, and how many participants it still waits for \
+                and the time left; otherwise it prints one line per round.
                 """
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @Option(help: ArgumentHelp("This participant's data (CSV with a header row).", valueName: "csv")) var data:
             String
-        @Option(help: "Stop after this many rounds have finished.") var rounds = 10
+        @Option(
+            help: ArgumentHelp(
+                "Stop once this node's input is in the sum of this many rounds (rounds that aborted or went on without it do not count). Default: until the federation stops training.",
+                valueName: "n"
+            )
+        )
+        var rounds: Int?
         @Option(
             help: ArgumentHelp(
                 "Held-out labelled CSV (rows not in --data): score each new global model on it, print the accuracy and report the score to the broker for federated evaluation.",
@@ -76,7 +86,7 @@ extension NodeCommand {
         @Flag(help: "Report every phase, not just each round.") var progress = false
 
         func validate() throws {
-            guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be 1 to 10000") }
+            if let rounds, !(1...10_000).contains(rounds) { throw ValidationError("--rounds must be 1 to 10000") }
         }
 
         func run() async throws {
@@ -105,8 +115,12 @@ extension NodeCommand {
                         if verbose { say("round \(round): open with \(n) participants; training and advertising keys") }
                     case .answered(let round, let phase, let bytes):
                         if verbose { say("round \(round): \(phase) sent (\(bytes) bytes)") }
-                    case .roundFinished(let round, let evaluation, let refused):
-                        var line = "round \(round): finished"
+                    case .roundFinished(let round, let included, let counted, let target, let evaluation, let refused):
+                        var line = "round \(round): finished; "
+                        line +=
+                            included
+                            ? "this node's input summed (\(counted)\(target.map { " of \($0)" } ?? ""))"
+                            : "without this node's input"
                         if let evaluation {
                             line += "; global model accuracy \(rounded(evaluation.accuracy))"
                             line += " on \(evaluation.sampleCount) held-out rows"
@@ -115,6 +129,14 @@ extension NodeCommand {
                         say(line)
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
+                    case .waiting(let round, let phase, let participants, let left):
+                        if verbose {
+                            say(
+                                "round \(round): \(phase) waits for \(participants) more participant\(participants == 1 ? "" : "s"), \(left) s left"
+                            )
+                        }
+                    case .trainingStopped(let counted):
+                        say("the federation stopped training; this node's input was summed in \(counted) rounds")
                     case .retrying(let failure, let wait):
                         waiting.report?(failure, wait)
                     case .witnessed(let size, let witnesses):

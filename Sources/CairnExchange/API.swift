@@ -335,6 +335,9 @@ public struct RoundSummary: Codable, Sendable, Hashable {
     public var reason: String
     /// The digest of the model the round produced (finished rounds), hex.
     public var modelDigest: String
+    /// The open phase: the fingerprints of the participants it still waits for (empty when the
+    /// round is not open).
+    public var waitingFor: [String]
 
     /// A summary.
     public init(
@@ -348,8 +351,10 @@ public struct RoundSummary: Codable, Sendable, Hashable {
         answered: [Int],
         included: Int,
         reason: String,
-        modelDigest: String
+        modelDigest: String,
+        waitingFor: [String] = []
     ) {
+        self.waitingFor = waitingFor
         self.round = round
         self.phase = phase
         self.deadline = deadline
@@ -438,6 +443,12 @@ public struct RoundView: Codable, Sendable, Hashable {
     public var answered: Bool
     /// The round that produced the current global model (0: the initial model).
     public var modelRound: Int
+    /// How many participants the open phase still waits for (0 when no round is open).
+    public var waiting: Int
+    /// Why the round aborted, when `phase` is `aborted`; else empty.
+    public var reason: String
+    /// Whether the federation is training: it will open another round after this one.
+    public var training: Bool
 
     /// A view.
     public init(
@@ -448,9 +459,15 @@ public struct RoundView: Codable, Sendable, Hashable {
         config: String,
         message: String,
         answered: Bool,
-        modelRound: Int
+        modelRound: Int,
+        waiting: Int = 0,
+        reason: String = "",
+        training: Bool = false
     ) {
         self.modelRound = modelRound
+        self.waiting = waiting
+        self.reason = reason
+        self.training = training
         self.round = round
         self.phase = phase
         self.deadline = deadline

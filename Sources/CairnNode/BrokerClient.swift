@@ -5,6 +5,7 @@ public import CairnWire
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 public import NIOSSL
 import Synchronization
 
@@ -232,8 +233,14 @@ public struct BrokerClient: Sendable {
         let status = Int(response.status.code)
         let data = Array(bytes.readableBytesView)
         guard (200..<300).contains(status) else {
-            let message = (try? JSONDecoder().decode(Problem.self, from: Data(data)))?.message ?? "HTTP \(status)"
-            throw ExchangeError(status: status, message: message)
+            // The broker's own refusal says why; an answer without one is from something else at
+            // that address (a wrong path, a proxy, not a Cairn broker).
+            let message =
+                (try? JSONDecoder().decode(Problem.self, from: Data(data)))?.message
+                ?? "HTTP \(status) without a Cairn message for \(method) \(path.split(separator: "?")[0]): is \(url) a Cairn broker?"
+            let said =
+                status >= 500 || status == 429 ? "the broker answered \(status)" : "the broker refused (\(status))"
+            throw ExchangeError(status: status, message: "\(said): \(message)")
         }
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
@@ -242,6 +249,10 @@ public struct BrokerClient: Sendable {
 
     /// A network failure in words.
     static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return describe(first.error) }
+            return "\(error.host) was not found"
+        }
         if let error = error as? IOError {
             let text = String(cString: strerror(error.errnoCode))
             return text.prefix(1).lowercased() + text.dropFirst()
@@ -288,7 +299,10 @@ public struct BrokerClient: Sendable {
         pin: TLSPin? = nil,
         http: HTTPClient = BrokerClient.http
     ) async throws -> (client: BrokerClient, info: BrokerInfo) {
-        if let pin, url.hasPrefix("https://") { try await pin.check(url: url) }
+        if let pin, url.hasPrefix("https://") {
+            let waiting = Waiting.current
+            try await withRetries(patience: waiting.patience, onRetry: waiting.report) { try await pin.check(url: url) }
+        }
         let (info, transport) = try await brokerInfo(url: url, expected: broker, pin: pin, http: http)
         return (
             try BrokerClient(

@@ -142,9 +142,23 @@ public struct Participant: Sendable {
         case roundOpened(round: Int, participants: Int)
         /// This node answered a phase.
         case answered(round: Int, phase: String, bytes: Int)
-        /// A round finished: the new model's score on the held-out data, if any, and whether the
-        /// broker recorded it for federated evaluation (or why not).
-        case roundFinished(round: Int, evaluation: Evaluation?, refused: String?)
+        /// A round finished, as the broker recorded it: whether this node's input is in its sum
+        /// (`counted` such rounds so far in this run, of `target` when a number was asked), the new
+        /// model's score on the held-out data, if any, and whether the broker recorded it for
+        /// federated evaluation (or why not).
+        case roundFinished(
+            round: Int,
+            included: Bool,
+            counted: Int,
+            target: Int?,
+            evaluation: Evaluation?,
+            refused: String?
+        )
+        /// This node has answered the open phase, which still waits for `participants` others
+        /// until its deadline, `secondsLeft` from now.
+        case waiting(round: Int, phase: String, participants: Int, secondsLeft: Int64)
+        /// The federation stopped training: no round is open and none will be.
+        case trainingStopped(counted: Int)
         /// A round went on or aborted without this node.
         case roundMissed(round: Int, reason: String)
         /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
@@ -223,12 +237,15 @@ public struct Participant: Sendable {
         return (checkpoint, receipt.witnesses)
     }
 
-    /// Takes part in rounds until `rounds` rounds have finished (counting from the current model),
-    /// training on `data` (validated and standardised by the caller), and reports each step.
+    /// Takes part in rounds until this node's input is in the sum of `rounds` rounds (nil: no
+    /// limit), or the federation stops training after it was seen training, training on `data`
+    /// (validated and standardised by the caller), and reports each step. A round that finished
+    /// without this node's input or aborted does not count. An answer the broker refuses makes
+    /// the node sit that round out, its saved state for the round discarded (never resent).
     public func run(
         data: Dataset,
         evaluation: Dataset?,
-        rounds: Int,
+        rounds: Int?,
         report: @escaping @Sendable (Event) -> Void
     ) async throws {
         var participant = self
@@ -239,25 +256,42 @@ public struct Participant: Sendable {
     private func take(
         data: Dataset,
         evaluation: Dataset?,
-        rounds: Int,
+        rounds: Int?,
         report: @Sendable (Event) -> Void
     ) async throws {
         let start = try await info()
         let spec = start.spec
         var lastModelRound = start.modelRound
-        let target = lastModelRound + rounds
+        var counted = 0
         var state = RoundState()
-        while lastModelRound < target {
+        var first = true
+        var sawTraining = false
+        var lastWait: (round: Int, phase: String, waiting: Int)?
+        let answering = ["advertise", "share", "mask", "check", "unmask"]
+        while rounds.map({ counted < $0 }) ?? true {
             let view: RoundView = try await client.json("GET", "/v1/federations/\(federation)/round")
+            if first, view.phase == "aborted" {
+                // It aborted before this node started: not this node's to report.
+                state.reportedAborts.insert(view.round)
+            }
+            first = false
+            sawTraining = sawTraining || view.training
             let current = view.modelRound
             if current > lastModelRound {
                 var score: (round: Int, evaluation: Evaluation, refused: String?)?
                 if let evaluation { score = try await evaluate(on: evaluation) }
                 let newest = max(current, score?.round ?? 0)
+                // Each round as the broker recorded it: with this node's input in its sum, or not.
+                let record: MemberRecord = try await client.json("GET", "/v1/me")
+                let summed = Set(record.rounds.filter(\.included).map(\.round))
                 for r in (lastModelRound + 1)...newest {
+                    if summed.contains(r) { counted += 1 }
                     report(
                         .roundFinished(
                             round: r,
+                            included: summed.contains(r),
+                            counted: counted,
+                            target: rounds,
                             evaluation: r == score?.round ? score?.evaluation : nil,
                             refused: r == score?.round ? score?.refused : nil
                         )
@@ -269,7 +303,7 @@ public struct Participant: Sendable {
                 report(.witnessed(size: checkpoint.size, witnesses: witnesses))
                 continue
             }
-            if view.index >= 0, !view.answered, ["advertise", "share", "mask", "check", "unmask"].contains(view.phase) {
+            if view.index >= 0, !view.answered, answering.contains(view.phase) {
                 do {
                     try await step(view, spec: spec, data: data, state: &state, report: report)
                 } catch let error as SecAggError {
@@ -277,11 +311,42 @@ public struct Participant: Sendable {
                     report(.roundMissed(round: view.round, reason: error.message))
                 } catch let error as ExchangeError where error.code == .conflict {
                     // The phase moved on while this node answered; the next poll shows where it is.
+                } catch let error as ExchangeError where !error.isRetryable {
+                    // The broker refused this node's answer (one altered on the way, say): the node
+                    // sits the round out and forgets it, so a restart does not send it again.
+                    state.refused.insert(view.round)
+                    try discardState(through: view.round)
+                    report(
+                        .roundMissed(
+                            round: view.round,
+                            reason: "its \(view.phase) answer was not accepted: \(error.message)"
+                        )
+                    )
                 }
             } else if view.phase == "aborted", !state.reportedAborts.contains(view.round) {
                 try discardState(through: view.round)
                 state.reportedAborts.insert(view.round)
-                report(.roundMissed(round: view.round, reason: "the round aborted"))
+                report(
+                    .roundMissed(
+                        round: view.round,
+                        reason: "the round aborted" + (view.reason.isEmpty ? "" : ": \(view.reason)")
+                    )
+                )
+            } else if view.answered, answering.contains(view.phase),
+                lastWait.map({ $0 != (view.round, view.phase, view.waiting) }) ?? true
+            {
+                lastWait = (view.round, view.phase, view.waiting)
+                report(
+                    .waiting(
+                        round: view.round,
+                        phase: view.phase,
+                        participants: view.waiting,
+                        secondsLeft: max(0, view.deadline - unixTime())
+                    )
+                )
+            } else if sawTraining, !view.training, !answering.contains(view.phase) {
+                report(.trainingStopped(counted: counted))
+                return
             }
             try await Task.sleep(for: .seconds(pollInterval))
         }

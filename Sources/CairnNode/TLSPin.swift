@@ -61,7 +61,7 @@ public struct TLSPin: Sendable, Hashable {
                 .get()
         } catch {
             done.fail(error)
-            throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(error)")
+            throw ExchangeError(.transport, "the broker at \(url) cannot be reached: \(BrokerClient.describe(error))")
         }
         defer { channel.close(promise: nil) }
         do {

@@ -1,5 +1,6 @@
 import CairnCrypto
 import CairnWire
+import Foundation
 import Testing
 
 @testable import CairnAudit
@@ -92,5 +93,24 @@ struct AuditEntryTests {
         for e in cases {
             #expect(throws: AuditError(.malformed, "")) { try e.encoded() }
         }
+    }
+
+    @Test("The list of actions is the Protocol's table of audit actions, in its order")
+    func actionsAreTheProtocolTable() throws {
+        let file = #filePath
+        let root = String(file[..<file.range(of: "/Tests/")!.lowerBound])
+        let text = String(decoding: try DurableFile.read(root + "/Protocol/README.md", maximum: 1 << 22), as: UTF8.self)
+        let section = text.components(separatedBy: "## Audit actions")[1].components(separatedBy: "\n## ")[0]
+        var listed: [String] = []
+        for line in section.split(separator: "\n") where line.hasPrefix("| `") {
+            let cell = line.split(separator: "|")[0]
+            for name in cell.split(separator: "`").enumerated().filter({ $0.offset % 2 == 1 }).map({
+                String($0.element)
+            })
+            where !listed.contains(name) {
+                listed.append(name)
+            }
+        }
+        #expect(listed == AuditEntry.actions)
     }
 }

@@ -90,10 +90,11 @@ struct Fixture {
             )
             members[name] = key
         }
-        _ = try await exchange.suspend(
+        _ = try await exchange.setStanding(
             op,
             federation: "alpha",
-            key: Hex.encode(members["suspended"]!.publicKey.rawRepresentation)
+            member: members["suspended"]!.publicKey.fingerprint,
+            suspended: true
         )
         members["operator"] = operatorKey
     }
@@ -221,6 +222,7 @@ struct Endpoint: Sendable, CustomStringConvertible {
                 contentType: json,
                 allowed: op
             ),
+            Endpoint(method: .get, path: "/v1/admin/federations", body: [], contentType: nil, allowed: op),
             Endpoint(method: .get, path: "/v1/admin/federations/alpha", body: [], contentType: nil, allowed: op),
             Endpoint(
                 method: .post,
@@ -239,6 +241,13 @@ struct Endpoint: Sendable, CustomStringConvertible {
             Endpoint(
                 method: .post,
                 path: "/v1/admin/federations/alpha/participants/\(participantKey)/suspend",
+                body: [],
+                contentType: nil,
+                allowed: op
+            ),
+            Endpoint(
+                method: .post,
+                path: "/v1/admin/federations/alpha/participants/\(participantKey)/resume",
                 body: [],
                 contentType: nil,
                 allowed: op
@@ -483,14 +492,14 @@ struct Endpoint: Sendable, CustomStringConvertible {
             }
             return (cases, anonymous)
         }
-        // 24 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
-        // on the 9 admin routes, the participant on the 9 participant routes (evaluations among
+        // 26 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // on the 11 admin routes, the participant on the 9 participant routes (evaluations among
         // them), and on the licensing routes 3 on the listing, 2 on requests, 5 on one's own
         // licences, 2 on a licence and 1 on its container.
-        #expect(cases == 24 * 11 - 5 - 9 - 9 - 3 - 2 - 5 - 2 - 1)
+        #expect(cases == 26 * 11 - 5 - 11 - 9 - 3 - 2 - 5 - 2 - 1)
         // The replay attack's first sending succeeded; every other 401 is in one summary entry
         // (router tests have no peer address: the source is "unknown").
-        #expect(anonymous == 24 * 5)
+        #expect(anonymous == 26 * 5)
         let size = fixture.log.size
         await fixture.exchange.flushRefusals(force: true)
         #expect(fixture.log.size == size + 1)
@@ -672,6 +681,42 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
             #expect(logged.count == 1)
             #expect(logged.first?.contains("no such table: listings") == true, "\(logged)")
             #expect(logged.first?.contains("path=/v1/federations/alpha/listing") == true)
+        }
+    }
+}
+
+@Suite struct StandingTests {
+    /// The operator names a member by its fingerprint (or key) to suspend it and to resume it;
+    /// each change is one audit entry, and a repeat changes nothing.
+    @Test func suspendAndResumeByFingerprint() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let app = Application(router: BrokerServer.router(fixture.exchange, logger: quiet))
+        try await app.test(.router) { client in
+            let member = fixture.members["participant"]!
+            let base = "/v1/admin/federations/alpha/participants/"
+            func standing(_ name: String, _ action: String) async throws -> (status: Int, body: [UInt8]) {
+                try await fixture.request(client, fixture.operatorKey, .post, base + name + "/" + action)
+            }
+            func me() async throws -> Int { try await fixture.request(client, member, .get, "/v1/me").status }
+            let size = fixture.log.size
+            let suspended = try await standing(member.publicKey.fingerprint, "suspend")
+            #expect(suspended.status == 200)
+            #expect(try JSONDecoder().decode(MemberRecord.self, from: Data(suspended.body)).status == "suspended")
+            #expect(try await me() == 403)
+            #expect(try await standing(member.publicKey.fingerprint, "suspend").status == 200)
+            let resumed = try await standing(Hex.encode(member.publicKey.rawRepresentation), "resume")
+            #expect(try JSONDecoder().decode(MemberRecord.self, from: Data(resumed.body)).status == "active")
+            #expect(try await me() == 200)
+            let actions = try (size..<fixture.log.size).map { try fixture.log.entry($0) }
+                .filter { $0.action.hasPrefix("member.") }.map { "\($0.action) \($0.objectID)" }
+            let fingerprint = member.publicKey.fingerprint
+            #expect(actions == ["member.suspend \(fingerprint)", "member.resume \(fingerprint)"])
+            #expect(try await standing("ed25519:" + String(repeating: "0", count: 32), "suspend").status == 404)
+            #expect(try await standing("someone", "suspend").status == 400)
+            // A member of another federation is not this one's to suspend.
+            let outsider = fixture.members["outsider"]!.publicKey.fingerprint
+            #expect(try await standing(outsider, "suspend").status == 404)
         }
     }
 }

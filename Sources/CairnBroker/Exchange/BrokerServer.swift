@@ -62,6 +62,11 @@ public enum BrokerServer {
                 try json(await exchange.me(try await call.caller()))
             }
         }
+        router.get("/v1/admin/federations") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                try json(await exchange.federations(try await call.caller()))
+            }
+        }
         router.post("/v1/admin/federations") { request, context in
             await respond(exchange, request, context, logger) { call in
                 let body = try await call.body(json: true, limit: maximumSpecBody)
@@ -95,16 +100,19 @@ public enum BrokerServer {
                 )
             }
         }
-        router.post("/v1/admin/federations/{federation}/participants/{key}/suspend") { request, context in
-            await respond(exchange, request, context, logger) { call in
-                _ = try await call.body(json: false, limit: 0)
-                return try call.json(
-                    await exchange.suspend(
-                        call.caller!,
-                        federation: try parameter(context, "federation"),
-                        key: try parameter(context, "key")
+        for (action, suspended) in [("suspend", true), ("resume", false)] {
+            router.post("/v1/admin/federations/{federation}/participants/{key}/\(action)") { request, context in
+                await respond(exchange, request, context, logger) { call in
+                    _ = try await call.body(json: false, limit: 0)
+                    return try call.json(
+                        await exchange.setStanding(
+                            call.caller!,
+                            federation: try parameter(context, "federation"),
+                            member: try parameter(context, "key"),
+                            suspended: suspended
+                        )
                     )
-                )
+                }
             }
         }
         router.post("/v1/admin/federations/{federation}/training") { request, context in

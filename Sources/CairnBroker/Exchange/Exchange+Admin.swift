@@ -264,30 +264,56 @@ extension Exchange {
         return try members.map(record)
     }
 
-    /// `POST /v1/admin/federations/{federation}/participants/{key}/suspend`: the key's requests are
-    /// refused from now on, and it is left out of rounds that open later.
-    public func suspend(_ caller: Caller, federation: String, key: String) throws -> MemberRecord {
+    /// `POST /v1/admin/federations/{federation}/participants/{key}/suspend` and `…/resume`: a
+    /// suspended key's requests are refused from now on, and it is left out of rounds that open
+    /// later; a resumed one is active again. `member` is its identity key (64 hex digits) or its
+    /// fingerprint (`ed25519:` and 32 hex digits).
+    public func setStanding(
+        _ caller: Caller,
+        federation: String,
+        member name: String,
+        suspended: Bool
+    ) throws -> MemberRecord {
         try requireOperator(caller)
-        guard key.utf8.count == 64, let raw = try? Hex.decode(key) else {
-            throw ExchangeError(.malformed, "a key is 64 hex digits")
+        guard var member = try store.read({ db in try Self.member(db, named: name, in: federation) }) else {
+            throw ExchangeError(.notFound, "no member \(name.prefix(48)) in federation \(federation)")
         }
-        guard
-            var member = try store.read({ db in try Member.fetch(db, key: raw) }), member.federation == federation
-        else {
-            throw ExchangeError(.notFound, "no member \(key.prefix(16))… in federation \(federation)")
-        }
+        let status = suspended ? "suspended" : "active"
+        guard member.status != status else { return try record(member) }
         try audit(
             actor: caller.name,
             request: caller.request,
-            action: "member.suspend",
+            action: suspended ? "member.suspend" : "member.resume",
             objectType: "member",
-            objectID: (try? Ed25519.PublicKey(rawRepresentation: raw).fingerprint) ?? key
+            objectID: (try? Ed25519.PublicKey(rawRepresentation: member.key).fingerprint) ?? name
         )
         try store.write { db in
-            try db.execute(sql: "UPDATE members SET status = 'suspended' WHERE key = ?", arguments: [Data(raw)])
+            try db.execute(
+                sql: "UPDATE members SET status = ?, missed = 0 WHERE key = ?",
+                arguments: [status, Data(member.key)]
+            )
         }
-        member.status = "suspended"
+        member.status = status
         return try record(member)
+    }
+
+    /// The member of `federation` that `name` names: its identity key (64 hex digits) or its
+    /// fingerprint (`ed25519:` and 32 hex digits).
+    static func member(_ db: Database, named name: String, in federation: String) throws -> Member? {
+        if name.utf8.count == 64, let raw = try? Hex.decode(name) {
+            return try Member.fetch(db, key: raw).flatMap { $0.federation == federation ? $0 : nil }
+        }
+        guard name.hasPrefix("ed25519:"), name.utf8.count == 40 else {
+            throw ExchangeError(
+                .malformed,
+                "a member is named by its fingerprint (ed25519: and 32 hex digits) or its identity key (64 hex digits)"
+            )
+        }
+        let keys = try Data.fetchAll(db, sql: "SELECT key FROM members WHERE federation = ?", arguments: [federation])
+        guard
+            let key = keys.first(where: { (try? Ed25519.PublicKey(rawRepresentation: Array($0)))?.fingerprint == name })
+        else { return nil }
+        return try Member.fetch(db, key: Array(key))
     }
 
     /// `POST /v1/admin/federations/{federation}/training`: `start` runs `rounds` more rounds;
@@ -329,6 +355,13 @@ extension Exchange {
     }
 
     /// `GET /v1/admin/federations/{federation}`.
+    /// `GET /v1/admin/federations`: every federation's status, by id.
+    public func federations(_ caller: Caller) throws -> [FederationStatus] {
+        try requireOperator(caller)
+        return try store.read { db in try String.fetchAll(db, sql: "SELECT id FROM federations ORDER BY id") }
+            .map { try status($0) }
+    }
+
     public func status(_ caller: Caller, federation: String) throws -> FederationStatus {
         try requireOperator(caller)
         return try status(federation)
@@ -375,7 +408,11 @@ extension Exchange {
                     answered: answered,
                     included: row["included"],
                     reason: row["reason"],
-                    modelDigest: (row["model_digest"] as Data?).map { Hex.encode(Array($0)) } ?? ""
+                    modelDigest: (row["model_digest"] as Data?).map { Hex.encode(Array($0)) } ?? "",
+                    waitingFor: isOpen
+                        ? open!.expected.subtracting(open!.answered).sorted().map {
+                            config.roster[Int($0)].fingerprint
+                        } : []
                 )
             }
             return FederationStatus(

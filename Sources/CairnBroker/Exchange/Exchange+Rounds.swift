@@ -747,29 +747,40 @@ extension Exchange {
     public func roundView(_ caller: Caller, federation: String) throws -> RoundView {
         _ = try requireMember(caller, of: federation)
         _ = try federationSpec(federation)
-        let modelRound = try store.read { db in
-            try Int.fetchOne(db, sql: "SELECT max(round) FROM models WHERE federation = ?", arguments: [federation])
-                ?? 0
+        let (modelRound, training) = try store.read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT max(round) FROM models WHERE federation = ?", arguments: [federation])
+                    ?? 0,
+                try Bool.fetchOne(
+                    db,
+                    sql: "SELECT state = 'training' AND rounds_left > 0 FROM federations WHERE id = ?",
+                    arguments: [federation]
+                ) ?? false
+            )
         }
         guard let round = open[federation] else {
             let last = try store.read { db in
                 try Row.fetchOne(
                     db,
-                    sql: "SELECT round, phase FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 1",
+                    sql: "SELECT round, phase, reason FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 1",
                     arguments: [federation]
                 )
             }
+            let phase: String = last?["phase"] ?? "none"
             return RoundView(
                 round: last?["round"] ?? 0,
-                phase: last?["phase"] ?? "none",
+                phase: phase,
                 deadline: 0,
                 index: -1,
                 config: "",
                 message: "",
                 answered: false,
-                modelRound: modelRound
+                modelRound: modelRound,
+                reason: phase == "aborted" ? last?["reason"] ?? "" : "",
+                training: training
             )
         }
+        let waiting = round.expected.subtracting(round.answered).count
         guard let index = round.config.roster.firstIndex(of: caller.key) else {
             return RoundView(
                 round: round.number,
@@ -779,7 +790,9 @@ extension Exchange {
                 config: "",
                 message: "",
                 answered: false,
-                modelRound: modelRound
+                modelRound: modelRound,
+                waiting: waiting,
+                training: true
             )
         }
         // A participant that answered this phase only waits for the next: its view leaves out
@@ -804,7 +817,9 @@ extension Exchange {
             config: answered ? "" : round.configHex,
             message: Hex.encode(message),
             answered: answered,
-            modelRound: modelRound
+            modelRound: modelRound,
+            waiting: waiting,
+            training: true
         )
     }
 
