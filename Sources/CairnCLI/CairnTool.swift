@@ -25,6 +25,7 @@ struct CLIError: Error, CustomStringConvertible {
 /// `--wait`: how long a command keeps trying a broker that cannot be reached or fails to answer.
 struct WaitOption: ParsableArguments {
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
             "How long to keep trying a broker that cannot be reached or fails to answer before giving up, in seconds. What it waits for is said on standard error within 2 s.",
             valueName: "seconds"

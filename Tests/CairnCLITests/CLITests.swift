@@ -88,6 +88,32 @@ import Testing
         #expect(refusal(["serve", "--port", "70000"]) == "--port must be 0 to 65535")
         #expect(refusal(["serve", "--log-level", "loud"]) == "unknown --log-level loud")
         #expect(refusal(["serve", "--concurrent-uploads", "0"]) == "--concurrent-uploads must be 1 to 64")
+        // A negative price is a refused price, not a missing value.
+        let publish = ["admin", "publish", "--federation", "f", "--description", "d"]
+        #expect(refusal(publish + ["--price", "-5"]) == "--price must be a number of at least 0, not -5.0")
+        #expect(
+            refusal(publish + ["--pricing", "cost-plus", "--cost", "-1"])
+                == "--cost must be a number of at least 0, not -1.0"
+        )
+        #expect(
+            refusal(["admin", "status", "--federation", "f", "--wait", "-1"])
+                == "--wait is a number of seconds from 0 to 86400, not -1.0"
+        )
+    }
+
+    @Test func exportRefusesAnUnknownAction() {
+        do {
+            _ = try AuditCommand.parseAsRoot(["export", "--out", "/nonexistent/b", "--action", "round.submit"])
+            Issue.record("an unknown action was accepted")
+        } catch {
+            #expect(
+                AuditCommand.message(for: error)
+                    == "no entry has the action round.submit; the actions are \(AuditEntry.actions.joined(separator: ", "))"
+            )
+        }
+        #expect(throws: Never.self) {
+            try AuditCommand.parseAsRoot(["export", "--out", "b", "--action", "licence.issue"])
+        }
     }
 
     @Test func nodeInitThenIdentityUnlocksWithThePassphraseOnly() throws {
