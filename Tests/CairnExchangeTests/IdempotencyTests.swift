@@ -167,3 +167,49 @@ import Testing
         }
     }
 }
+
+/// Where seen nonces are kept: a POST's on disk, so that it cannot be replayed after a restart;
+/// a GET's in memory only (a poll costs no write).
+@Suite struct NonceTests {
+    @Test func aPostsNonceOutlivesARestartAndAGetsDoesNot() async throws {
+        let clock = TestClock()
+        let fixture = try await Fixture(settings: clock.settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let post = RequestSignature.withRequestID("/v1/admin/federations/alpha/invites")
+        let body = Array(try JSONEncoder().encode(InviteRequest(role: .licensee)))
+        func sign(_ method: String, _ target: String, _ body: [UInt8]) throws -> RequestSignature {
+            try RequestSignature.sign(
+                method: method,
+                target: target,
+                bodyDigest: try RequestSignature.digest(body),
+                identity: fixture.operatorKey,
+                broker: fixture.broker,
+                time: fixture.now()
+            )
+        }
+        let (postSignature, getSignature) = (try sign("POST", post, body), try sign("GET", "/v1/me", []))
+        func send(_ exchange: Exchange) async throws -> (post: Int, get: Int) {
+            let app = Application(router: BrokerServer.router(exchange, logger: quiet))
+            return try await app.test(.router) { client in
+                (
+                    try await CairnExchangeTests.send(client, .post, post, body, "application/json", postSignature),
+                    try await CairnExchangeTests.send(client, .get, "/v1/me", [], nil, getSignature)
+                )
+            }
+        }
+        #expect(try await send(fixture.exchange) == (201, 200))
+        #expect(try await send(fixture.exchange) == (401, 401))
+        // The broker restarted: the same folder and keys, a new process.
+        let restarted = try Exchange(
+            folder: fixture.folder,
+            log: fixture.log,
+            keys: fixture.exchange.keys,
+            origin: "cairn.test/exchange",
+            settings: clock.settings,
+            metrics: ExchangeMetrics(),
+            logger: quiet
+        )
+        #expect(try await send(restarted) == (401, 200))
+        #expect(try await send(restarted) == (401, 401))
+    }
+}

@@ -103,6 +103,10 @@ public actor Exchange {
     var answering: Set<String> = []
     /// The key stored answers are encrypted under (``Outcome``).
     let outcomeKey: SymmetricKey
+    /// Every nonce seen since this process started, by key and nonce, with its signed time: a
+    /// read's nonce is checked here only (no write to disk for a poll), a POST's also on disk.
+    private var seenNonces: [[UInt8]: Int64] = [:]
+    private var seenNoncesPruned: Int64 = 0
 
     /// Opens the exchange over `broker.sqlite` in `folder`, enrols the operator key and resumes
     /// every open round (each open phase gets its full deadline again).
@@ -413,16 +417,26 @@ public actor Exchange {
         if member == nil && !enrolling {
             throw ExchangeError(.unauthenticated, "key \(signature.fingerprint) is not enrolled at this broker")
         }
-        let fresh = try store.write { db -> Bool in
-            try db.execute(
-                sql: "DELETE FROM nonces WHERE time < ?",
-                arguments: [now - 2 * RequestSignature.maximumClockSkew - 1]
-            )
-            try db.execute(
-                sql: "INSERT INTO nonces (key, nonce, time) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                arguments: [Data(key), Data(request.nonce), request.time]
-            )
-            return db.changesCount == 1
+        // Nonces older than the window cannot come back: their time is refused.
+        let expired = now - 2 * RequestSignature.maximumClockSkew - 1
+        if now - seenNoncesPruned >= 10 {
+            seenNonces = seenNonces.filter { $0.value >= expired }
+            seenNoncesPruned = now
+        }
+        var fresh = seenNonces.updateValue(request.time, forKey: key + request.nonce) == nil
+        // A state change's nonce is also kept on disk, so that it cannot be replayed after a
+        // restart either; a read's is not: replayed after a restart, a read changes nothing and
+        // tells whoever replays it no more than the answer it could see before (and polls, four a
+        // second per node, cost no fsync).
+        if fresh, request.method != "GET" {
+            fresh = try store.write { db -> Bool in
+                try db.execute(sql: "DELETE FROM nonces WHERE time < ?", arguments: [expired])
+                try db.execute(
+                    sql: "INSERT INTO nonces (key, nonce, time) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    arguments: [Data(key), Data(request.nonce), request.time]
+                )
+                return db.changesCount == 1
+            }
         }
         guard fresh else {
             throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
