@@ -562,7 +562,12 @@ public enum BrokerServer {
         func settle(_ outcome: Outcome?) async {
             guard let (key, id, path, digest) = retryable else { return }
             retryable = nil
-            if let outcome, (200..<300).contains(outcome.status) || Outcome.keeps(refusal: outcome.status) {
+            // A refusal is kept for a member only: anyone can make keys and fail to enrol, and
+            // such a flood must not become writes.
+            let member = caller?.member != nil
+            if let outcome,
+                (200..<300).contains(outcome.status) || (member && Outcome.keeps(refusal: outcome.status))
+            {
                 await exchange.finish(key: key, request: id, path: path, digest: digest, outcome: outcome)
             } else {
                 await exchange.abandon(key: key, request: id)
