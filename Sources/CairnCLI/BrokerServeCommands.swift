@@ -276,7 +276,7 @@ extension BrokerCommand.Admin {
             for m in members {
                 let included = m.rounds.filter(\.included).count
                 print(
-                    "\(m.fingerprint)  \(m.role.rawValue)  \(m.status)  in \(included) of \(m.rounds.count) rounds  \(m.key)"
+                    "\(m.fingerprint)\(m.name.map { " (\($0))" } ?? "")  \(m.role.rawValue)  \(m.status)  in \(included) of \(m.rounds.count) rounds  \(m.key)"
                 )
             }
         }

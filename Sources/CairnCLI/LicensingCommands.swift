@@ -96,7 +96,7 @@ extension BrokerCommand.Admin {
             if json { return try printJSON(records) }
             for r in records {
                 print(
-                    "\(r.id)  \(r.status)  \(r.entitlements.joined(separator: ","))  \(r.offer.pricing) \(r.offer.price) \(r.offer.currency)  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries  licensee \(fingerprint(hexKey: r.licensee))"
+                    "\(r.id)  \(r.status)  \(r.entitlements.joined(separator: ","))  \(r.offer.pricing) \(r.offer.price) \(r.offer.currency)  \(r.deliveries) of \(r.offer.deliveryLimit) deliveries  licensee \(fingerprint(hexKey: r.licensee))\(r.licenseeName.map { " (\($0))" } ?? "")"
                 )
             }
         }

@@ -1,7 +1,9 @@
 import ArgumentParser
+import CairnExchange
 import CairnModels
+import CairnNode
 import CairnWire
-import FoundationEssentials
+import Foundation
 
 /// `--model` values.
 enum ModelKindArgument: String, ExpressibleByArgument, CaseIterable {
@@ -26,26 +28,69 @@ extension NodeCommand {
     }
 
     /// `cairn-node data check`.
-    struct Check: ParsableCommand {
+    struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a CSV file against a schema and print the report.",
             discussion: """
                 Reads the file once, in bounded memory, and never modifies it. Reports the row count, \
                 class balance, and every missing value, wrong type, value out of range, unknown category \
                 or class, malformed row and duplicate row, with row and column numbers (the header is \
-                row 1). Exits with status 1 when the data fails the schema (duplicates are only warnings).
+                row 1). Exits with status 1 when the data fails the schema (duplicates are only warnings). \
+                Without --schema, the schema is the federation's, fetched from the broker this node \
+                enrolled with (the keystore is unlocked to sign the request).
                 """
         )
 
-        @OptionGroup var input: DataInput
+        @Argument(help: ArgumentHelp("The CSV file (header row first).", valueName: "csv"))
+        var csv: String
+
+        @Option(
+            help: ArgumentHelp(
+                "The schema (JSON). Default: the enrolled federation's, from its broker.",
+                valueName: "file"
+            )
+        )
+        var schema: String?
+
+        @OptionGroup var home: NodeHomeOptions
+        @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var wait: WaitOption
 
         @Flag(help: "Print the report as JSON instead of text.")
         var json = false
 
-        func run() throws {
-            let report = try DataValidator.check(input.csv, schema: try DataSchema.load(from: input.schema))
+        func run() async throws {
+            let schema: DataSchema
+            if let path = self.schema {
+                schema = try DataSchema.load(from: path)
+            } else {
+                schema = try await enrolledSchema()
+            }
+            let report = try DataValidator.check(csv, schema: schema)
             print(json ? try encodeJSON(report) : report.text)
             if !report.passed { throw ExitCode(1) }
+        }
+
+        /// The schema of the federation this node enrolled in, from its broker.
+        private func enrolledSchema() async throws -> DataSchema {
+            guard DurableFile.exists(home.resolved + "/" + Enrolment.fileName) else {
+                throw CLIError(
+                    "\(home.resolved) has not enrolled with a broker, so there is no federation schema to fetch: give the schema with --schema, or enrol first (cairn-node enroll)"
+                )
+            }
+            let enrolment = try Enrolment.read(home: home.resolved)
+            let identity = try NodeIdentity.unlock(
+                home: home.resolved,
+                passphrase: try passphrase.read(newKeystore: false)
+            )
+            let info: FederationInfo = try await cliCall(wait.waiting) {
+                let (client, _) = try await enrolment.connect(identity: identity.identity)
+                return try await client.json("GET", "/v1/federations/\(enrolment.federation)")
+            }
+            FileHandle.standardError.write(
+                Data("schema: federation \(enrolment.federation)'s, from \(enrolment.broker)\n".utf8)
+            )
+            return info.spec.schema
         }
     }
 

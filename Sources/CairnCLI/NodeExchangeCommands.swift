@@ -15,7 +15,8 @@ extension NodeCommand {
             discussion: """
                 Checks that the broker at --broker holds the identity key named in the invite (and that its \
                 transport key is signed by it), then sends a signed enrolment with this node's identity and \
-                delivery keys. Writes <home>/enrolment.json. An invite works once, before it expires.
+                delivery keys. Writes <home>/enrolment.json; a home already enrolled is refused (one enrolment per \
+                home). An invite works once, before it expires.
                 """
         )
         @OptionGroup var home: NodeHomeOptions
@@ -26,6 +27,13 @@ extension NodeCommand {
         @Option(help: ArgumentHelp("The invite code from the operator.", valueName: "code")) var invite: String
 
         func run() async throws {
+            // One home holds one enrolment: a second one would silently replace the first.
+            if DurableFile.exists(home.resolved + "/" + Enrolment.fileName) {
+                let held = try Enrolment.read(home: home.resolved)
+                throw CLIError(
+                    "\(home.resolved) is already enrolled as \(held.role.rawValue) of federation \(held.federation) at \(held.broker), and a home holds one enrolment: to join another federation, make another home (cairn-node init --home <folder>) and enrol from it"
+                )
+            }
             let identity = try NodeIdentity.unlock(
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)

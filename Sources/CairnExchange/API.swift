@@ -256,6 +256,9 @@ public struct MemberRecord: Codable, Sendable, Hashable {
     public var enrolled: Int64
     /// Its part in each round it was on the roster of, newest first.
     public var rounds: [Contribution]
+    /// The display name recorded for its fingerprint with `cairn-audit people record`; only in
+    /// the operator's lists, absent when none is recorded.
+    public var name: String?
 
     /// A record.
     public init(

@@ -253,6 +253,9 @@ public struct LicenceRecord: Codable, Sendable, Hashable {
     public var deliveries: Int
     /// Its `licence.issue` entry in the audit log, once granted.
     public var proof: LicenceProof?
+    /// The licensee's display name recorded with `cairn-audit people record`; only in the
+    /// operator's list, absent when none is recorded.
+    public var licenseeName: String?
 
     /// A record.
     public init(

@@ -261,7 +261,18 @@ extension Exchange {
             )
             .compactMap(Member.init(row:))
         }
-        return try members.map(record)
+        let names = try displayNames()
+        return try members.map { member in
+            var record = try record(member)
+            record.name = names[record.fingerprint]
+            return record
+        }
+    }
+
+    /// The display names recorded in the audit log's personal-data table, by fingerprint: for
+    /// the operator's lists only (members never see each other's names).
+    func displayNames() throws -> [String: String] {
+        Dictionary(try log.people().map { ($0.id, $0.displayName) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// `POST /v1/admin/federations/{federation}/participants/{key}/suspend` and `…/resume`: a

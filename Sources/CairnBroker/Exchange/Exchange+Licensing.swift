@@ -336,7 +336,14 @@ extension Exchange {
     public func licences(_ caller: Caller, federation: String) throws -> [LicenceRecord] {
         try requireOperator(caller)
         _ = try federationSpec(federation)
-        return try licenceRecords(where: "federation", is: federation)
+        let names = try displayNames()
+        return try licenceRecords(where: "federation", is: federation).map { record in
+            var record = record
+            record.licenseeName = try names[
+                Ed25519.PublicKey(rawRepresentation: Hex.decode(record.licensee)).fingerprint
+            ]
+            return record
+        }
     }
 
     /// The records of the licences whose `column` (`federation` or `licensee`) is `value`,
