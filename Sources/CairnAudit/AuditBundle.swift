@@ -103,7 +103,8 @@ public enum AuditBundle {
 
     /// Appends an `audit.export` entry by `actor`, signs a checkpoint that covers it, and writes
     /// the bundle of the entries `filter` admits to `directory`, which must not exist. The folder
-    /// is written under a temporary name and renamed into place once complete.
+    /// is written under a temporary name and renamed into place once complete. `request` is the
+    /// signed request that asked for it, when a member's node did (it goes into the entry).
     @discardableResult
     public static func export(
         log: AuditLog,
@@ -111,6 +112,7 @@ public enum AuditBundle {
         signer: NoteSigner,
         filter: Filter = Filter(),
         actor: String,
+        request: AuditEntry.SignedRequest? = nil,
         to directory: String
     ) throws -> Summary {
         try filter.check()
@@ -128,7 +130,8 @@ public enum AuditBundle {
                 objectType: "export",
                 objectID: exportID,
                 outcome: .succeeded,
-                reason: filter.isEverything ? "" : "filtered"
+                reason: filter.isEverything ? "" : "filtered",
+                request: request
             )
         }
         let note = try log.signCheckpoint(origin: origin, signer: signer)

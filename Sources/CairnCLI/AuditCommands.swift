@@ -1,10 +1,13 @@
 import ArgumentParser
 import CairnAudit
 import CairnBroker
+import CairnExchange
+import CairnNode
 import CairnWire
+import Foundation
 
 /// `cairn-audit`: export, verify and report on the broker's audit trail.
-struct AuditCommand: ParsableCommand {
+struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn-audit",
         abstract: "Export the Cairn audit trail as a verifiable bundle, verify it offline, and report on it.",
@@ -12,13 +15,44 @@ struct AuditCommand: ParsableCommand {
             The broker keeps an append-only log of every decision in <data-dir>/audit.sqlite, hashed into \
             an RFC 6962 Merkle tree whose checkpoints it signs. export, report, prove, checkpoint and people \
             work on the broker's data folder; verify needs only a bundle (or proof) and the broker's \
-            checkpoint key (<data-dir>/checkpoint.pub), so anyone can run it without trusting the operator.
+            checkpoint key (<data-dir>/checkpoint.pub), so anyone can run it without trusting the operator. \
+            An auditor without the data folder runs export and report with --broker, as a member enrolled \
+            with an auditor invite (cairn-node init, then cairn-node enroll).
             """,
         version: CairnVersion.software,
         subcommands: [Export.self, Verify.self, Report.self, Prove.self, SignCheckpoint.self, People.self]
     )
 
     init() {}
+}
+
+/// `--broker` and `--home`: the audit log read from the daemon by an enrolled auditor.
+struct RemoteAuditOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Read the audit log from this broker's daemon instead of a data folder, as the auditor (or operator) enrolled in --home; the passphrase is then that keystore's.",
+            valueName: "url"
+        )
+    )
+    var broker: String?
+
+    @OptionGroup var home: NodeHomeOptions
+    @OptionGroup var wait: WaitOption
+
+    /// A client of the broker the home enrolled with, and the checkpoint key its identity signed.
+    func connect(passphrase: PassphraseOptions) async throws -> (client: BrokerClient, checkpoint: NoteVerifier) {
+        let enrolment = try Enrolment.read(home: home.resolved)
+        guard enrolment.broker == broker else {
+            throw CLIError(
+                "\(home.resolved) is enrolled with the broker at \(enrolment.broker), not \(broker ?? ""): give that URL, or the home enrolled with this one (--home)"
+            )
+        }
+        let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
+        return try await cliCall(wait.waiting) {
+            let (client, info) = try await enrolment.connect(identity: identity.identity)
+            return (client, try BrokerDeliveryKeys(info, broker: try enrolment.brokerIdentity).checkpoint)
+        }
+    }
 }
 
 /// Who is acting, for the audit entries a command appends.
@@ -32,7 +66,7 @@ struct OperatorOptions: ParsableArguments {
 
 extension AuditCommand {
     /// `cairn-audit export`.
-    struct Export: ParsableCommand {
+    struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a verifiable bundle of the audit log (all of it, or the entries a filter keeps).",
             discussion: """
@@ -42,12 +76,18 @@ extension AuditCommand {
                 entry), consistency.jsonl (proofs from every earlier checkpoint), the signed checkpoint, and a \
                 signed manifest with the SHA-256 of every file. Needs the keystore passphrase (the checkpoint \
                 key signs). <out> must not exist; it appears only when complete.
+
+                With --broker, the daemon makes the same bundle for the auditor enrolled in --home (its \
+                audit.export entry carries the auditor's signed request), sealed to the auditor's key; the \
+                bundle is verified with the checkpoint key that the broker's identity, pinned at enrolment, \
+                signed, before <out> appears.
                 """
         )
 
         @OptionGroup var data: BrokerDataOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var actor: OperatorOptions
+        @OptionGroup var remote: RemoteAuditOptions
 
         @Option(help: ArgumentHelp("The bundle folder to create.", valueName: "folder"))
         var out: String
@@ -72,7 +112,8 @@ extension AuditCommand {
             }
         }
 
-        func run() throws {
+        func run() async throws {
+            if remote.broker != nil { return try await exportRemotely() }
             let home = try data.open()
             let signer = try home.checkpointSigner(passphrase: try passphrase.read(newKeystore: false))
             let summary = try AuditBundle.export(
@@ -85,6 +126,49 @@ extension AuditCommand {
             )
             print("exported \(summary.entryCount) of \(summary.logSize) entries to \(out)")
             print("export id \(summary.exportID), checkpoint root \(summary.root)")
+        }
+
+        /// The bundle from the daemon: written under a temporary name, verified, then renamed.
+        private func exportRemotely() async throws {
+            guard !DurableFile.exists(out) else {
+                throw CLIError("\(out) already exists; choose a new folder for the bundle")
+            }
+            let (client, checkpoint) = try await remote.connect(passphrase: passphrase)
+            var query: [String] = []
+            for (name, value) in [("from", from), ("to", to), ("actor", byActor), ("action", action)] {
+                guard let value else { continue }
+                var allowed = CharacterSet.urlQueryAllowed
+                allowed.remove(charactersIn: "&=+?#")
+                query.append(name + "=" + (value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value))
+            }
+            let target = "/v1/audit/bundle" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+            let bundle: AuditBundleFiles = try await cliCall(remote.wait.waiting) {
+                try await client.json("GET", target)
+            }
+            let partial = out + ".partial"
+            try DurableFile.makeDirectory(partial)
+            for file in bundle.files {
+                guard !file.name.isEmpty, !file.name.contains("/"), !file.name.hasPrefix("."),
+                    let bytes = Data(base64Encoded: file.data)
+                else {
+                    throw CLIError(
+                        "the broker's bundle holds a file named \(file.name.prefix(80)) or one that is not base64"
+                    )
+                }
+                try DurableFile.write(
+                    Array(bytes),
+                    to: partial + "/" + file.name,
+                    mode: DurableFile.shared,
+                    replace: false
+                )
+            }
+            let summary = try AuditBundle.verify(directory: partial, verifier: checkpoint)
+            guard rename(partial, out) == 0 else { throw CLIError("cannot rename \(partial) to \(out)") }
+            print("exported \(summary.entryCount) of \(summary.logSize) entries to \(out) from \(remote.broker ?? "")")
+            print("export id \(summary.exportID), checkpoint root \(summary.root)")
+            print(
+                "verified with the broker's checkpoint key \(checkpoint.encoded), signed by its identity pinned at enrolment (save it to a file for cairn-audit verify --key)"
+            )
         }
     }
 
@@ -175,17 +259,20 @@ extension AuditCommand {
     }
 
     /// `cairn-audit report`.
-    struct Report: ParsableCommand {
+    struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print a compliance report (Markdown or HTML) from the audit log and the broker's configuration.",
             discussion: """
                 Participation per round, model lineage, licences and deliveries, refused requests, activity by \
                 action, and a GDPR Art. 30 record of processing filled from broker.json. People appear by \
-                pseudonymous id, with a display name while one is held; erased data never appears. Reads only.
+                pseudonymous id, with a display name while one is held; erased data never appears. Reads only. \
+                With --broker, the daemon makes it for the auditor enrolled in --home, sealed to its key.
                 """
         )
 
         @OptionGroup var data: BrokerDataOptions
+        @OptionGroup var remote: RemoteAuditOptions
+        @OptionGroup var passphrase: PassphraseOptions
 
         @Option(help: "markdown or html.")
         var format: ReportFormat = .markdown
@@ -193,15 +280,23 @@ extension AuditCommand {
         @Option(help: ArgumentHelp("Write the report here instead of standard output.", valueName: "path"))
         var out: String?
 
-        func run() throws {
-            let home = try data.open()
-            let report = try ComplianceReport(
-                log: try home.openLog(),
-                config: home.config,
-                checkpointKey: try home.verifier(),
-                generated: AuditEntry.now()
-            )
-            let text = report.render(format.format)
+        func run() async throws {
+            let text: String
+            if remote.broker != nil {
+                let (client, _) = try await remote.connect(passphrase: passphrase)
+                let reply = try await cliCall(remote.wait.waiting) {
+                    try await client.send("GET", "/v1/audit/report?format=\(format.format.rawValue)")
+                }
+                text = String(decoding: reply.body, as: UTF8.self)
+            } else {
+                let home = try data.open()
+                text = try ComplianceReport(
+                    log: try home.openLog(),
+                    config: home.config,
+                    checkpointKey: try home.verifier(),
+                    generated: AuditEntry.now()
+                ).render(format.format)
+            }
             if let out {
                 try DurableFile.write(Array(text.utf8), to: out, mode: DurableFile.shared, replace: true)
                 print("wrote \(out)")

@@ -12,7 +12,7 @@ public enum CairnTool {
     /// Runs `cairn-node` with the process's arguments and exits.
     public static func node() async { await NodeCommand.main() }
     /// Runs `cairn-audit` with the process's arguments and exits.
-    public static func audit() { AuditCommand.main() }
+    public static func audit() async { await AuditCommand.main() }
 }
 
 /// A run-time refusal: printed as `Error: <message>` with exit status 1, without a usage line

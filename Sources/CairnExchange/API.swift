@@ -545,3 +545,27 @@ public struct CosignatureReceipt: Codable, Sendable, Hashable {
         self.witnesses = witnesses
     }
 }
+
+/// `GET /v1/audit/bundle`: an audit bundle (`cairn-audit export`'s folder) as its files, for an
+/// auditor's or the operator's node to write out and verify.
+public struct AuditBundleFiles: Codable, Sendable, Hashable {
+    /// One file of the bundle.
+    public struct File: Codable, Sendable, Hashable {
+        /// Its name in the bundle folder (no slashes).
+        public var name: String
+        /// Its bytes, base64.
+        public var data: String
+
+        /// A file.
+        public init(name: String, data: String) {
+            self.name = name
+            self.data = data
+        }
+    }
+
+    /// The files, by name.
+    public var files: [File]
+
+    /// The files.
+    public init(files: [File]) { self.files = files }
+}

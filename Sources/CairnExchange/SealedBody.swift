@@ -41,6 +41,8 @@ public struct SealedBody: Sendable {
         case ("POST", 5) where parts[0...2] == ["v1", "admin", "federations"] && parts[4] == "invites":
             return (false, true)
         case ("GET", 4) where parts[0...1] == ["v1", "federations"] && parts[3] == "model": return (false, true)
+        case ("GET", 3) where parts[0...1] == ["v1", "audit"] && ["bundle", "report"].contains(parts[2]):
+            return (false, true)
         case ("POST", 4) where parts[0...1] == ["v1", "federations"] && parts[3] == "evaluations": return (true, true)
         case ("POST", 6)
         where parts[0...1] == ["v1", "federations"] && parts[3] == "rounds"

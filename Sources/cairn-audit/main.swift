@@ -1,3 +1,3 @@
 import CairnCLI
 
-CairnTool.audit()
+await CairnTool.audit()

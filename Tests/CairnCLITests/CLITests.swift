@@ -166,31 +166,33 @@ struct AuditCLITests {
     @Test(
         "init, record a person, export, verify, prove, erase, report without the datum, verify against a later bundle"
     )
-    func auditLifecycle() throws {
+    func auditLifecycle() async throws {
         let folder = String(cString: mkdtemp(strdup("/tmp/cairn-audit-cli-XXXXXX")))
         defer { _ = system("rm -rf '\(folder)'") }
         try DurableFile.write(Array("a long enough passphrase\n".utf8), to: folder + "/pp", replace: false)
         let data = folder + "/broker"
         let pp = ["--data-dir", data, "--passphrase-file", folder + "/pp"]
-        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) throws {
+        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) async throws {
             var parsed = try command.parseAsRoot(arguments)
-            try parsed.run()
+            if var command = parsed as? any AsyncParsableCommand { try await command.run() } else { try parsed.run() }
         }
-        try run(
+        try await run(
             BrokerCommand.self,
             ["init", "--kdf", "interactive", "--origin", "cairn.test/x", "--controller", "Example Ltd"] + pp
         )
-        #expect(throws: WireError(.io, "")) { try run(BrokerCommand.self, ["init", "--kdf", "interactive"] + pp) }
-        try run(
+        await #expect(throws: WireError(.io, "")) {
+            try await run(BrokerCommand.self, ["init", "--kdf", "interactive"] + pp)
+        }
+        try await run(
             AuditCommand.self,
             [
                 "people", "record", "ed25519:ada", "--name", "Dr Ada <Example>", "--contact", "ada@example.org",
                 "--data-dir", data,
             ]
         )
-        try run(AuditCommand.self, ["export", "--out", folder + "/b1"] + pp)
+        try await run(AuditCommand.self, ["export", "--out", folder + "/b1"] + pp)
         let key = data + "/checkpoint.pub"
-        try run(AuditCommand.self, ["verify", folder + "/b1", "--key", key])
+        try await run(AuditCommand.self, ["verify", folder + "/b1", "--key", key])
 
         let home = try BrokerHome(path: data)
         let log = try home.openLog()
@@ -211,26 +213,26 @@ struct AuditCLITests {
         // A proof of one entry, saved and verified; a tampered copy is refused.
         let proof = try AuditBundle.proofDocument(log: log, sequence: 1)
         try DurableFile.write(Array(proof.utf8), to: folder + "/p1", replace: false)
-        try run(AuditCommand.self, ["verify", folder + "/p1", "--key", key])
+        try await run(AuditCommand.self, ["verify", folder + "/p1", "--key", key])
         try DurableFile.write(
             Array(proof.replacingOccurrences(of: "ed25519:ada", with: "ed25519:bob").utf8),
             to: folder + "/p2",
             replace: false
         )
-        #expect(throws: AuditError(.tampered, "")) {
-            try run(AuditCommand.self, ["verify", folder + "/p2", "--key", key])
+        await #expect(throws: AuditError(.tampered, "")) {
+            try await run(AuditCommand.self, ["verify", folder + "/p2", "--key", key])
         }
-        #expect(throws: AuditError(.outOfRange, "")) {
-            try run(AuditCommand.self, ["prove", "--sequence", "3", "--data-dir", data])
+        await #expect(throws: AuditError(.outOfRange, "")) {
+            try await run(AuditCommand.self, ["prove", "--sequence", "3", "--data-dir", data])
         }
 
         // Erasure: the report loses the name, verification stays green, old and new bundles agree.
-        try run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
-        #expect(throws: AuditError(.outOfRange, "")) {
-            try run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
+        try await run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
+        await #expect(throws: AuditError(.outOfRange, "")) {
+            try await run(AuditCommand.self, ["people", "erase", "ed25519:ada", "--data-dir", data])
         }
-        try run(AuditCommand.self, ["export", "--out", folder + "/b2"] + pp)
-        try run(AuditCommand.self, ["verify", folder + "/b1", "--key", key, "--later", folder + "/b2"])
+        try await run(AuditCommand.self, ["export", "--out", folder + "/b2"] + pp)
+        try await run(AuditCommand.self, ["verify", folder + "/b1", "--key", key, "--later", folder + "/b2"])
         let after = try ComplianceReport(
             log: try home.openLog(),
             config: home.config,
@@ -241,47 +243,51 @@ struct AuditCLITests {
             #expect(!after.render(format).contains("Ada"))
         }
         #expect(after.render(.markdown).contains("| Personal-data records held now | 0 |"))
-        #expect(throws: (any Error).self) {
-            try run(AuditCommand.self, ["export", "--out", folder + "/b3", "--from", "yesterday"] + pp)
+        await #expect(throws: (any Error).self) {
+            try await run(AuditCommand.self, ["export", "--out", folder + "/b3", "--from", "yesterday"] + pp)
         }
         #expect(!DurableFile.exists(folder + "/b3"))
 
         // The database itself: verified in place; edited behind the log's back, it is refused by
         // every tool that opens it (the daemon included), naming the entry and what to run.
-        try run(AuditCommand.self, ["verify", "--data-dir", data])
+        try await run(AuditCommand.self, ["verify", "--data-dir", data])
         var forged = try log.entry(1)
         forged.objectID = "ed25519:bob"
+        let forgedBytes = Data(try forged.encoded())
         let queue = try DatabaseQueue(path: data + "/audit.sqlite")
-        try queue.write { db in
+        try await queue.write { db in
             try db.execute(sql: "DROP TRIGGER entries_are_append_only_update")
-            try db.execute(sql: "UPDATE entries SET entry = ? WHERE sequence = 1", arguments: [Data(forged.encoded())])
+            try db.execute(sql: "UPDATE entries SET entry = ? WHERE sequence = 1", arguments: [forgedBytes])
         }
         try queue.close()
         let expected =
             "the audit log in \(data) is not consistent: audit entry 1 does not hash to its stored leaf: the entry or its leaf was changed. Nothing will be signed or served over it. Investigate with `cairn-audit verify --data-dir \(data)`, and restore the folder from a backup (`cairn-broker restore`)."
         #expect(#expect(throws: AuditError.self) { try home.openLog() }?.message == expected)
         #expect(
-            #expect(throws: AuditError.self) { try run(AuditCommand.self, ["verify", "--data-dir", data]) }?.message
+            await #expect(throws: AuditError.self) {
+                try await run(AuditCommand.self, ["verify", "--data-dir", data])
+            }?.message
                 == expected
         )
         #expect(
-            #expect(throws: AuditError.self) { try run(AuditCommand.self, ["checkpoint"] + pp) }?.message == expected
+            await #expect(throws: AuditError.self) { try await run(AuditCommand.self, ["checkpoint"] + pp) }?.message
+                == expected
         )
     }
 
     @Test("The data folder is the owner's alone whatever the umask, and an erased person is in none of its files")
-    func privateFolderAndErasure() throws {
+    func privateFolderAndErasure() async throws {
         let previous = umask(0)
         defer { umask(previous) }
         let folder = String(cString: mkdtemp(strdup("/tmp/cairn-erase-XXXXXX")))
         defer { _ = system("rm -rf '\(folder)'") }
         try DurableFile.write(Array("a long enough passphrase\n".utf8), to: folder + "/pp", replace: false)
         let data = folder + "/broker"
-        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) throws {
+        func run(_ command: any ParsableCommand.Type, _ arguments: [String]) async throws {
             var parsed = try command.parseAsRoot(arguments)
-            try parsed.run()
+            if var command = parsed as? any AsyncParsableCommand { try await command.run() } else { try parsed.run() }
         }
-        try run(
+        try await run(
             BrokerCommand.self,
             [
                 "init", "--kdf", "interactive", "--origin", "cairn.test/e", "--data-dir", data, "--passphrase-file",
@@ -289,14 +295,14 @@ struct AuditCLITests {
             ]
         )
         let (name, contact) = ("Zebedee Quillfeather-7f3a", "zebedee.7f3a@example.org")
-        try run(
+        try await run(
             AuditCommand.self,
             ["people", "record", "ed25519:zq", "--name", name, "--contact", contact, "--data-dir", data]
         )
         // A log held open by another reader (as a report or the daemon would) does not stop it.
         let reader = try BrokerHome(path: data).openLog()
         #expect(try reader.people().count == 1)
-        try run(AuditCommand.self, ["people", "erase", "ed25519:zq", "--data-dir", data])
+        try await run(AuditCommand.self, ["people", "erase", "ed25519:zq", "--data-dir", data])
         var info = stat()
         #expect(stat(data, &info) == 0 && info.st_mode & 0o777 == 0o700)
         let files = try DurableFile.entries(in: data)

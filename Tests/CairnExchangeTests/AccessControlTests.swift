@@ -210,6 +210,20 @@ struct Endpoint: Sendable, CustomStringConvertible {
         return [
             Endpoint(
                 method: .get,
+                path: "/v1/audit/bundle?action=licence.issue",
+                body: [],
+                contentType: nil,
+                allowed: ["operator", "auditor"]
+            ),
+            Endpoint(
+                method: .get,
+                path: "/v1/audit/report?format=html",
+                body: [],
+                contentType: nil,
+                allowed: ["operator", "auditor"]
+            ),
+            Endpoint(
+                method: .get,
                 path: "/v1/me",
                 body: [],
                 contentType: nil,
@@ -492,14 +506,14 @@ struct Endpoint: Sendable, CustomStringConvertible {
             }
             return (cases, anonymous)
         }
-        // 26 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
-        // on the 11 admin routes, the participant on the 9 participant routes (evaluations among
+        // 28 endpoints × 11 attacks, less the callers that are allowed: 5 on /v1/me, the operator
+        // and the auditor on the 2 audit routes, the operator on the 11 admin routes, the participant on the 9 participant routes (evaluations among
         // them), and on the licensing routes 3 on the listing, 2 on requests, 5 on one's own
         // licences, 2 on a licence and 1 on its container.
-        #expect(cases == 26 * 11 - 5 - 11 - 9 - 3 - 2 - 5 - 2 - 1)
+        #expect(cases == 28 * 11 - 5 - 4 - 11 - 9 - 3 - 2 - 5 - 2 - 1)
         // The replay attack's first sending succeeded; every other 401 is in one summary entry
         // (router tests have no peer address: the source is "unknown").
-        #expect(anonymous == 26 * 5)
+        #expect(anonymous == 28 * 5)
         let size = fixture.log.size
         await fixture.exchange.flushRefusals(force: true)
         #expect(fixture.log.size == size + 1)

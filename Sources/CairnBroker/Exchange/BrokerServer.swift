@@ -1,4 +1,5 @@
 import CMalloc
+import CairnAudit
 import CairnCrypto
 import CairnExchange
 import CairnWire
@@ -210,6 +211,43 @@ public enum BrokerServer {
                     try decode(EvaluationReport.self, body)
                 )
                 return try call.json(report, status: .created)
+            }
+        }
+        router.get("/v1/audit/bundle") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                let query = request.uri.queryParameters
+                func value(_ name: String) throws -> String? {
+                    guard let found = query.get(name) else { return nil }
+                    let value = String(found)
+                    guard value.utf8.count <= 200 else { throw ExchangeError(.malformed, "\(name) is too long") }
+                    return value
+                }
+                if let action = try value("action"), !AuditEntry.actions.contains(action) {
+                    throw ExchangeError(
+                        .malformed,
+                        "no entry has the action \(action); the actions are \(AuditEntry.actions.joined(separator: ", "))"
+                    )
+                }
+                let filter = AuditBundle.Filter(
+                    from: try value("from"),
+                    to: try value("to"),
+                    actor: try value("actor"),
+                    action: try value("action")
+                )
+                return try call.json(await exchange.auditBundle(try await call.caller(), filter: filter))
+            }
+        }
+        router.get("/v1/audit/report") { request, context in
+            await respond(exchange, request, context, logger) { call in
+                let name = request.uri.queryParameters.get("format").map { String($0) } ?? "markdown"
+                guard let format = ComplianceReport.Format(rawValue: name) else {
+                    throw ExchangeError(.malformed, "format is markdown or html, not \(name.prefix(40))")
+                }
+                let text = try await exchange.complianceReport(try await call.caller(), format: format)
+                return try call.reply(
+                    Array(text.utf8),
+                    contentType: format == .html ? "text/html; charset=utf-8" : "text/markdown; charset=utf-8"
+                )
             }
         }
         router.get("/v1/federations/{federation}/checkpoint") { request, context in

@@ -69,6 +69,8 @@ public actor Exchange {
     }
 
     let store: BrokerStore
+    /// The broker's data folder.
+    let folder: String
     let log: AuditLog
     nonisolated let keys: Keys
     let origin: String
@@ -120,6 +122,7 @@ public actor Exchange {
         logger: Logger
     ) throws {
         store = try BrokerStore(path: folder + "/broker.sqlite")
+        self.folder = folder
         self.log = log
         self.keys = keys
         self.origin = origin
