@@ -235,12 +235,16 @@ public struct BrokerClient: Sendable {
         guard (200..<300).contains(status) else {
             // The broker's own refusal says why; an answer without one is from something else at
             // that address (a wrong path, a proxy, not a Cairn broker).
-            let message =
-                (try? JSONDecoder().decode(Problem.self, from: Data(data)))?.message
-                ?? "HTTP \(status) without a Cairn message for \(method) \(path.split(separator: "?")[0]): is \(url) a Cairn broker?"
+            guard let problem = try? JSONDecoder().decode(Problem.self, from: Data(data)) else {
+                throw ExchangeError(
+                    status: status,
+                    message:
+                        "\(url) answered HTTP \(status) to \(method) \(path.split(separator: "?")[0]) without a Cairn message: is it a Cairn broker? (a broker's URL is its scheme, host and port, e.g. https://broker.example:7400)"
+                )
+            }
             let said =
                 status >= 500 || status == 429 ? "the broker answered \(status)" : "the broker refused (\(status))"
-            throw ExchangeError(status: status, message: "\(said): \(message)")
+            throw ExchangeError(status: status, message: "\(said): \(problem.message)")
         }
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }
