@@ -284,7 +284,16 @@ public struct Participant: Sendable {
                 // Each round as the broker recorded it: with this node's input in its sum, or not.
                 let record: MemberRecord = try await client.json("GET", "/v1/me")
                 let summed = Set(record.rounds.filter(\.included).map(\.round))
+                let aborted = Set(record.rounds.filter { $0.outcome == "aborted" }.map(\.round))
                 for r in (lastModelRound + 1)...newest {
+                    if aborted.contains(r) {
+                        // An aborted round made no model: said once, as aborted, never as finished.
+                        if !state.reportedAborts.contains(r) {
+                            state.reportedAborts.insert(r)
+                            report(.roundMissed(round: r, reason: "the round aborted"))
+                        }
+                        continue
+                    }
                     if summed.contains(r) { counted += 1 }
                     report(
                         .roundFinished(
