@@ -733,4 +733,39 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
             #expect(try await standing(outsider, "suspend").status == 404)
         }
     }
+
+    /// A display name recorded for a member's fingerprint is in the operator's lists of members
+    /// and licences, and in nothing a member reads.
+    @Test func displayNamesAreTheOperatorsOnly() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let (member, licensee) = (fixture.members["participant"]!, fixture.members["licensee"]!)
+        for (key, name) in [(member, "Ada <Example>"), (licensee, "Lin Licensee")] {
+            _ = try fixture.log.recordPerson(
+                .init(id: key.publicKey.fingerprint, displayName: name, contact: "x@example.org"),
+                actor: "operator",
+                time: "2026-12-01T00:00:00Z"
+            )
+        }
+        let op = try await fixture.caller(fixture.operatorKey)
+        let names = try await fixture.exchange.members(op, federation: "alpha").map {
+            "\($0.fingerprint) \($0.name ?? "-")"
+        }
+        #expect(names.contains("\(member.publicKey.fingerprint) Ada <Example>"))
+        #expect(names.filter { $0.hasSuffix(" -") }.count == names.count - 2)
+        _ = try await fixture.exchange.publish(
+            op,
+            federation: "alpha",
+            PublishRequest(description: "m", offer: LicenceOffer())
+        )
+        let asked = try await fixture.exchange.requestLicence(
+            try await fixture.caller(licensee),
+            federation: "alpha",
+            LicenceRequest(entitlements: ["inference"])
+        )
+        #expect(asked.licenseeName == nil)
+        #expect(try await fixture.exchange.licences(op, federation: "alpha").map(\.licenseeName) == ["Lin Licensee"])
+        let own = try await fixture.exchange.me(try await fixture.caller(member))
+        #expect(own.name == nil && own.fingerprint == member.publicKey.fingerprint)
+    }
 }
