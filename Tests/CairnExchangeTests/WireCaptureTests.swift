@@ -19,12 +19,16 @@ import Testing
 /// carries, both ways: what a passive observer of plain HTTP would see. With `drop`, it also
 /// loses answers: when the broker's answer to a request whose request line `drop` chooses
 /// arrives, the proxy closes both connections instead of passing it on, so the broker has acted
-/// and the client never hears of it.
+/// and the client never hears of it. With `alter`, it passes on, in place of the first bytes of
+/// an answer, whatever `alter` makes of them: an answer changed on the way.
 final class RecordingProxy: Sendable {
     private let captured = Mutex<[UInt8]>([])
     private let server = Mutex<(any Channel)?>(nil)
     /// Chooses, from a request line (`POST /v1/… HTTP/1.1`), whether to lose its answer.
     typealias Drop = @Sendable (_ requestLine: String) -> Bool
+    /// From a request line and the first bytes of its answer, the bytes to pass on instead (nil:
+    /// pass them on as they are).
+    typealias Alter = @Sendable (_ requestLine: String, _ answer: [UInt8]) -> [UInt8]?
 
     /// Everything recorded so far.
     var capture: [UInt8] { captured.withLock { $0 } }
@@ -33,7 +37,7 @@ final class RecordingProxy: Sendable {
     var port: Int { server.withLock { $0?.localAddress?.port ?? 0 } }
 
     /// Starts listening on 127.0.0.1 at a free port.
-    static func start(to upstream: Int, drop: Drop? = nil) async throws -> RecordingProxy {
+    static func start(to upstream: Int, drop: Drop? = nil, alter: Alter? = nil) async throws -> RecordingProxy {
         let proxy = RecordingProxy()
         let record: @Sendable (ByteBuffer) -> Void = { buffer in
             proxy.captured.withLock { $0 += buffer.readableBytesView }
@@ -47,7 +51,7 @@ final class RecordingProxy: Sendable {
                     ClientBootstrap(group: inbound.eventLoop)
                         .channelInitializer { outbound in
                             outbound.pipeline.addHandler(
-                                Relay(record, peer: inbound, turn: turn, side: .answer(drop))
+                                Relay(record, peer: inbound, turn: turn, side: .answer(drop, alter))
                             )
                         }
                         .connect(host: "127.0.0.1", port: upstream)
@@ -80,7 +84,7 @@ final class RecordingProxy: Sendable {
         typealias InboundIn = ByteBuffer
         enum Side {
             case request
-            case answer(Drop?)
+            case answer(Drop?, Alter?)
         }
         var peer: (any Channel)?
         let record: @Sendable (ByteBuffer) -> Void
@@ -100,7 +104,7 @@ final class RecordingProxy: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let buffer = unwrapInboundIn(data)
+            var buffer = unwrapInboundIn(data)
             record(buffer)
             switch side {
             case .request:
@@ -111,13 +115,16 @@ final class RecordingProxy: Sendable {
                         String(decoding: buffer.readableBytesView.prefix(2048), as: UTF8.self)
                         .split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
                 }
-            case .answer(let drop):
+            case .answer(let drop, let alter):
                 if let line = turn.line {
                     turn.line = nil
                     if let drop, drop(line) {
                         context.close(promise: nil)
                         peer?.close(promise: nil)
                         return
+                    }
+                    if let altered = alter?(line, Array(buffer.readableBytesView)) {
+                        buffer = ByteBuffer(bytes: altered)
                     }
                 }
             }
