@@ -23,8 +23,7 @@ import Testing
     @Test func anAlteredKeyListIsSatOutAndTheNodeGoesOn() async throws {
         var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0)
         // The share deadline (far beyond what loopback needs) ends round 1, which the altered node
-        // never answers; the
-        // other phases close when everyone answered, long before theirs.
+        // never answers; the other phases close when everyone answered, long before theirs.
         policy.deadlines = PhaseDeadlines(advertise: 600, share: 8, mask: 600, check: 600, unmask: 600)
         var settings = TestClock().settings
         settings.now = { unixTime() }  // the nodes sign with the real clock
