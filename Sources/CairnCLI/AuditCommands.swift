@@ -41,10 +41,17 @@ struct RemoteAuditOptions: ParsableArguments {
 
     /// A client of the broker the home enrolled with, and the checkpoint key its identity signed.
     func connect(passphrase: PassphraseOptions) async throws -> (client: BrokerClient, checkpoint: NoteVerifier) {
-        let enrolment = try Enrolment.read(home: home.resolved)
-        guard enrolment.broker == broker else {
+        let held = try Enrolment.all(home: home.resolved)
+        guard !held.isEmpty else {
             throw CLIError(
-                "\(home.resolved) is enrolled with the broker at \(enrolment.broker), not \(broker ?? ""): give that URL, or the home enrolled with this one (--home)"
+                "\(home.resolved) has not enrolled with a broker; enrol it as an auditor first (cairn-node enroll)"
+            )
+        }
+        // An auditor's enrolment at that broker, else any (the operator's own is not in a node home).
+        let atBroker = held.filter { $0.enrolment.broker == broker }
+        guard let enrolment = (atBroker.first { $0.enrolment.role == .auditor } ?? atBroker.first)?.enrolment else {
+            throw CLIError(
+                "\(home.resolved) is enrolled with \(Set(held.map(\.enrolment.broker)).sorted().joined(separator: ", ")), not \(broker ?? ""): give that URL, or the home enrolled with this one (--home)"
             )
         }
         let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))

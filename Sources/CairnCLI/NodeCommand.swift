@@ -45,6 +45,22 @@ struct NodeHomeOptions: ParsableArguments {
     }
 }
 
+/// `--federation`: which of the home's enrolments a command acts in.
+struct EnrolmentChoice: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "The federation to act in, when the home holds several enrolments (its id, or federation@brokerkeyprefix as cairn-node status lists them). Default: the home's only enrolment.",
+            valueName: "id"
+        )
+    )
+    var federation: String?
+
+    /// The enrolment chosen in `home`.
+    func held(_ home: NodeHomeOptions) throws -> Enrolment.Held {
+        try Enrolment.select(home: home.resolved, federation: federation)
+    }
+}
+
 /// Argon2id cost for a new keystore.
 enum KDFStrength: String, ExpressibleByArgument, CaseIterable {
     case interactive, moderate, sensitive

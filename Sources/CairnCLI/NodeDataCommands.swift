@@ -55,6 +55,7 @@ extension NodeCommand {
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
+        @OptionGroup var choice: EnrolmentChoice
 
         @Flag(help: "Print the report as JSON instead of text.")
         var json = false
@@ -73,12 +74,12 @@ extension NodeCommand {
 
         /// The schema of the federation this node enrolled in, from its broker.
         private func enrolledSchema() async throws -> DataSchema {
-            guard DurableFile.exists(home.resolved + "/" + Enrolment.fileName) else {
+            guard try !Enrolment.all(home: home.resolved).isEmpty else {
                 throw CLIError(
                     "\(home.resolved) has not enrolled with a broker, so there is no federation schema to fetch: give the schema with --schema, or enrol first (cairn-node enroll)"
                 )
             }
-            let enrolment = try Enrolment.read(home: home.resolved)
+            let enrolment = try choice.held(home).enrolment
             let identity = try NodeIdentity.unlock(
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)

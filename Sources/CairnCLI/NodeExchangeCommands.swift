@@ -15,8 +15,10 @@ extension NodeCommand {
             discussion: """
                 Checks that the broker at --broker holds the identity key named in the invite (and that its \
                 transport key is signed by it), then sends a signed enrolment with this node's identity and \
-                delivery keys. Writes <home>/enrolment.json; a home already enrolled is refused (one enrolment per \
-                home). An invite works once, before it expires.
+                delivery keys. Each enrolment is kept in its own folder, <home>/enrolments/<federation>@<broker \
+                key prefix>/, with its round state: one home (one key) may join several federations, at one \
+                broker or several, and other commands choose one with --federation. An invite works once, \
+                before it expires; a federation the key already joined is refused and the invite left unused.
                 """
         )
         @OptionGroup var home: NodeHomeOptions
@@ -27,13 +29,6 @@ extension NodeCommand {
         @Option(help: ArgumentHelp("The invite code from the operator.", valueName: "code")) var invite: String
 
         func run() async throws {
-            // One home holds one enrolment: a second one would silently replace the first.
-            if DurableFile.exists(home.resolved + "/" + Enrolment.fileName) {
-                let held = try Enrolment.read(home: home.resolved)
-                throw CLIError(
-                    "\(home.resolved) is already enrolled as \(held.role.rawValue) of federation \(held.federation) at \(held.broker), and a home holds one enrolment: to join another federation, make another home (cairn-node init --home <folder>) and enrol from it"
-                )
-            }
             let identity = try NodeIdentity.unlock(
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)
@@ -41,9 +36,12 @@ extension NodeCommand {
             let (enrolment, record) = try await cliCall(wait.waiting) {
                 try await Enrolment.enrol(url: broker, code: invite, identity: identity)
             }
-            try enrolment.write(home: home.resolved)
+            let held = try enrolment.write(home: home.resolved)
+            let count = try Enrolment.all(home: home.resolved).count
             print(
                 "enrolled \(record.fingerprint) as \(record.role.rawValue) of federation \(record.federation) at \(broker)"
+                    + (count > 1
+                        ? " (enrolment \(held.name), one of \(count) in this home: choose with --federation)" : "")
             )
         }
     }
@@ -60,9 +58,10 @@ extension NodeCommand {
                 held-out rows and only the score (row count, accuracy, log-loss) is sent, signed, to the broker, \
                 which averages the participants' scores by row count into the metrics of the version it \
                 publishes. After each round the node witnesses the broker's audit log: it checks the checkpoint \
-                signed at the round's end against the last one it saw (<home>/witness.checkpoint) and cosigns \
+                signed at the round's end against the last one it saw (witness.checkpoint in the enrolment's \
+                folder, <home>/enrolments/<name>/) and cosigns \
                 it; a log that was rewritten, or shown differently to others, stops the node with both signed \
-                checkpoints kept in <home>/witness-evidence-<time>/. Its round state is kept encrypted in <home>/round.state, so a \
+                checkpoints kept in witness-evidence-<time>/ there. Its round state is kept encrypted there in round.state, so a \
                 restart resumes without ever revealing both shares of a peer. Network errors and broker \
                 restarts are retried with backoff (0.1 s doubling to 5 s, for up to two minutes per request), \
                 each wait said on standard error; an answer the broker refuses makes the node sit that round \
@@ -75,6 +74,7 @@ extension NodeCommand {
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var choice: EnrolmentChoice
         @Option(help: ArgumentHelp("This participant's data (CSV with a header row).", valueName: "csv")) var data:
             String
         @Option(
@@ -105,7 +105,7 @@ extension NodeCommand {
             // Rounds go on through a broker's restart: each request waits up to two minutes.
             let waiting = Waiting(patience: 120, report: waitReport(giveUp: "after 2 minutes per request"))
             let participant = try await cliCall(waiting) {
-                try await Participant.connect(home: home.resolved, identity: identity)
+                try await Participant.connect(home: home.resolved, federation: choice.federation, identity: identity)
             }
             let spec = try await cliCall(waiting) { try await participant.info().spec }
             let standardisation = FederatedModel.standardisation(for: spec.schema)
@@ -160,34 +160,44 @@ extension NodeCommand {
     /// `cairn-node status`.
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show this node's enrolment and its part in each round, as the broker records it."
+            abstract: "Show this node's enrolments and its part in each round, as the broker records it.",
+            discussion: "Every enrolment of the home, or the one --federation names."
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
-        @Flag(help: "Print the broker's JSON.") var json = false
+        @OptionGroup var choice: EnrolmentChoice
+        @Flag(help: "Print the broker's JSON (a list when the home holds several enrolments).") var json = false
 
         func run() async throws {
             let identity = try NodeIdentity.unlock(
                 home: home.resolved,
                 passphrase: try passphrase.read(newKeystore: false)
             )
-            let enrolment = try Enrolment.read(home: home.resolved)
-            let record: MemberRecord = try await cliCall(wait.waiting) {
-                let (client, _) = try await enrolment.connect(identity: identity.identity)
-                return try await client.json("GET", "/v1/me")
-            }
-            if json { return try printJSON(record) }
-            print(
-                "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"
-            )
-            let included = record.rounds.filter(\.included).count
-            print("input summed in \(included) of \(record.rounds.count) rounds")
-            for r in record.rounds {
+            // Every enrolment, or the one chosen (select refuses a home with none, saying why).
+            var chosen = try choice.federation == nil ? Enrolment.all(home: home.resolved) : []
+            if chosen.isEmpty { chosen = [try choice.held(home)] }
+            var records: [MemberRecord] = []
+            for held in chosen {
+                let enrolment = held.enrolment
+                let record: MemberRecord = try await cliCall(wait.waiting) {
+                    let (client, _) = try await enrolment.connect(identity: identity.identity)
+                    return try await client.json("GET", "/v1/me?federation=\(enrolment.federation)")
+                }
+                records.append(record)
+                if json { continue }
                 print(
-                    "  round \(r.round): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")"
+                    "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"
                 )
+                let included = record.rounds.filter(\.included).count
+                print("input summed in \(included) of \(record.rounds.count) rounds")
+                for r in record.rounds {
+                    print(
+                        "  round \(r.round): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")"
+                    )
+                }
             }
+            if json { try records.count == 1 ? printJSON(records[0]) : printJSON(records) }
         }
     }
 }

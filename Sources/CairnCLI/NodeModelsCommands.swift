@@ -21,10 +21,14 @@ extension NodeCommand.Models {
     static func licensee(
         _ home: NodeHomeOptions,
         _ passphrase: PassphraseOptions,
-        _ wait: WaitOption
+        _ wait: WaitOption,
+        _ choice: EnrolmentChoice
     ) async throws -> Licensee {
+        _ = try choice.held(home)  // refuses an unknown or ambiguous choice before unlocking
         let identity = try NodeIdentity.unlock(home: home.resolved, passphrase: try passphrase.read(newKeystore: false))
-        return try await cliCall(wait.waiting) { try await Licensee.connect(home: home.resolved, identity: identity) }
+        return try await cliCall(wait.waiting) {
+            try await Licensee.connect(home: home.resolved, federation: choice.federation, identity: identity)
+        }
     }
 
     struct List: AsyncParsableCommand {
@@ -35,10 +39,11 @@ extension NodeCommand.Models {
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
+        @OptionGroup var choice: EnrolmentChoice
         @Flag(help: "Print the listing's JSON.") var json = false
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait, choice)
             let listing = try await cliCall(wait.waiting) { try await client.listing() }
             if json { return try printJSON(listing) }
             let o = listing.offer
@@ -88,10 +93,11 @@ extension NodeCommand.Models {
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
+        @OptionGroup var choice: EnrolmentChoice
         @Option(help: "Entitlements wanted, comma-separated: inference, fine-tuning.") var entitlements = "inference"
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait, choice)
             let record = try await cliCall(wait.waiting) {
                 try await client.request(entitlements: entitlements.split(separator: ",").map(String.init))
             }
@@ -106,10 +112,11 @@ extension NodeCommand.Models {
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
+        @OptionGroup var choice: EnrolmentChoice
         @Flag(help: "Print the broker's JSON.") var json = false
 
         func run() async throws {
-            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait, choice)
             let records = try await cliCall(wait.waiting) { try await client.licences() }
             if json { return try printJSON(records) }
             if records.isEmpty { print("no licences; ask for one with cairn-node models request") }
@@ -138,6 +145,7 @@ extension NodeCommand.Models {
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
         @OptionGroup var wait: WaitOption
+        @OptionGroup var choice: EnrolmentChoice
         @Option(help: "The licence id (32 hex digits; default: this node's newest granted licence).")
         var licence: String?
         @Option(help: "The model version (default: the newest the licence covers).") var modelVersion: Int?
@@ -146,7 +154,7 @@ extension NodeCommand.Models {
 
         func run() async throws {
             try refuseExisting([output, output + ".json"], overwrite: overwrite)
-            let client = try await NodeCommand.Models.licensee(home, passphrase, wait)
+            let client = try await NodeCommand.Models.licensee(home, passphrase, wait, choice)
             let id: String
             if let licence {
                 id = licence

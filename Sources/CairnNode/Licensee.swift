@@ -98,9 +98,16 @@ public struct Licensee: Sendable {
     /// The broker's licence and checkpoint keys.
     public let keys: BrokerDeliveryKeys
 
-    /// Connects with the enrolment in `home` (a participant or a licensee).
-    public static func connect(home: String, identity: NodeIdentity) async throws -> Licensee {
-        let enrolment = try Enrolment.read(home: home)
+    /// Connects with the enrolment in `home` that `federation` names (its only one when nil), as
+    /// a participant or a licensee.
+    public static func connect(
+        home: String,
+        federation: String? = nil,
+        identity: NodeIdentity
+    ) async throws
+        -> Licensee
+    {
+        let enrolment = try Enrolment.select(home: home, federation: federation).enrolment
         let broker = try enrolment.brokerIdentity
         let (client, info) = try await withRetries { try await enrolment.connect(identity: identity.identity) }
         return Licensee(

@@ -6,13 +6,18 @@ import CairnSecAgg
 public import CairnWire
 import Foundation
 
-/// What `cairn-node enroll` writes to `enrolment.json` in the node's home: where the broker is,
-/// who it is, and the federation and role this node joined.
+/// What `cairn-node enroll` writes for each enrolment: where the broker is, who it is, and the
+/// federation and role this node joined. A home holds several, one folder each under
+/// `<home>/enrolments/<federation>@<broker key prefix>/` (``Held``), with the state of that
+/// enrolment beside it (round state, witnessed checkpoint); a home enrolled before there were
+/// several keeps its one enrolment in `<home>/enrolment.json`, with its state in the home itself.
 public struct Enrolment: Codable, Sendable, Hashable {
     /// The format tag.
     public static let formatTag = "cairn-enrolment/v1"
-    /// The file name in the home folder.
+    /// The file name in an enrolment's folder.
     public static let fileName = "enrolment.json"
+    /// The folder in the home that holds the enrolments' folders.
+    public static let foldersName = "enrolments"
     /// The format.
     public var format = Self.formatTag
     /// The broker's URL.
@@ -36,6 +41,21 @@ public struct Enrolment: Codable, Sendable, Hashable {
         self.tlsCertificate = tlsCertificate
     }
 
+    /// An enrolment as a home holds it: the enrolment and the folder that holds its state.
+    public struct Held: Sendable, Hashable {
+        /// The enrolment.
+        public var enrolment: Enrolment
+        /// Its folder: `<home>/enrolments/<name>`, or the home for one written before there
+        /// were several.
+        public var folder: String
+        /// How `--federation` names it when a federation's id alone is ambiguous.
+        public var name: String { enrolment.name }
+    }
+
+    /// Its folder's name: the federation, `@` and the first 16 hex digits of the broker's key
+    /// (federation ids are unique at one broker only).
+    public var name: String { federation + "@" + brokerKey.prefix(16) }
+
     /// The pinned certificate, if any.
     public var pin: TLSPin? {
         get throws { try tlsCertificate.map { try TLSPin(certificate: $0) } }
@@ -46,12 +66,55 @@ public struct Enrolment: Codable, Sendable, Hashable {
         try await BrokerClient.connect(url: broker, identity: identity, broker: try brokerIdentity, pin: try pin)
     }
 
-    /// Reads `home/enrolment.json`.
-    public static func read(home: String) throws -> Enrolment {
-        let path = home + "/" + fileName
-        guard DurableFile.exists(path) else {
+    /// Every enrolment `home` holds, by name.
+    public static func all(home: String) throws -> [Held] {
+        var held: [Held] = []
+        if DurableFile.exists(home + "/" + fileName) {
+            held.append(Held(enrolment: try read(folder: home), folder: home))
+        }
+        let folders = home + "/" + foldersName
+        if DurableFile.isDirectory(folders) {
+            for name in try DurableFile.entries(in: folders) where DurableFile.exists("\(folders)/\(name)/\(fileName)")
+            {
+                held.append(Held(enrolment: try read(folder: folders + "/" + name), folder: folders + "/" + name))
+            }
+        }
+        return held.sorted { $0.name < $1.name }
+    }
+
+    /// The enrolment of `home` that `federation` names (a federation's id, or an enrolment's
+    /// name, `federation@brokerkeyprefix`), or its only one when `federation` is nil.
+    public static func select(home: String, federation: String?) throws -> Held {
+        let held = try all(home: home)
+        func list(_ held: [Held]) -> String {
+            held.map { "\($0.name) (\($0.enrolment.role.rawValue) at \($0.enrolment.broker))" }.joined(separator: ", ")
+        }
+        guard !held.isEmpty else {
             throw ExchangeError(.notFound, "\(home) has not enrolled with a broker; run cairn-node enroll first")
         }
+        guard let federation else {
+            guard held.count == 1 else {
+                throw ExchangeError(
+                    .malformed,
+                    "\(home) holds \(held.count) enrolments: choose one with --federation (\(list(held)))"
+                )
+            }
+            return held[0]
+        }
+        let chosen = held.filter { $0.enrolment.federation == federation || $0.name == federation }
+        guard chosen.count == 1 else {
+            throw ExchangeError(
+                chosen.isEmpty ? .notFound : .malformed,
+                chosen.isEmpty
+                    ? "\(home) is not enrolled in a federation \(federation); it holds \(list(held))"
+                    : "federation \(federation) is enrolled at \(chosen.count) brokers: name one as --federation \(chosen.map(\.name).joined(separator: " or "))"
+            )
+        }
+        return chosen[0]
+    }
+
+    private static func read(folder: String) throws -> Enrolment {
+        let path = folder + "/" + fileName
         do {
             let value = try JSONDecoder().decode(
                 Enrolment.self,
@@ -64,11 +127,22 @@ public struct Enrolment: Codable, Sendable, Hashable {
         }
     }
 
-    /// Writes it.
-    public func write(home: String) throws {
+    /// Writes it in its own folder of `home` (refused when the home already holds an enrolment
+    /// of the same name) and returns it as held.
+    @discardableResult
+    public func write(home: String) throws -> Held {
+        if let same = try Self.all(home: home).first(where: { $0.name == name }) {
+            throw ExchangeError(
+                .conflict,
+                "\(home) already holds an enrolment in federation \(federation) at this broker (\(same.folder))"
+            )
+        }
+        let folder = home + "/" + Self.foldersName + "/" + name
+        try DurableFile.makeDirectory(folder)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try DurableFile.write(Array(try encoder.encode(self)), to: home + "/" + Self.fileName, replace: true)
+        try DurableFile.write(Array(try encoder.encode(self)), to: folder + "/" + Self.fileName, replace: false)
+        return Held(enrolment: self, folder: folder)
     }
 
     /// The broker key.
@@ -178,9 +252,17 @@ public struct Participant: Sendable {
     /// How often to poll for the round's state, in seconds.
     public var pollInterval = 0.2
 
-    /// A participant of the enrolment's federation.
-    public static func connect(home: String, identity: NodeIdentity) async throws -> Participant {
-        let enrolment = try Enrolment.read(home: home)
+    /// A participant of the federation `federation` names among the enrolments in `home` (its
+    /// only one when nil), keeping its round state in that enrolment's folder.
+    public static func connect(
+        home: String,
+        federation: String? = nil,
+        identity: NodeIdentity
+    ) async throws
+        -> Participant
+    {
+        let held = try Enrolment.select(home: home, federation: federation)
+        let enrolment = held.enrolment
         guard enrolment.role == .participant else {
             throw ExchangeError(.forbidden, "this node enrolled as \(enrolment.role.rawValue), not participant")
         }
@@ -188,7 +270,7 @@ public struct Participant: Sendable {
         let (client, info) = try await withRetries { try await enrolment.connect(identity: identity.identity) }
         return Participant(
             client: client,
-            home: home,
+            home: held.folder,
             federation: enrolment.federation,
             identity: identity,
             transport: client.transport!,
@@ -213,7 +295,9 @@ public struct Participant: Sendable {
     }
 
     /// This node's record.
-    public func record() async throws -> MemberRecord { try await client.json("GET", "/v1/me") }
+    public func record() async throws -> MemberRecord {
+        try await client.json("GET", "/v1/me?federation=\(federation)")
+    }
 
     /// Witnesses the audit checkpoint signed when the federation's latest round finished: checks
     /// it against the last one this node accepted (``Witness``; a rewritten log or a split view
@@ -282,7 +366,7 @@ public struct Participant: Sendable {
                 if let evaluation { score = try await evaluate(on: evaluation) }
                 let newest = max(current, score?.round ?? 0)
                 // Each round as the broker recorded it: with this node's input in its sum, or not.
-                let record: MemberRecord = try await client.json("GET", "/v1/me")
+                let record: MemberRecord = try await client.json("GET", "/v1/me?federation=\(federation)")
                 let summed = Set(record.rounds.filter(\.included).map(\.round))
                 let aborted = Set(record.rounds.filter { $0.outcome == "aborted" }.map(\.round))
                 for r in (lastModelRound + 1)...newest {

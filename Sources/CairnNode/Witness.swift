@@ -5,13 +5,13 @@ import CairnWire
 import Foundation
 
 /// A member's node as a witness of the broker's audit log (`Protocol/README.md`, "Witnessed
-/// checkpoints"). It keeps the last checkpoint it accepted in `<home>/witness.checkpoint`; each
+/// checkpoints"). It keeps the last checkpoint it accepted in `witness.checkpoint` in its enrolment's folder (`home` here); each
 /// new one must carry the broker's checkpoint signature and be proved consistent with it (same
 /// root at the same size, or a verified RFC 6962 consistency proof to a larger size). Then the
 /// node cosigns it (C2SP tlog-cosignature/v1, with its identity key) and the broker stores the
 /// cosignature. A checkpoint that fails (a smaller tree, another root, a proof that does not
 /// verify: a rewritten log or a split view) stops the node: both signed checkpoints and the proof
-/// are kept in `<home>/witness-evidence-<time>/` and the error names that folder.
+/// are kept in `witness-evidence-<time>/` there and the error names that folder.
 public struct Witness: Sendable {
     /// The file holding the last checkpoint accepted (its signed note).
     public static let stateFileName = "witness.checkpoint"

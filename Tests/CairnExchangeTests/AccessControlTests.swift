@@ -570,7 +570,8 @@ struct Endpoint: Sendable, CustomStringConvertible {
             let enrolled = try await attempt(fixture.members["participant"]!)
             let suspended = try await attempt(fixture.members["suspended"]!)
             let statuses: [Int] = [unsigned, stale, noInvite, enrolled, suspended]
-            #expect(statuses == [401, 401, 403, 409, 403])
+            // An enrolled key may join another federation, so its unknown invite is refused as such.
+            #expect(statuses == [401, 401, 403, 403, 403])
         }
     }
 }
@@ -765,7 +766,134 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         )
         #expect(asked.licenseeName == nil)
         #expect(try await fixture.exchange.licences(op, federation: "alpha").map(\.licenseeName) == ["Lin Licensee"])
-        let own = try await fixture.exchange.me(try await fixture.caller(member))
+        let own = try await fixture.exchange.me(try await fixture.caller(member), federation: nil)
         #expect(own.name == nil && own.fingerprint == member.publicKey.fingerprint)
+    }
+}
+
+/// One key, several federations: a membership is a key in a federation, with its own role and
+/// standing.
+@Suite struct MembershipTests {
+    static let delivery = String(repeating: "ab", count: 32)
+
+    /// A participant of alpha joins beta with the same key: it reads and is listed in both; a
+    /// second invite to alpha is refused and left unused; suspended in alpha it still works in
+    /// beta, and suspended in both it is refused at the door.
+    @Test func oneKeyInSeveralFederations() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let exchange = fixture.exchange
+        let op = try await fixture.caller(fixture.operatorKey)
+        let key = fixture.members["participant"]!
+        let fingerprint = key.publicKey.fingerprint
+        func enrol(_ invite: Invite, as key: Ed25519.PrivateKey, enrolling: Bool = false) async throws -> MemberRecord {
+            try await exchange.enrol(
+                try await fixture.caller(key, enrolling: enrolling),
+                EnrolRequest(invite: String(invite.code.prefix(32)), deliveryKey: Self.delivery)
+            )
+        }
+        let again = try await exchange.invite(op, federation: "alpha", InviteRequest(role: .licensee))
+        let twice = await #expect(throws: ExchangeError.self) { try await enrol(again, as: key) }
+        #expect(twice?.code == .conflict)
+        #expect(
+            twice?.message
+                == "key \(fingerprint) is already a participant of federation alpha; the invite is left unused"
+        )
+        let beta = try await enrol(
+            try await exchange.invite(op, federation: "beta", InviteRequest(role: .licensee)),
+            as: key
+        )
+        #expect(beta.federation == "beta" && beta.role == .licensee && beta.fingerprint == fingerprint)
+        // The refused invite still works for another key.
+        #expect(try await enrol(again, as: try Ed25519.PrivateKey(), enrolling: true).federation == "alpha")
+
+        _ = try await exchange.publish(op, federation: "beta", PublishRequest(description: "m", offer: LicenceOffer()))
+        var caller = try await fixture.caller(key)
+        #expect(caller.name == "licensee+participant:\(fingerprint)")
+        #expect(try await exchange.federationInfo(caller, federation: "alpha").spec.id == "alpha")
+        #expect(try await exchange.listing(caller, federation: "beta").model == "beta")
+        #expect(try await exchange.me(caller, federation: "beta").role == .licensee)
+        let ambiguous = await #expect(throws: ExchangeError.self) { try await exchange.me(caller, federation: nil) }
+        #expect(ambiguous?.code == .malformed)
+        #expect(ambiguous?.message.hasSuffix("federations alpha, beta: name one with ?federation=") == true)
+        for federation in ["alpha", "beta"] {
+            let listed = try await exchange.members(op, federation: federation).filter { $0.fingerprint == fingerprint }
+            #expect(listed.map(\.federation) == [federation])
+        }
+
+        _ = try await exchange.setStanding(op, federation: "alpha", member: fingerprint, suspended: true)
+        caller = try await fixture.caller(key)
+        let suspended = await #expect(throws: ExchangeError.self) {
+            try await exchange.federationInfo(caller, federation: "alpha")
+        }
+        #expect(suspended?.code == .forbidden)
+        #expect(suspended?.message == "key \(fingerprint) is suspended in federation alpha")
+        #expect(try await exchange.listing(caller, federation: "beta").model == "beta")
+        #expect(try await exchange.me(caller, federation: "alpha").status == "suspended")
+        #expect(try await exchange.me(caller, federation: "beta").status == "active")
+
+        _ = try await exchange.setStanding(op, federation: "beta", member: fingerprint, suspended: true)
+        let door = await #expect(throws: ExchangeError.self) { try await fixture.caller(key) }
+        #expect(door?.code == .forbidden)
+    }
+
+    /// A broker database from before memberships (members keyed by key alone) keeps every
+    /// member, with its standing and attendance, when the migration rebuilds the table.
+    @Test func migrationKeepsMembers() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let path = fixture.folder + "/old.sqlite"
+        let rows: [[any DatabaseValueConvertible & Sendable]] = [
+            [Data(repeating: 1, count: 32), "operator", "*", "active", 10, Data?.none, 0],
+            [Data(repeating: 2, count: 32), "participant", "alpha", "inactive", 11, Data(repeating: 9, count: 32), 3],
+            [Data(repeating: 3, count: 32), "licensee", "beta", "suspended", 12, Data(repeating: 8, count: 32), 0],
+        ]
+        do {
+            let store = try BrokerStore(path: path)
+            // Back to the shape of v1–v7, with rows, as an older broker left it.
+            try store.write { db in
+                try db.execute(
+                    sql: """
+                        DROP TABLE members;
+                        CREATE TABLE members (
+                            key BLOB PRIMARY KEY CHECK (length(key) = 32), role TEXT NOT NULL,
+                            federation TEXT NOT NULL, status TEXT NOT NULL, enrolled INTEGER NOT NULL,
+                            delivery_key BLOB, missed INTEGER NOT NULL DEFAULT 0);
+                        DELETE FROM grdb_migrations WHERE identifier LIKE 'v8:%';
+                        """
+                )
+                for row in rows {
+                    try db.execute(
+                        sql:
+                            "INSERT INTO members (key, role, federation, status, enrolled, delivery_key, missed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        arguments: StatementArguments(row)
+                    )
+                }
+            }
+        }
+        let store = try BrokerStore(path: path)
+        let kept = try store.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM members ORDER BY key").map { row in
+                "\((row["key"] as Data)[0]) \(row["role"] as String) \(row["federation"] as String) \(row["status"] as String) \(row["enrolled"] as Int) \((row["delivery_key"] as Data?)?.first ?? 0) \(row["missed"] as Int)"
+            }
+        }
+        #expect(
+            kept == [
+                "1 operator * active 10 0 0", "2 participant alpha inactive 11 9 3", "3 licensee beta suspended 12 8 0",
+            ]
+        )
+        // The same key now joins a second federation.
+        try store.write { db in
+            try db.execute(
+                sql:
+                    "INSERT INTO members (key, role, federation, status, enrolled) VALUES (?, 'participant', 'beta', 'active', 13)",
+                arguments: [Data(repeating: 2, count: 32)]
+            )
+        }
+        #expect(
+            try store.read { db in try Member.fetchAll(db, key: Array(repeating: 2, count: 32)).map(\.federation) } == [
+                "alpha", "beta",
+            ]
+        )
     }
 }

@@ -135,7 +135,11 @@ import Testing
                 lines.suffix(2) == ["finished 2: included, 1 counted", "stopped, 1 counted"],
                 "node \(i): \(lines)"
             )
-            #expect(!DurableFile.exists(fixture.folder + "/node\(i)/round.state"))
+            #expect(
+                !DurableFile.exists(
+                    try Enrolment.select(home: fixture.folder + "/node\(i)", federation: nil).folder + "/round.state"
+                )
+            )
         }
         #expect(reports.count == 3)
         // The node that sat round 1 out sent no share answer for it: the broker took the others'.

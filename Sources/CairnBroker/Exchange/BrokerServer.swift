@@ -60,7 +60,8 @@ public enum BrokerServer {
         }
         router.get("/v1/me") { request, context in
             await respond(exchange, request, context, logger) { call in
-                try json(await exchange.me(try await call.caller()))
+                let federation = request.uri.queryParameters.get("federation").map { String($0) }
+                return try json(await exchange.me(try await call.caller(), federation: federation))
             }
         }
         router.get("/v1/admin/federations") { request, context in
@@ -602,7 +603,7 @@ public enum BrokerServer {
             retryable = nil
             // A refusal is kept for a member only: anyone can make keys and fail to enrol, and
             // such a flood must not become writes.
-            let member = caller?.member != nil
+            let member = caller?.enrolled == true
             if let outcome,
                 (200..<300).contains(outcome.status) || (member && Outcome.keeps(refusal: outcome.status))
             {
@@ -655,7 +656,7 @@ public enum BrokerServer {
             }
             // A member's refusal is its own entry. A key that is not enrolled (a failed enrolment:
             // anyone can make fresh keys) and a member's rate-limited flood are counted instead.
-            if let caller = call.caller, caller.member != nil, refusal.code != .rateLimited {
+            if let caller = call.caller, caller.enrolled, refusal.code != .rateLimited {
                 await exchange.auditRefusal(
                     caller: caller,
                     method: request.method.rawValue,
@@ -666,7 +667,7 @@ public enum BrokerServer {
                 // Not attributable to a key (anyone can send these) or a flood of one key: counted,
                 // and summarised in the log once a minute per source.
                 let flooding = exchange.countRefusal(
-                    source: call.caller.flatMap { $0.member == nil ? nil : "key:" + $0.key.fingerprint }
+                    source: call.caller.flatMap { !$0.enrolled ? nil : "key:" + $0.key.fingerprint }
                         ?? context.remoteAddress?.ipAddress ?? "unknown",
                     status: refusal.status
                 )

@@ -207,6 +207,30 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v8: one key in several federations") { db in
+            // A membership is a key in a federation: the same key may join several federations
+            // (each with its own role, standing and attendance). SQLite cannot change a primary
+            // key in place, so the table is rebuilt with its rows.
+            try db.execute(
+                sql: """
+                    CREATE TABLE memberships (
+                        key BLOB NOT NULL CHECK (length(key) = 32),
+                        role TEXT NOT NULL,
+                        federation TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        enrolled INTEGER NOT NULL,
+                        delivery_key BLOB,
+                        missed INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (key, federation)
+                    );
+                    INSERT INTO memberships (key, role, federation, status, enrolled, delivery_key, missed)
+                        SELECT key, role, federation, status, enrolled, delivery_key, missed FROM members;
+                    DROP TABLE members;
+                    ALTER TABLE memberships RENAME TO members;
+                    CREATE INDEX members_by_federation ON members (federation);
+                    """
+            )
+        }
         return m
     }
 
@@ -269,7 +293,7 @@ extension Database {
     }
 }
 
-/// One enrolled key.
+/// One membership: an enrolled key in one federation (the operator's is in `*`).
 struct Member: Sendable, Hashable {
     var key: [UInt8]
     var role: Role
@@ -294,7 +318,24 @@ struct Member: Sendable, Hashable {
         enrolled = row["enrolled"]
     }
 
-    static func fetch(_ db: Database, key: [UInt8]) throws -> Member? {
-        Member(row: try Row.fetchOne(db, sql: "SELECT * FROM members WHERE key = ?", arguments: [Data(key)]))
+    /// The memberships of `key`, the earliest first.
+    static func fetchAll(_ db: Database, key: [UInt8]) throws -> [Member] {
+        try Row.fetchAll(
+            db,
+            sql: "SELECT * FROM members WHERE key = ? ORDER BY enrolled, federation",
+            arguments: [Data(key)]
+        )
+        .compactMap(Member.init(row:))
+    }
+
+    /// The membership of `key` in `federation`.
+    static func fetch(_ db: Database, key: [UInt8], federation: String) throws -> Member? {
+        Member(
+            row: try Row.fetchOne(
+                db,
+                sql: "SELECT * FROM members WHERE key = ? AND federation = ?",
+                arguments: [Data(key), federation]
+            )
+        )
     }
 }

@@ -151,8 +151,8 @@ extension Exchange {
 
     /// `POST /v1/enrol`: the caller's key joins the invite's federation in the invite's role.
     public func enrol(_ caller: Caller, _ request: EnrolRequest) throws -> MemberRecord {
-        guard caller.member == nil else {
-            throw ExchangeError(.conflict, "key \(caller.key.fingerprint) is already enrolled")
+        guard !caller.isOperator else {
+            throw ExchangeError(.conflict, "the operator's key cannot enrol as a member: use a node's own key")
         }
         guard request.invite.utf8.count == 32, let secret = try? Hex.decode(request.invite) else {
             throw ExchangeError(.malformed, "the invite secret is 32 hex digits (the part of the code before the dot)")
@@ -177,6 +177,12 @@ extension Exchange {
             }
             guard let role = Role(rawValue: row["role"]) else {
                 throw ExchangeError(.internal, "the invite names an unknown role")
+            }
+            if let held = caller.membership(in: row["federation"]) {
+                throw ExchangeError(
+                    .conflict,
+                    "key \(caller.key.fingerprint) is already a \(held.role.rawValue) of federation \(held.federation); the invite is left unused"
+                )
             }
             return Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
         }
@@ -243,9 +249,24 @@ extension Exchange {
         )
     }
 
-    /// `GET /v1/me`.
-    public func me(_ caller: Caller) throws -> MemberRecord {
-        guard let member = caller.member else { throw ExchangeError(.unauthenticated, "not enrolled") }
+    /// `GET /v1/me?federation=F`: the caller's membership of `federation`, or its only one when
+    /// none is named.
+    public func me(_ caller: Caller, federation: String?) throws -> MemberRecord {
+        if let federation {
+            guard let member = caller.membership(in: federation) else {
+                throw ExchangeError(
+                    .notFound,
+                    "key \(caller.key.fingerprint) is not a member of federation \(federation)"
+                )
+            }
+            return try record(member)
+        }
+        guard caller.memberships.count == 1, let member = caller.memberships.first else {
+            throw ExchangeError(
+                .malformed,
+                "key \(caller.key.fingerprint) is a member of federations \(caller.memberships.map(\.federation).joined(separator: ", ")): name one with ?federation="
+            )
+        }
         return try record(member)
     }
 
@@ -300,8 +321,8 @@ extension Exchange {
         )
         try store.write { db in
             try db.execute(
-                sql: "UPDATE members SET status = ?, missed = 0 WHERE key = ?",
-                arguments: [status, Data(member.key)]
+                sql: "UPDATE members SET status = ?, missed = 0 WHERE key = ? AND federation = ?",
+                arguments: [status, Data(member.key), federation]
             )
         }
         member.status = status
@@ -312,7 +333,7 @@ extension Exchange {
     /// fingerprint (`ed25519:` and 32 hex digits).
     static func member(_ db: Database, named name: String, in federation: String) throws -> Member? {
         if name.utf8.count == 64, let raw = try? Hex.decode(name) {
-            return try Member.fetch(db, key: raw).flatMap { $0.federation == federation ? $0 : nil }
+            return try Member.fetch(db, key: raw, federation: federation)
         }
         guard name.hasPrefix("ed25519:"), name.utf8.count == 40 else {
             throw ExchangeError(
@@ -324,7 +345,7 @@ extension Exchange {
         guard
             let key = keys.first(where: { (try? Ed25519.PublicKey(rawRepresentation: Array($0)))?.fingerprint == name })
         else { return nil }
-        return try Member.fetch(db, key: Array(key))
+        return try Member.fetch(db, key: Array(key), federation: federation)
     }
 
     /// `POST /v1/admin/federations/{federation}/training`: `start` runs `rounds` more rounds;

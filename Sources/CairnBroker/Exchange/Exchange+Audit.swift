@@ -51,7 +51,7 @@ extension Exchange {
 
     /// Only the operator and members enrolled as auditors read the audit log.
     private func requireAuditor(_ caller: Caller) throws {
-        guard let role = caller.member?.role, role == .auditor || role == .operator else {
+        guard caller.holds(.auditor) || caller.isOperator else {
             throw ExchangeError(
                 .forbidden,
                 "only an auditor or the operator reads the audit log; \(caller.name) may not"

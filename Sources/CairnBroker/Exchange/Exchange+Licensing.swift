@@ -246,16 +246,14 @@ extension Exchange {
 
     /// Participants and licensees of the federation (and the operator) may see and ask.
     private func requireCustomer(_ caller: Caller, of federation: String) throws -> Member? {
-        if caller.member?.role == .operator { return nil }
-        guard let member = caller.member, [.participant, .licensee].contains(member.role),
-            member.federation == federation
-        else {
+        if caller.isOperator { return nil }
+        guard let member = caller.membership(in: federation), [.participant, .licensee].contains(member.role) else {
             throw ExchangeError(
                 .forbidden,
                 "\(caller.name) is not a participant or licensee of federation \(federation)"
             )
         }
-        return member
+        return try standing(caller, member)
     }
 
     /// `GET /v1/federations/{federation}/listing`.
@@ -468,7 +466,7 @@ extension Exchange {
     /// `GET /v1/licences/{id}`: the licensee's own licence, with its audit proof once granted.
     public func licence(_ caller: Caller, id: String) throws -> LicenceRecord {
         let raw = try Self.licenceID(id)
-        if caller.member?.role != .operator {
+        if !caller.isOperator {
             // The same refusal whether the licence exists or not: no one learns others' ids.
             let holder = try store.read { db in
                 try Data.fetchOne(db, sql: "SELECT licensee FROM licences WHERE id = ?", arguments: [Data(raw)])
@@ -540,14 +538,16 @@ extension Exchange {
                 ),
                 try Data.fetchOne(
                     db,
-                    sql: "SELECT delivery_key FROM members WHERE key = ?",
-                    arguments: [Data(caller.key.rawRepresentation)]
+                    sql: "SELECT delivery_key FROM members WHERE key = ? AND federation = ?",
+                    arguments: [Data(caller.key.rawRepresentation), federation]
                 )
             )
         }
         guard let row, Array(row["licensee"] as Data) == caller.key.rawRepresentation else {
             throw ExchangeError(.forbidden, "\(caller.name) holds no licence \(Hex.encode(id))")
         }
+        // A licensee suspended in the licence's federation fetches nothing from it.
+        if let member = caller.membership(in: row["federation"]) { _ = try standing(caller, member) }
         let status: String = row["status"]
         guard status == "granted", let signedBytes = row["signed"] as Data? else {
             throw ExchangeError(.forbidden, "licence \(Hex.encode(id)) is \(status), not granted")

@@ -489,15 +489,18 @@ extension Exchange {
                 let raw = Data(key.rawRepresentation)
                 if answered.contains(index) {
                     try store.write { db in
-                        try db.execute(sql: "UPDATE members SET missed = 0 WHERE key = ?", arguments: [raw])
+                        try db.execute(
+                            sql: "UPDATE members SET missed = 0 WHERE key = ? AND federation = ?",
+                            arguments: [raw, round.federation]
+                        )
                     }
                     continue
                 }
                 let missed = try store.read { db in
                     try Int.fetchOne(
                         db,
-                        sql: "SELECT missed FROM members WHERE key = ? AND status = 'active'",
-                        arguments: [raw]
+                        sql: "SELECT missed FROM members WHERE key = ? AND federation = ? AND status = 'active'",
+                        arguments: [raw, round.federation]
                     )
                 }
                 guard let missed else { continue }
@@ -508,7 +511,7 @@ extension Exchange {
                         objectType: "member",
                         objectID: key.fingerprint,
                         reason:
-                            "answered nothing in \(missed + 1) rounds in a row; left out of rosters until it calls again"
+                            "answered nothing in \(missed + 1) rounds in a row of federation \(round.federation); left out of its rosters until it calls again"
                     )
                 }
                 try store.write { db in
@@ -516,9 +519,9 @@ extension Exchange {
                         sql: """
                             UPDATE members SET missed = missed + 1,
                                 status = CASE WHEN missed + 1 >= ? THEN 'inactive' ELSE status END
-                            WHERE key = ? AND status = 'active'
+                            WHERE key = ? AND federation = ? AND status = 'active'
                             """,
-                        arguments: [limit, raw]
+                        arguments: [limit, raw, round.federation]
                     )
                 }
             }

@@ -141,7 +141,7 @@ public actor Exchange {
             try db.execute(
                 sql: """
                     INSERT INTO members (key, role, federation, status, enrolled) VALUES (?, 'operator', '*', 'active', ?)
-                    ON CONFLICT (key) DO NOTHING
+                    ON CONFLICT (key, federation) DO NOTHING
                     """,
                 arguments: [Data(operatorKey.rawRepresentation), now]
             )
@@ -329,17 +329,30 @@ public actor Exchange {
 
     // MARK: Authentication
 
-    /// The caller of a request: its key and, when enrolled, its membership.
+    /// The caller of a request: its key and its memberships (one per federation it joined).
     public struct Caller: Sendable {
         /// The key that signed.
         public let key: Ed25519.PublicKey
-        /// Its membership (nil for a key not yet enrolled).
-        let member: Member?
+        /// Its memberships, the earliest first (empty for a key not yet enrolled).
+        let memberships: [Member]
         /// The request as the caller signed it, which the entries it causes carry.
         public let request: AuditEntry.SignedRequest
 
-        /// For audit entries.
-        public var name: String { (member?.role.rawValue ?? "key") + ":" + key.fingerprint }
+        /// Whether the key is enrolled at all.
+        var enrolled: Bool { !memberships.isEmpty }
+        /// Whether the key is the operator's.
+        var isOperator: Bool { memberships.contains { $0.role == .operator } }
+        /// Its membership in `federation`.
+        func membership(in federation: String) -> Member? { memberships.first { $0.federation == federation } }
+        /// Whether it holds `role` in some federation.
+        func holds(_ role: Role) -> Bool { memberships.contains { $0.role == role } }
+
+        /// For audit entries: its roles (`participant`, or `licensee+participant` for a key with
+        /// two roles in different federations; `key` before it enrolled) and its fingerprint.
+        public var name: String {
+            let roles = Set(memberships.map(\.role.rawValue)).sorted()
+            return (roles.isEmpty ? "key" : roles.joined(separator: "+")) + ":" + key.fingerprint
+        }
     }
 
     /// Checks a request's signature, time, nonce, key and standing, and the caller's rate:
@@ -416,8 +429,8 @@ public actor Exchange {
         let now = settings.now()
         let key = request.key
         let signature = try Ed25519.PublicKey(rawRepresentation: key)
-        let member = try store.read { db in try Member.fetch(db, key: key) }
-        if member == nil && !enrolling {
+        let memberships = try store.read { db in try Member.fetchAll(db, key: key) }
+        if memberships.isEmpty && !enrolling {
             throw ExchangeError(.unauthenticated, "key \(signature.fingerprint) is not enrolled at this broker")
         }
         // Nonces older than the window cannot come back: their time is refused.
@@ -444,35 +457,15 @@ public actor Exchange {
         guard fresh else {
             throw ExchangeError(.unauthenticated, "this nonce was already used: the request is a replay")
         }
-        return Caller(key: signature, member: member, request: request)
+        return Caller(key: signature, memberships: memberships, request: request)
     }
 
-    /// The second half: the caller's standing (a suspended key is refused; an inactive
-    /// participant is active again, since its node is back) and its rate.
+    /// The second half: the caller's standing (a key suspended in every federation it joined is
+    /// refused; a suspension in one federation is enforced by ``requireMember(_:of:role:)``) and
+    /// its rate.
     public func admit(_ caller: Caller) throws -> Caller {
-        var caller = caller
-        if var member = caller.member {
-            if member.status == "inactive" {
-                try audit(
-                    actor: caller.name,
-                    request: caller.request,
-                    action: "member.active",
-                    objectType: "member",
-                    objectID: caller.key.fingerprint,
-                    reason: "back after missing rounds"
-                )
-                try store.write { db in
-                    try db.execute(
-                        sql: "UPDATE members SET status = 'active', missed = 0 WHERE key = ? AND status = 'inactive'",
-                        arguments: [Data(member.key)]
-                    )
-                }
-                member.status = "active"
-                caller = Caller(key: caller.key, member: member, request: caller.request)
-            }
-            guard member.status == "active" else {
-                throw ExchangeError(.forbidden, "key \(caller.key.fingerprint) is suspended")
-            }
+        if caller.enrolled, !caller.memberships.contains(where: { $0.status != "suspended" }) {
+            throw ExchangeError(.forbidden, "key \(caller.key.fingerprint) is suspended")
         }
         try takeToken(caller.key.rawRepresentation, now: settings.now())
         return caller
@@ -493,14 +486,47 @@ public actor Exchange {
     // MARK: Authorisation
 
     func requireOperator(_ caller: Caller) throws {
-        guard caller.member?.role == .operator else {
+        guard caller.isOperator else {
             throw ExchangeError(.forbidden, "only the operator may do this; \(caller.name) may not")
         }
     }
 
+    /// The caller's membership of `federation` in `role`, in standing: a suspended membership is
+    /// refused, and an inactive participant is active again (its node is back).
     func requireMember(_ caller: Caller, of federation: String, role: Role = .participant) throws -> Member {
-        guard let member = caller.member, member.role == role, member.federation == federation else {
+        guard let member = caller.membership(in: federation), member.role == role else {
             throw ExchangeError(.forbidden, "\(caller.name) is not a \(role.rawValue) of federation \(federation)")
+        }
+        return try standing(caller, member)
+    }
+
+    /// `member` (one of the caller's memberships) if it is in standing: refused when suspended,
+    /// made active again when it was inactive.
+    func standing(_ caller: Caller, _ member: Member) throws -> Member {
+        var member = member
+        if member.status == "inactive" {
+            try audit(
+                actor: caller.name,
+                request: caller.request,
+                action: "member.active",
+                objectType: "member",
+                objectID: caller.key.fingerprint,
+                reason: "back in federation \(member.federation) after missing rounds"
+            )
+            try store.write { db in
+                try db.execute(
+                    sql:
+                        "UPDATE members SET status = 'active', missed = 0 WHERE key = ? AND federation = ? AND status = 'inactive'",
+                    arguments: [Data(member.key), member.federation]
+                )
+            }
+            member.status = "active"
+        }
+        guard member.status == "active" else {
+            throw ExchangeError(
+                .forbidden,
+                "key \(caller.key.fingerprint) is suspended in federation \(member.federation)"
+            )
         }
         return member
     }
