@@ -366,9 +366,7 @@ extension BrokerCommand.Admin {
             if json { return try printJSON(all) }
             if all.isEmpty { print("no federations yet; cairn-broker admin create-federation makes one") }
             for status in all {
-                print(
-                    "\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)"
-                )
+                print(summary(status))
             }
         }
     }
@@ -386,9 +384,7 @@ extension BrokerCommand.Admin {
                 try await admin.client().json("GET", "/v1/admin/federations/\(federation.federation)")
             }
             if json { return try printJSON(status) }
-            print(
-                "\(status.id): \(status.state), \(status.roundsLeft) rounds left, \(status.participants) active participants, model from round \(status.modelRound)"
-            )
+            print(summary(status))
             for r in status.rounds {
                 let waiting =
                     r.waitingFor.isEmpty
@@ -419,4 +415,11 @@ func cliCall<T>(_ waiting: Waiting, _ body: () async throws -> T) async throws -
     // A broker's answer names itself (`the broker refused (403): …`); a check made here before
     // anything was sent (a URL without a scheme, say) is said as it is.
     do { return try await body() } catch let error as ExchangeError { throw CLIError(error.message) }
+}
+
+/// A federation's state in one line, for `admin federations` and `admin status`.
+private func summary(_ status: FederationStatus) -> String {
+    func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+    return "\(status.id): \(status.state), \(count(status.roundsLeft, "round")) left, "
+        + "\(count(status.participants, "active participant")), model from round \(status.modelRound)"
 }

@@ -188,6 +188,7 @@ extension NodeCommand {
                 if json { continue }
                 print(
                     "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"
+                        + (chosen.count > 1 ? " (enrolment \(held.name))" : "")
                 )
                 let included = record.rounds.filter(\.included).count
                 print("input summed in \(included) of \(record.rounds.count) rounds")

@@ -82,36 +82,16 @@ import Testing
                 federation: "delta",
                 TrainingRequest(action: "start", rounds: 1)
             )
-            // The daemon's round clock.
-            let ticker = Task {
-                while !Task.isCancelled {
-                    await fixture.exchange.tick()
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            let ticker = fixture.roundClock()
             defer { ticker.cancel() }
-            var features: [Float] = []
-            var labels: [Int32] = []
-            for row in 0..<60 {
-                features += [Float(row % 7) / 7, Float(row % 5) / 5]
-                labels.append(Int32(row % 3))
-            }
-            let rows = Dataset(schema: Fixture.schema, features: features, labels: labels)
+            let rows = Fixture.rows
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (i, node) in nodes.enumerated() {
                     group.addTask {
                         var participant = try await Participant.connect(home: node.home, identity: node.identity)
                         participant.pollInterval = 0.05
                         try await participant.run(data: rows, evaluation: nil, rounds: nil) { event in
-                            let line: String? =
-                                switch event {
-                                case .roundMissed(let round, let reason): "missed \(round): \(reason)"
-                                case .roundFinished(let round, let included, let counted, _, _, _):
-                                    "finished \(round): \(included ? "included" : "without"), \(counted) counted"
-                                case .trainingStopped(let counted): "stopped, \(counted) counted"
-                                case .retrying(let failure, _): "retry: \(failure.message)"
-                                default: nil
-                                }
+                            let line = event.testLine
                             if let line { seen.events.withLock { $0[i, default: []].append(line) } }
                         }
                     }
@@ -156,4 +136,42 @@ import Testing
 private final class Seen: Sendable {
     let altered = Mutex<String?>(nil)
     let events = Mutex<[Int: [String]]>([:])
+}
+
+extension Fixture {
+    /// The daemon's round clock for a live test: ticks the exchange every 50 ms until cancelled.
+    func roundClock() -> Task<Void, Never> {
+        Task { [exchange] in
+            while !Task.isCancelled {
+                await exchange.tick()
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// 60 rows of the fixture's schema, the same every time.
+    static var rows: Dataset {
+        var features: [Float] = []
+        var labels: [Int32] = []
+        for row in 0..<60 {
+            features += [Float(row % 7) / 7, Float(row % 5) / 5]
+            labels.append(Int32(row % 3))
+        }
+        return Dataset(schema: schema, features: features, labels: labels)
+    }
+}
+
+extension Participant.Event {
+    /// The event in one line for a test to compare: rounds missed and finished, training
+    /// stopped and retries; nil for the others.
+    var testLine: String? {
+        switch self {
+        case .roundMissed(let round, let reason): "missed \(round): \(reason)"
+        case .roundFinished(let round, let included, let counted, _, _, _):
+            "finished \(round): \(included ? "included" : "without"), \(counted) counted"
+        case .trainingStopped(let counted): "stopped, \(counted) counted"
+        case .retrying(let failure, _): "retry: \(failure.message)"
+        default: nil
+        }
+    }
 }

@@ -210,7 +210,8 @@ import Testing
         let log = fixture.log
         let entries = try (0..<log.size).map { try log.entry($0) }
         #expect(entries.filter { $0.action == "member.inactive" }.map(\.objectID) == [quitter.fingerprint])
-        // Its node comes back: any signed call makes it active again, for rounds that open later.
+        // Its node comes back: a signed call about its federation makes it active again, for
+        // rounds that open later.
         let back = try await app.test(.router) { client in
             try await fixture.request(client, fixture.members["p5"]!, .get, "/v1/me").status
         }

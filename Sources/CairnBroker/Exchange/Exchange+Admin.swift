@@ -250,24 +250,28 @@ extension Exchange {
     }
 
     /// `GET /v1/me?federation=F`: the caller's membership of `federation`, or its only one when
-    /// none is named.
+    /// none is named (an inactive one is active again: its node is back; a suspended one is
+    /// shown as such).
     public func me(_ caller: Caller, federation: String?) throws -> MemberRecord {
+        let member: Member
         if let federation {
-            guard let member = caller.membership(in: federation) else {
+            guard let named = caller.membership(in: federation) else {
                 throw ExchangeError(
                     .notFound,
                     "key \(caller.key.fingerprint) is not a member of federation \(federation)"
                 )
             }
-            return try record(member)
+            member = named
+        } else {
+            guard caller.memberships.count == 1, let only = caller.memberships.first else {
+                throw ExchangeError(
+                    .malformed,
+                    "key \(caller.key.fingerprint) is a member of federations \(caller.memberships.map(\.federation).joined(separator: ", ")): name one with ?federation="
+                )
+            }
+            member = only
         }
-        guard caller.memberships.count == 1, let member = caller.memberships.first else {
-            throw ExchangeError(
-                .malformed,
-                "key \(caller.key.fingerprint) is a member of federations \(caller.memberships.map(\.federation).joined(separator: ", ")): name one with ?federation="
-            )
-        }
-        return try record(member)
+        return try record(member.status == "inactive" ? standing(caller, member) : member)
     }
 
     /// `GET /v1/admin/federations/{federation}/participants`.
