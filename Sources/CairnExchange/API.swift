@@ -286,7 +286,9 @@ public struct Contribution: Codable, Sendable, Hashable {
     public var round: Int
     /// The phases it answered, in order (`advertise`, `share`, `mask`, `check`, `unmask`).
     public var phases: [String]
-    /// Whether its input is in the round's sum.
+    /// Whether its input is in the round's sum: the round finished and its masked input was
+    /// accepted (the sum holds every input accepted before masking closed, also of a participant
+    /// that answered nothing after it).
     public var included: Bool
     /// The round's outcome: `open`, `finished` or `aborted`.
     public var outcome: String

@@ -21,10 +21,124 @@ import Testing
     /// take part in the next round, whose sum holds its input; the round it left aborts and is
     /// never called finished; no node keeps round state once training stops.
     @Test func anAlteredKeyListIsSatOutAndTheNodeGoesOn() async throws {
-        var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0)
         // The share deadline (far beyond what loopback needs) ends round 1, which the altered node
         // never answers; the other phases close when everyone answered, long before theirs.
-        policy.deadlines = PhaseDeadlines(advertise: 600, share: 8, mask: 600, check: 600, unmask: 600)
+        let run = try await Self.threeNodes(
+            deadlines: PhaseDeadlines(advertise: 600, share: 8, mask: 600, check: 600, unmask: 600),
+            rounds: 1
+        ) { line, text in
+            // The first share-phase view of round 1 a node fetches: one hex digit of its key
+            // list changed near the end (inside a signature), as an attacker on the path would.
+            guard line.hasPrefix("GET /v1/federations/delta/round"), text.contains("\"phase\":\"share\""),
+                text.contains("\"round\":1,")
+            else { return nil }
+            return Self.flipDigit(in: text, field: "message", before: 10)
+        }
+        let reports = run.reports
+        // The node whose key list was altered sat round 1 out, saying why.
+        let victims = reports.filter {
+            $0.value.contains { $0.hasPrefix("missed 1:") && !$0.hasPrefix("missed 1: the round aborted") }
+        }
+        #expect(victims.count == 1, "\(reports)")
+        for (i, lines) in reports {
+            // Round 1 aborted (said so, never called finished); round 2 finished with every
+            // node's input, and each node then saw training stop.
+            #expect(!lines.contains { $0.hasPrefix("finished 1") }, "node \(i): \(lines)")
+            #expect(
+                lines.suffix(2) == ["finished 2: included, 1 counted", "stopped, 1 counted"],
+                "node \(i): \(lines)"
+            )
+        }
+        // The node that sat round 1 out sent no share answer for it: the broker took the others'.
+        #expect(run.entries.filter { $0.action == "round.share" && $0.objectID == "delta/1" }.count == 2)
+        #expect(run.rounds == ["aborted", "finished"])
+    }
+
+    /// The broker refuses a node's answer: a proxy alters the round configuration one node
+    /// fetches in round 1's advertise phase (one digit of the base-model digest), so the node
+    /// advertises keys for a configuration the broker does not have, and the broker answers 400.
+    /// The node sits the round out with the broker's reason and its saved state for the round
+    /// discarded (it never sends that answer again); the round, which needs all three, aborts
+    /// at the advertise deadline, and the next rounds sum all three.
+    @Test func anAnswerTheBrokerRefusesIsSatOutAndNeverResent() async throws {
+        let run = try await Self.threeNodes(
+            deadlines: PhaseDeadlines(advertise: 8, share: 600, mask: 600, check: 600, unmask: 600),
+            rounds: 2
+        ) { line, text in
+            guard line.hasPrefix("GET /v1/federations/delta/round"), text.contains("\"phase\":\"advertise\""),
+                text.contains("\"round\":1,")
+            else { return nil }
+            // The configuration: text(federation) = u32 length ‖ "delta" (9 bytes), u64 round, then
+            // the 32-byte base-model digest; a digit in the middle of the digest.
+            return Self.flipDigit(in: text, field: "config", at: 2 * (9 + 8) + 20)
+        }
+        let reports = run.reports
+        let victims = reports.filter {
+            $0.value.first
+                == "missed 1: its advertise answer was not accepted: the broker refused (400): AdvertiseKeys for another round configuration: refused as a replay [state discarded]"
+        }
+        #expect(victims.count == 1, "\(reports)")
+        for (i, lines) in reports {
+            // Round 1 waited for the third advertisement until its deadline and aborted; the two
+            // rounds that training still had then summed all three inputs.
+            #expect(lines.count == (victims.keys.contains(i) ? 5 : 4), "node \(i): \(lines)")
+            #expect(
+                lines.suffix(4) == [
+                    "missed 1: the round aborted", "finished 2: included, 1 counted",
+                    "finished 3: included, 2 counted", "stopped, 2 counted",
+                ],
+                "node \(i): \(lines)"
+            )
+        }
+        // The broker refused one advertise answer of round 1, once: it was never resent.
+        let refused = run.entries.filter {
+            $0.action == "request.refused" && $0.objectID == "POST /v1/federations/delta/rounds/1/advertise"
+        }
+        #expect(
+            refused.map(\.reason) == [
+                "400 malformed: AdvertiseKeys for another round configuration: refused as a replay"
+            ]
+        )
+        #expect(run.entries.filter { $0.action == "round.advertise" && $0.objectID == "delta/1" }.count == 2)
+        #expect(run.rounds == ["aborted", "finished", "finished"])
+    }
+
+    /// `text` with one hex digit of the JSON string `field` changed: the one `at` characters into
+    /// the value, or `before` characters before its end.
+    static func flipDigit(in text: String, field: String, at: Int? = nil, before: Int? = nil) -> [UInt8]? {
+        guard let value = text.range(of: "\"\(field)\":\""),
+            let end = text[value.upperBound...].firstIndex(of: "\"")
+        else { return nil }
+        let start = text.utf8.distance(from: text.utf8.startIndex, to: value.upperBound.samePosition(in: text.utf8)!)
+        let length = text.distance(from: value.upperBound, to: end)
+        let offset = at ?? (length - (before ?? 1))
+        guard length > 20, (0..<length).contains(offset) else { return nil }
+        var bytes = Array(text.utf8)
+        bytes[start + offset] = bytes[start + offset] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        return bytes
+    }
+
+    /// What ``threeNodes(deadlines:rounds:alter:)`` saw.
+    struct Run {
+        /// Each node's round reports (``Participant/Event/testLine``).
+        var reports: [Int: [String]]
+        /// The audit log's entries.
+        var entries: [AuditEntry]
+        /// The phase each round of `delta` ended in.
+        var rounds: [String]
+    }
+
+    /// Three nodes enrolled in a new federation `delta` through a proxy that passes each answer
+    /// (request line, text) to `alter`, which alters the first one it returns bytes for; they run
+    /// `rounds` rounds until training stops. Checks that one answer was altered and that no node
+    /// keeps round state at the end.
+    static func threeNodes(
+        deadlines: PhaseDeadlines,
+        rounds: Int,
+        alter: @escaping @Sendable (String, String) -> [UInt8]?
+    ) async throws -> Run {
+        var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0)
+        policy.deadlines = deadlines
         var settings = TestClock().settings
         settings.now = { unixTime() }  // the nodes sign with the real clock
         let fixture = try await Fixture(policy: policy, settings: settings)
@@ -37,26 +151,15 @@ import Testing
         )
         let seen = Seen()
         try await app.test(.live) { client in
-            // The first share-phase view of round 1 a node fetches: one hex digit of its key
-            // list changed near the end (inside a signature), as an attacker on the path would.
             let proxy = try await RecordingProxy.start(
                 to: client.port!,
                 alter: { line, answer in
-                    guard line.hasPrefix("GET /v1/federations/delta/round") else { return nil }
-                    let text = String(decoding: answer, as: UTF8.self)
-                    guard text.contains("\"phase\":\"share\""), text.contains("\"round\":1,"),
-                        let value = text.range(of: "\"message\":\""),
-                        let end = text[value.upperBound...].firstIndex(of: "\""),
-                        text.distance(from: value.upperBound, to: end) > 20
-                    else { return nil }
-                    return seen.altered.withLock { first -> [UInt8]? in
-                        guard first == nil else { return nil }
+                    seen.altered.withLock { first -> [UInt8]? in
+                        guard first == nil, let altered = alter(line, String(decoding: answer, as: UTF8.self)) else {
+                            return nil
+                        }
                         first = line
-                        var bytes = answer
-                        let at =
-                            text.utf8.distance(from: text.utf8.startIndex, to: end.samePosition(in: text.utf8)!) - 10
-                        bytes[at] = bytes[at] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
-                        return bytes
+                        return altered
                     }
                 }
             )
@@ -80,7 +183,7 @@ import Testing
             _ = try await fixture.exchange.training(
                 op,
                 federation: "delta",
-                TrainingRequest(action: "start", rounds: 1)
+                TrainingRequest(action: "start", rounds: rounds)
             )
             let ticker = fixture.roundClock()
             defer { ticker.cancel() }
@@ -90,9 +193,15 @@ import Testing
                     group.addTask {
                         var participant = try await Participant.connect(home: node.home, identity: node.identity)
                         participant.pollInterval = 0.05
+                        let state = try Enrolment.select(home: node.home, federation: nil).folder + "/round.state"
                         try await participant.run(data: rows, evaluation: nil, rounds: nil) { event in
-                            let line = event.testLine
-                            if let line { seen.events.withLock { $0[i, default: []].append(line) } }
+                            guard var line = event.testLine else { return }
+                            // A refused answer's round state is gone before the node says so: a
+                            // restart could not send that answer again.
+                            if line.contains("answer was not accepted") {
+                                line += DurableFile.exists(state) ? " [state kept]" : " [state discarded]"
+                            }
+                            seen.events.withLock { $0[i, default: []].append(line) }
                         }
                     }
                 }
@@ -101,34 +210,17 @@ import Testing
             try await proxy.stop()
         }
         #expect(seen.altered.withLock { $0 } != nil)
-        let reports = seen.events.withLock { $0 }
-        // The node whose key list was altered sat round 1 out, saying why.
-        let victims = reports.filter {
-            $0.value.contains { $0.hasPrefix("missed 1:") && !$0.hasPrefix("missed 1: the round aborted") }
+        for i in 0..<3 {
+            let folder = try Enrolment.select(home: fixture.folder + "/node\(i)", federation: nil).folder
+            #expect(!DurableFile.exists(folder + "/round.state"))
         }
-        #expect(victims.count == 1, "\(reports)")
-        for (i, lines) in reports {
-            // Round 1 aborted (said so, never called finished); round 2 finished with every
-            // node's input, and each node then saw training stop.
-            #expect(!lines.contains { $0.hasPrefix("finished 1") }, "node \(i): \(lines)")
-            #expect(
-                lines.suffix(2) == ["finished 2: included, 1 counted", "stopped, 1 counted"],
-                "node \(i): \(lines)"
-            )
-            #expect(
-                !DurableFile.exists(
-                    try Enrolment.select(home: fixture.folder + "/node\(i)", federation: nil).folder + "/round.state"
-                )
-            )
-        }
-        #expect(reports.count == 3)
-        // The node that sat round 1 out sent no share answer for it: the broker took the others'.
-        let entries = try (0..<fixture.log.size).map { try fixture.log.entry($0) }
-        #expect(entries.filter { $0.action == "round.share" && $0.objectID == "delta/1" }.count == 2)
-        let rounds = try await fixture.exchange.store.read { db in
-            try String.fetchAll(db, sql: "SELECT phase FROM rounds WHERE federation = 'delta' ORDER BY round")
-        }
-        #expect(rounds == ["aborted", "finished"])
+        return Run(
+            reports: seen.events.withLock { $0 },
+            entries: try (0..<fixture.log.size).map { try fixture.log.entry($0) },
+            rounds: try await fixture.exchange.store.read { db in
+                try String.fetchAll(db, sql: "SELECT phase FROM rounds WHERE federation = 'delta' ORDER BY round")
+            }
+        )
     }
 }
 

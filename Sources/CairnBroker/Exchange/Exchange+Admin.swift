@@ -233,7 +233,9 @@ extension Exchange {
                 return Contribution(
                     round: number,
                     phases: ordered,
-                    included: phase == "finished" && ordered.contains("mask") && ordered.contains("check"),
+                    // The sum is over every masked input accepted before masking closed, whether or
+                    // not its sender then signed the survivor set.
+                    included: phase == "finished" && ordered.contains("mask"),
                     outcome: phase == "finished" || phase == "aborted" ? phase : "open"
                 )
             }
