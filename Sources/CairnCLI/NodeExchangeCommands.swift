@@ -177,17 +177,30 @@ extension NodeCommand {
             // Every enrolment, or the one chosen (select refuses a home with none, saying why).
             var chosen = try choice.federation == nil ? Enrolment.all(home: home.resolved) : []
             if chosen.isEmpty { chosen = [try choice.held(home)] }
-            var records: [MemberRecord] = []
-            for held in chosen {
-                let enrolment = held.enrolment
-                let record: MemberRecord = try await cliCall(wait.waiting) {
-                    let (client, _) = try await enrolment.connect(identity: identity.identity)
-                    return try await client.json("GET", "/v1/me?federation=\(enrolment.federation)")
+            // One connection per broker, so a broker that cannot be reached is waited for once.
+            var records: [Enrolment.Held: MemberRecord] = [:]
+            for held in chosen where records[held] == nil {
+                let here = chosen.filter {
+                    $0.enrolment.broker == held.enrolment.broker && $0.enrolment.brokerKey == held.enrolment.brokerKey
                 }
-                records.append(record)
-                if json { continue }
+                let found: [MemberRecord] = try await cliCall(wait.waiting) {
+                    let (client, _) = try await held.enrolment.connect(identity: identity.identity)
+                    var found: [MemberRecord] = []
+                    for one in here {
+                        found.append(try await client.json("GET", "/v1/me?federation=\(one.enrolment.federation)"))
+                    }
+                    return found
+                }
+                for (one, record) in zip(here, found) { records[one] = record }
+            }
+            if json {
+                let ordered = chosen.compactMap { records[$0] }
+                return try ordered.count == 1 ? printJSON(ordered[0]) : printJSON(ordered)
+            }
+            for held in chosen {
+                guard let record = records[held] else { continue }
                 print(
-                    "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(enrolment.broker), \(record.status)"
+                    "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(held.enrolment.broker), \(record.status)"
                         + (chosen.count > 1 ? " (enrolment \(held.name))" : "")
                 )
                 let included = record.rounds.filter(\.included).count
@@ -198,7 +211,6 @@ extension NodeCommand {
                     )
                 }
             }
-            if json { try records.count == 1 ? printJSON(records[0]) : printJSON(records) }
         }
     }
 }
