@@ -72,12 +72,22 @@ public struct TLSPin: Sendable, Hashable {
     }
 
     /// A failed handshake under a pin: not retried, since a server that does not present the
-    /// pinned certificate will not present it on the next attempt either.
+    /// pinned certificate will not present it on the next attempt either; except a connection
+    /// closed before the handshake finished (a broker stopping or restarting), which is a network
+    /// failure like a refused connection, and is retried.
     static func refused(_ url: String, _ error: any Error) -> ExchangeError {
-        ExchangeError(
+        if case NIOSSLError.uncleanShutdown = error { return closed(url, error) }
+        if let channel = error as? ChannelError, channel == .ioOnClosedChannel { return closed(url, error) }
+        if error is IOError { return closed(url, error) }  // reset, broken pipe: the socket, not the pin
+        if "\(error)".contains("EOF during handshake") { return closed(url, error) }
+        return ExchangeError(
             .forbidden,
             "the TLS handshake with \(url) failed: it does not present the pinned certificate (or speaks no TLS), so it is not the pinned broker; refusing to talk to it (\(error))"
         )
+    }
+
+    private static func closed(_ url: String, _ error: any Error) -> ExchangeError {
+        ExchangeError(.transport, "the broker at \(url) closed the connection during the TLS handshake (\(error))")
     }
 
     /// A promise completed once, whoever comes first.
