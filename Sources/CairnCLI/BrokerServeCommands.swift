@@ -183,7 +183,7 @@ extension BrokerCommand.Admin {
         @Option(help: "What the federation is for.") var description = ""
         @Option(help: ArgumentHelp("The data schema (JSON).", valueName: "file")) var schema: String
         @Option(help: "logistic, softmax or mlp.") var model: ModelKindArgument = .softmax
-        @Option(help: "Hidden units (mlp).") var hidden = 0
+        @Option(help: "Hidden units of an mlp (default 64, as cairn-node train's).") var hidden: Int?
         @Option(help: "A round opens only with this many active participants (≥ 3).") var minimumParticipants = 3
         @Option(help: "Fraction of participants that may drop out of a round.") var dropoutFraction = 0.1
         @Option(help: "Fraction of participants that may collude with the broker.") var corruptFraction = 0.05
@@ -211,7 +211,7 @@ extension BrokerCommand.Admin {
                 id: id,
                 description: description,
                 schema: schemaValue,
-                model: ModelChoice(kind: model.kind, hidden: hidden),
+                model: ModelChoice(kind: model.kind, hidden: model == .mlp ? hidden ?? 64 : hidden ?? 0),
                 policy: RoundPolicy(
                     minimumParticipants: minimumParticipants,
                     dropoutFraction: dropoutFraction,

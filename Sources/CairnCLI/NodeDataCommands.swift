@@ -162,6 +162,9 @@ extension NodeCommand {
                 settings: settings,
                 testFraction: testFraction
             )
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            }
             try result.file.write(to: output, replace: overwrite)
             let metrics = Metrics(
                 architecture: result.file.model.architecture,
@@ -278,7 +281,7 @@ extension NodeCommand {
             let file = try ModelFile.read(from: model)
             let (data, labelled) = try DataValidator.loadForPrediction(csv, schema: file.schema)
             let k = file.model.architecture.classes
-            let p = file.probabilities(data)
+            let p = try file.probabilities(data)
             let classes = file.schema.label.classes
             var lines = ["row,predicted," + classes.map { "p_" + csvField($0) }.joined(separator: ",")]
             for r in 0..<data.count {

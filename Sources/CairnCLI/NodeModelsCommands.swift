@@ -217,7 +217,7 @@ extension NodeCommand.Models {
             let (data, _) = try DataValidator.load(csv, schema: file.schema)
             let classes = file.schema.label.classes
             let e = Evaluation(
-                probabilities: file.probabilities(data),
+                probabilities: try file.probabilities(data),
                 labels: data.labels,
                 classes: file.model.architecture.classes
             )

@@ -5,8 +5,10 @@ internal import Glibc
 /// the current record), so a file of any size can be checked.
 ///
 /// Fields are separated by `,`; a field may be quoted with `"`, with `""` for a quote inside;
-/// records end with `\n` or `\r\n` (a newline inside quotes belongs to the field). Every field
-/// must be UTF-8. A record longer than ``maximumRecordBytes`` is refused.
+/// records end with `\n`, `\r\n` or a lone `\r` (a newline inside quotes belongs to the
+/// field). Every field must be UTF-8. A UTF-8 byte order mark before the header is skipped, and
+/// so are blank lines (no bytes at all: never a record of a file with two or more columns),
+/// which still count in row numbers. A record longer than ``maximumRecordBytes`` is refused.
 final class CSVReader {
     /// The longest record accepted: 1 MiB.
     static let maximumRecordBytes = 1 << 20
@@ -67,6 +69,20 @@ final class CSVReader {
 
     /// The next record's fields, or nil at the end of the file.
     func nextRecord() throws -> [String]? {
+        // A byte order mark (as spreadsheet programs write UTF-8) is not part of the header. The
+        // first read holds the file's first bytes whole (up to the buffer's 64 KiB).
+        if record == 0, try peek() != nil, end - start >= 3,
+            buffer[start..<start + 3].elementsEqual([0xEF, 0xBB, 0xBF])
+        {
+            start += 3
+        }
+        while let fields = try nextLine() {
+            if fields != [""] { return fields }
+        }
+        return nil
+    }
+
+    private func nextLine() throws -> [String]? {
         var fields: [String] = []
         var field: [UInt8] = []
         var bytes = 0
@@ -111,8 +127,8 @@ final class CSVReader {
             switch byte {
             case UInt8(ascii: ","):
                 try finishField()
-            case UInt8(ascii: "\n"):
-                if field.last == UInt8(ascii: "\r") { field.removeLast() }
+            case UInt8(ascii: "\n"), UInt8(ascii: "\r"):
+                if byte == UInt8(ascii: "\r"), try peek() == UInt8(ascii: "\n") { _ = try next() }
                 try finishField()
                 record = row
                 return fields
@@ -130,7 +146,6 @@ final class CSVReader {
         }
         guard !quoted else { throw DataError(.malformedCSV, "\(path): row \(row) ends inside a quoted field") }
         guard sawAnything else { return nil }
-        if field.last == UInt8(ascii: "\r") { field.removeLast() }
         try finishField()
         record = row
         return fields

@@ -40,6 +40,19 @@ public struct Dataset: Sendable {
         return Dataset(schema: schema, features: f, labels: l)
     }
 
+    /// How many of the rows at `others` equal (inputs and label) some row at `rows`.
+    public func repeats(of rows: [Int], among others: [Int]) -> Int {
+        struct Row: Hashable {
+            var inputs: [Float]
+            var label: Int32
+        }
+        func row(_ i: Int) -> Row {
+            Row(inputs: Array(features[(i * inputCount)..<((i + 1) * inputCount)]), label: labels[i])
+        }
+        let known = Set(rows.map(row))
+        return others.filter { known.contains(row($0)) }.count
+    }
+
     /// Row positions split into a training part and a held-out part of `testFraction` of the
     /// rows, stratified by class (each class split in the same proportion, rounded to the
     /// nearest row), shuffled with `seed`.

@@ -16,6 +16,9 @@ public struct LocalTraining: Sendable {
     /// The held-out rows, as 0-based positions among the file's data rows, so another tool can
     /// evaluate on exactly the same split.
     public var testRows: [Int]
+    /// What makes the result less than it seems, for a person: a class with no rows, no rows
+    /// held out although some were asked for, held-out rows that repeat training rows.
+    public var warnings: [String] = []
 
     /// Runs it. Throws ``DataError/Code/invalidData`` (and trains nothing) when the data fails
     /// its schema.
@@ -57,13 +60,28 @@ public struct LocalTraining: Sendable {
                 labels: test.labels,
                 classes: architecture.classes
             )
+        var warnings = zip(schema.label.classes, report.classCounts).filter { $0.1 == 0 }.map {
+            "class \($0.0) has no rows, so the model cannot learn to predict it"
+        }
+        if testFraction > 0, test.count == 0 {
+            warnings.append(
+                "no rows were held out (\(data.count) rows × \(testFraction) rounds to none per class): there is no held-out score"
+            )
+        }
+        let repeats = data.repeats(of: trainRows, among: testRows)
+        if repeats > 0 {
+            warnings.append(
+                "\(repeats) of \(testRows.count) held-out rows repeat a training row exactly, so the held-out score overstates how the model does on new rows"
+            )
+        }
         return LocalTraining(
             file: try ModelFile(model: model, schema: schema, standardisation: standardisation),
             report: report,
             trainEvaluation: trainEvaluation,
             testEvaluation: testEvaluation,
             losses: losses,
-            testRows: testRows.sorted()
+            testRows: testRows.sorted(),
+            warnings: warnings
         )
     }
 }

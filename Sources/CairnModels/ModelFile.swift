@@ -193,9 +193,19 @@ public struct ModelFile: Sendable {
         return file
     }
 
-    /// Probabilities (`rows × classes`) for raw (unstandardised) encoded inputs.
-    public func probabilities(_ data: Dataset) -> [Float] {
-        model.probabilities(standardisation.apply(to: data).features)
+    /// Probabilities (`rows × classes`) for raw (unstandardised) encoded inputs. Refuses
+    /// (``DataError/Code/invalidData``) a row whose probabilities are not finite, naming it (row
+    /// 2 is the first data row of its CSV file): nothing downstream may read a NaN as a score.
+    public func probabilities(_ data: Dataset) throws -> [Float] {
+        let p = model.probabilities(standardisation.apply(to: data).features)
+        if let bad = p.firstIndex(where: { !$0.isFinite }) {
+            let classes = model.architecture.classes
+            throw DataError(
+                .invalidData,
+                "row \(bad / classes + 2): the model's probabilities for it are not finite numbers (its values, standardised, are beyond what the model's 32-bit arithmetic holds); nothing was written"
+            )
+        }
+        return p
     }
 }
 

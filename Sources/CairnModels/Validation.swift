@@ -59,7 +59,7 @@ public struct ValidationReport: Sendable, Codable, Hashable {
     public var path: String
     /// Data rows (the header not counted).
     public var rows = 0
-    /// Problems per kind.
+    /// Problems per kind (in JSON, an object with every kind, by name).
     public var counts: [Kind: Int] = [:]
     /// The first ``listedProblemLimit`` problems, in file order.
     public var problems: [Problem] = []
@@ -112,6 +112,45 @@ public struct ValidationReport: Sendable, Codable, Hashable {
             }
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension ValidationReport {
+    private enum CodingKeys: String, CodingKey {
+        case path, rows, counts, problems, classCounts, classNames, duplicateCheckLimited, passed
+    }
+
+    /// Encodes `counts` as an object naming every kind (0 when none), and `passed`.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path)
+        try c.encode(rows, forKey: .rows)
+        try c.encode(
+            Dictionary(uniqueKeysWithValues: Kind.allCases.map { ($0.rawValue, counts[$0] ?? 0) }),
+            forKey: .counts
+        )
+        try c.encode(problems, forKey: .problems)
+        try c.encode(classCounts, forKey: .classCounts)
+        try c.encode(classNames, forKey: .classNames)
+        try c.encode(duplicateCheckLimited, forKey: .duplicateCheckLimited)
+        try c.encode(passed, forKey: .passed)
+    }
+
+    /// Decodes what ``encode(to:)`` writes (an unknown kind is refused).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        rows = try c.decode(Int.self, forKey: .rows)
+        for (name, count) in try c.decode([String: Int].self, forKey: .counts) where count != 0 {
+            guard let kind = Kind(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(forKey: .counts, in: c, debugDescription: "unknown kind \(name)")
+            }
+            counts[kind] = count
+        }
+        problems = try c.decode([Problem].self, forKey: .problems)
+        classCounts = try c.decode([Int].self, forKey: .classCounts)
+        classNames = try c.decode([String].self, forKey: .classNames)
+        duplicateCheckLimited = try c.decode(Bool.self, forKey: .duplicateCheckLimited)
     }
 }
 
@@ -214,11 +253,13 @@ public enum DataValidator {
         var report = ValidationReport(path: path)
         report.classNames = schema.label.classes
         report.classCounts = [Int](repeating: 0, count: schema.label.classes.count)
-        guard let header = try reader.nextRecord() else {
+        guard let rawHeader = try reader.nextRecord() else {
             report.add(.emptyFile, row: 0, "the file is empty; expected a header row")
             return (report, nil, false)
         }
         // Map schema columns to header positions.
+        // Header names without padding (`a, b` names columns a and b).
+        let header = rawHeader.map { String($0.trimmed) }
         var position: [String: Int] = [:]
         for (i, name) in header.enumerated() {
             if position[name] != nil {
@@ -290,7 +331,10 @@ public enum DataValidator {
                     )
                     continue
                 }
-                if let lo = feature.min, value < lo {
+                if abs(value) > Double(Float.greatestFiniteMagnitude) {
+                    // Whatever the schema says: the models compute in binary32.
+                    problem(.outOfRange, "beyond the range of a 32-bit float (±3.4e38)")
+                } else if let lo = feature.min, value < lo {
                     problem(.outOfRange, "below the minimum \(lo)")
                 } else if let hi = feature.max, value > hi {
                     problem(.outOfRange, "above the maximum \(hi)")

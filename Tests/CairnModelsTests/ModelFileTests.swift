@@ -37,6 +37,17 @@ struct ModelFileTests {
         #expect(header.contains("\"format\":\"cairn-model/v1\""))
     }
 
+    @Test("Probabilities that are not finite are refused with the row, never returned")
+    func nonFiniteProbabilities() throws {
+        let file = try sample()
+        let rows = Dataset(schema: file.schema, features: [0, 1, 3e38, -3e38, 2, 2], labels: [0, 1, 2])
+        let refusal = #expect(throws: DataError.self) { try file.probabilities(rows) }
+        #expect(refusal?.code == .invalidData)
+        #expect(refusal?.message.hasPrefix("row 3: the model's probabilities for it are not finite numbers") == true)
+        let fine = try file.probabilities(Dataset(schema: file.schema, features: [0, 1, 2, 2], labels: [0, 2]))
+        #expect(fine.count == 6 && fine.allSatisfy { $0.isFinite && $0 >= 0 && $0 <= 1 })
+    }
+
     @Test("Truncated, padded and altered files are refused with invalidModelFile")
     func refusals() throws {
         let bytes = try sample().encoded()

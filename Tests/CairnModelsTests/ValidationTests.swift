@@ -142,6 +142,68 @@ struct ValidationTests {
         #expect(!report.passed)
     }
 
+    @Test(
+        "Awkward but valid files load as the clean one: a byte order mark, padded header names, blank lines, CR endings"
+    )
+    func awkwardFiles() throws {
+        let clean = try DataValidator.load(csvFile("a,b,colour,y\n1.5,3,red,yes\n0,-2,green,no\n"), schema: smallSchema)
+        let bom = Array("a,b,colour,y\n1.5,3,red,yes\n0,-2,green,no\n".utf8)
+        let path = temporaryFolder() + "/bom.csv"
+        try DurableFile.write([0xEF, 0xBB, 0xBF] + bom, to: path, replace: false)
+        for awkward in [
+            path,
+            csvFile(" a , b,colour\t,y \n1.5,3,red,yes\n0,-2,green,no\n"),
+            csvFile("a,b,colour,y\n1.5,3,red,yes\n0,-2,green,no\n\n\r\n"),
+            csvFile("a,b,colour,y\r1.5,3,red,yes\r0,-2,green,no\r"),
+            csvFile("a,b,colour,y\r1.5,3,red,yes\r\n0,-2,green,no"),
+        ] {
+            let (data, report) = try DataValidator.load(awkward, schema: smallSchema)
+            #expect(report.passed && report.rows == 2, "\(awkward): \(report.text)")
+            #expect(data.features == clean.0.features && data.labels == clean.0.labels)
+        }
+        // A blank line inside counts in row numbers: the bad cell after it is row 4.
+        let gap = try DataValidator.check(csvFile("a,b,colour,y\n1.5,3,red,yes\n\n0,x,green,no\n"), schema: smallSchema)
+        #expect(gap.rows == 2 && gap.problems.map { "\($0.kind) \($0.row):\($0.column)" } == ["wrongType 4:2"])
+    }
+
+    @Test("A value beyond binary32 fails whatever the schema says; in range, the largest float passes")
+    func binary32() throws {
+        let schema = DataSchema(
+            task: .binary,
+            label: .init(name: "y", classes: ["no", "yes"]),
+            features: [.init(name: "a", type: .float), .init(name: "b", type: .integer)]
+        )
+        let report = try DataValidator.check(
+            csvFile("a,b,y\n1e39,1,no\n-3.5e38,1,yes\n3.4e38,-1e39,no\n"),
+            schema: schema
+        )
+        #expect(
+            report.problems.map { "\($0.kind) \($0.row):\($0.column) \($0.detail)" } == [
+                "outOfRange 2:1 beyond the range of a 32-bit float (±3.4e38)",
+                "outOfRange 3:1 beyond the range of a 32-bit float (±3.4e38)",
+                "wrongType 4:2 not a whole number",
+            ]
+        )
+        let edge = try DataValidator.check(csvFile("a,b,y\n3.4e38,1,no\n"), schema: schema)
+        #expect(edge.passed)
+    }
+
+    @Test("The report's JSON names every kind's count in an object, the same on every run, and decodes")
+    func reportJSON() throws {
+        let report = try DataValidator.check(csvFile("a,b,colour,y\n1,x,red,no\n1,x,red,no\n"), schema: smallSchema)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(report), as: UTF8.self)
+        #expect(
+            json.contains(
+                #""counts":{"duplicateColumn":0,"duplicateRow":1,"emptyFile":0,"missingColumn":0,"missingValue":0,"noRows":0,"outOfRange":0,"unknownCategory":0,"unknownClass":0,"unknownColumn":0,"wrongFieldCount":0,"wrongType":2}"#
+            ),
+            "\(json)"
+        )
+        #expect(json.contains(#""passed":false"#))
+        #expect(try JSONDecoder().decode(ValidationReport.self, from: Data(json.utf8)) == report)
+    }
+
     @Test("An empty file and a header-only file fail")
     func emptyFiles() throws {
         let empty = try DataValidator.check(csvFile(""), schema: smallSchema)
@@ -338,6 +400,56 @@ struct TrainingRefusalTests {
             #expect(error.code == .invalidData)
             #expect(error.message.contains(expected), "\(error.message)")
         }
+    }
+}
+
+@Suite("Training says what weakens its result")
+struct TrainingWarningTests {
+    /// Trains softmax on `text` (schema: `a`, label `y` in a, b, c) and returns the warnings.
+    func warnings(_ text: String, testFraction: Double) throws -> [String] {
+        let schema = DataSchema(
+            task: .multiclass,
+            label: .init(name: "y", classes: ["a", "b", "c"]),
+            features: [.init(name: "x", type: .float)]
+        )
+        var settings = TrainingSettings()
+        settings.epochs = 2
+        return try LocalTraining.run(
+            csv: csvFile(text),
+            schema: schema,
+            kind: .softmax,
+            hidden: 0,
+            settings: settings,
+            testFraction: testFraction
+        ).warnings
+    }
+
+    @Test("A class without rows, no held-out rows, held-out rows repeating training rows; none for clean data")
+    func warned() throws {
+        let distinct = (0..<20).map { "\($0),\(["a", "b", "c"][$0 % 3])" }
+        #expect(try warnings("x,y\n" + distinct.joined(separator: "\n"), testFraction: 0.25) == [])
+        let twoClasses = (0..<20).map { "\($0),\(["a", "b"][$0 % 2])" }
+        #expect(
+            try warnings("x,y\n" + twoClasses.joined(separator: "\n"), testFraction: 0.25) == [
+                "class c has no rows, so the model cannot learn to predict it"
+            ]
+        )
+        #expect(
+            try warnings("x,y\n" + distinct.joined(separator: "\n"), testFraction: 0.01) == [
+                "no rows were held out (20 rows × 0.01 rounds to none per class): there is no held-out score"
+            ]
+        )
+        // Every row twice: each held-out row has its twin in the training part (or both are held out).
+        let twice = try warnings("x,y\n" + (distinct + distinct).joined(separator: "\n"), testFraction: 0.25)
+        #expect(
+            twice.count == 1
+                && twice[0].hasSuffix(
+                    "held-out rows repeat a training row exactly, so the held-out score overstates how the model does on new rows"
+                ),
+            "\(twice)"
+        )
+        // --test-fraction 0 asked for no held-out rows: nothing to say.
+        #expect(try warnings("x,y\n" + distinct.joined(separator: "\n"), testFraction: 0) == [])
     }
 }
 
