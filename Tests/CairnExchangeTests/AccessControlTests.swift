@@ -837,6 +837,43 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(door?.code == .forbidden)
     }
 
+    /// A participant of alpha that audits beta reads the log while its auditor membership stands;
+    /// suspended as beta's auditor it is refused the log, though alpha still admits it.
+    @Test func aSuspendedAuditorMembershipDoesNotOpenTheLog() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let exchange = fixture.exchange
+        let op = try await fixture.caller(fixture.operatorKey)
+        let key = fixture.members["participant"]!
+        let fingerprint = key.publicKey.fingerprint
+        let invite = try await exchange.invite(op, federation: "beta", InviteRequest(role: .auditor))
+        _ = try await exchange.enrol(
+            try await fixture.caller(key),
+            EnrolRequest(invite: String(invite.code.prefix(32)), deliveryKey: Self.delivery)
+        )
+        let files = try await exchange.auditBundle(try await fixture.caller(key), filter: AuditBundle.Filter())
+        #expect(files.files.isEmpty == false)
+        _ = try await exchange.setStanding(op, federation: "beta", member: fingerprint, suspended: true)
+        let caller = try await fixture.caller(key)
+        #expect(try await exchange.federationInfo(caller, federation: "alpha").spec.id == "alpha")
+        let refused = await #expect(throws: ExchangeError.self) {
+            try await exchange.complianceReport(caller, format: .markdown)
+        }
+        #expect(refused?.code == .forbidden)
+        #expect(refused?.message == "key \(fingerprint) is suspended in federation beta")
+        let bundle = await #expect(throws: ExchangeError.self) {
+            try await exchange.auditBundle(caller, filter: AuditBundle.Filter())
+        }
+        #expect(bundle?.message == "key \(fingerprint) is suspended in federation beta")
+        let participant = await #expect(throws: ExchangeError.self) {
+            try await exchange.complianceReport(
+                try await fixture.caller(fixture.members["outsider"]!),
+                format: .markdown
+            )
+        }
+        #expect(participant?.code == .forbidden)
+    }
+
     /// A broker database from before memberships (members keyed by key alone) keeps every
     /// member, with its standing and attendance, when the migration rebuilds the table.
     @Test func migrationKeepsMembers() async throws {

@@ -50,12 +50,21 @@ extension Exchange {
     }
 
     /// Only the operator and members enrolled as auditors read the audit log.
+    /// The operator, or a key holding the auditor role in standing in at least one federation:
+    /// an auditor membership that is suspended does not open the log.
     private func requireAuditor(_ caller: Caller) throws {
-        guard caller.holds(.auditor) || caller.isOperator else {
+        if caller.isOperator { return }
+        let audits = caller.memberships.filter { $0.role == .auditor }
+        guard !audits.isEmpty else {
             throw ExchangeError(
                 .forbidden,
                 "only an auditor or the operator reads the audit log; \(caller.name) may not"
             )
+        }
+        if let usable = audits.first(where: { $0.status != "suspended" }) {
+            _ = try standing(caller, usable)
+        } else {
+            _ = try standing(caller, audits[0])
         }
     }
 
