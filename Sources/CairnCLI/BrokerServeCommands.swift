@@ -202,6 +202,23 @@ extension BrokerCommand.Admin {
                 rosters (until its node calls again).
                 """
         ) var inactiveAfter = RoundPolicy.defaultInactiveAfter
+        @Option(
+            help: """
+                Where inputs are standardised from: pooled (a statistics round before the first \
+                training round sums every participant's per-input count, sum and sum of squares \
+                through secure aggregation) or schema (the middle and half-width of each feature's \
+                schema range).
+                """
+        ) var standardise: StandardisingArgument = .pooled
+        @Option(
+            help: """
+                How the broker applies a round's mean update: fedavg, fedavgm (server momentum), \
+                fedadagrad, fedadam or fedyogi (Reddi et al. 2021).
+                """
+        ) var serverOptimiser: ServerOptimiserArgument = .fedavg
+        @Option(help: "The server optimiser's step size η (default: the rule's own; 1 for fedavg).")
+        var serverLearningRate: Float?
+        @Option(help: "The server optimiser's momentum β₁ (default 0.9).") var serverMomentum: Float?
 
         func run() async throws {
             let parts = deadlines.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -230,7 +247,15 @@ extension BrokerCommand.Admin {
                     learningRate: learningRate,
                     batchSize: batchSize,
                     l2: l2,
-                    inactiveAfter: inactiveAfter
+                    inactiveAfter: inactiveAfter,
+                    standardisation: standardise.value,
+                    serverOptimiser: serverOptimiser == .fedavg && serverLearningRate == nil
+                        ? nil
+                        : ServerOptimiser(
+                            serverOptimiser.kind,
+                            learningRate: serverLearningRate,
+                            momentum: serverMomentum
+                        )
                 )
             )
             let status: FederationStatus = try await cliCall(admin.wait.waiting) {

@@ -17,6 +17,18 @@ enum OptimizerArgument: String, ExpressibleByArgument, CaseIterable {
     var optimizer: TrainingSettings.Optimizer { TrainingSettings.Optimizer(rawValue: rawValue)! }
 }
 
+/// `--standardise` values.
+enum StandardisingArgument: String, ExpressibleByArgument, CaseIterable {
+    case pooled, schema
+    var value: RoundPolicy.Standardising { RoundPolicy.Standardising(rawValue: rawValue)! }
+}
+
+/// `--server-optimiser` values.
+enum ServerOptimiserArgument: String, ExpressibleByArgument, CaseIterable {
+    case fedavg, fedavgm, fedadagrad, fedadam, fedyogi
+    var kind: ServerOptimiser.Kind { ServerOptimiser.Kind(rawValue: rawValue)! }
+}
+
 extension NodeCommand {
     /// `cairn-node data`: local data checks.
     struct DataCommand: ParsableCommand {

@@ -108,16 +108,12 @@ extension NodeCommand {
                 try await Participant.connect(home: home.resolved, federation: choice.federation, identity: identity)
             }
             let spec = try await cliCall(waiting) { try await participant.info().spec }
-            let standardisation = FederatedModel.standardisation(for: spec.schema)
             let (rows, _) = try DataValidator.load(data, schema: spec.schema)
-            let evaluation = try evaluate.map {
-                standardisation.apply(to: try DataValidator.load($0, schema: spec.schema).0)
-            }
+            let evaluation = try evaluate.map { try DataValidator.load($0, schema: spec.schema).0 }
             say("\(spec.id): \(rows.count) rows checked against the federation's schema; waiting for rounds")
             let verbose = progress || isatty(STDOUT_FILENO) == 1
             try await cliCall(waiting) {
-                try await participant.run(data: standardisation.apply(to: rows), evaluation: evaluation, rounds: rounds)
-                { event in
+                try await participant.run(data: rows, evaluation: evaluation, rounds: rounds) { event in
                     switch event {
                     case .roundOpened(let round, let n):
                         if verbose { say("round \(round): open with \(n) participants; training and advertising keys") }
@@ -135,6 +131,10 @@ extension NodeCommand {
                             line += refused.map { " (the broker did not record it: \($0))" } ?? " (score reported)"
                         }
                         say(line)
+                    case .statisticsPooled(let round, let included):
+                        say(
+                            "round \(round): feature statistics pooled \(included ? "with" : "without") this node's; inputs are standardised on them from now on"
+                        )
                     case .roundMissed(let round, let reason):
                         say("round \(round): not taking part: \(reason)")
                     case .waiting(let round, let phase, let participants, let left):

@@ -121,6 +121,25 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
     /// left out of later rosters until its node calls again (nil: ``defaultInactiveAfter``).
     public var inactiveAfter: Int?
 
+    /// Where the standardisation of the inputs comes from; nil (a policy stored before there was
+    /// a choice) is ``Standardising/schema``.
+    public var standardisation: Standardising?
+    /// How the broker turns a round's mean update into the next model; nil is FedAvg.
+    public var serverOptimiser: ServerOptimiser?
+
+    /// Where a federation's standardisation comes from.
+    public enum Standardising: String, Codable, Sendable, Hashable, CaseIterable {
+        /// Pooled statistics: a statistics round before the first training round sums every
+        /// participant's per-input count, sum and sum of squares through SecAgg+
+        /// (``FeatureStatistics``); what `cairn-broker admin create-federation` makes.
+        case pooled
+        /// The middle and half-width of each number feature's schema range (0 and 1 without one).
+        case schema
+    }
+
+    /// Whether the federation standardises on pooled statistics.
+    public var poolsStatistics: Bool { standardisation == .pooled }
+
     /// Rounds missed in a row before a participant is inactive, when the policy does not say.
     public static let defaultInactiveAfter = 3
 
@@ -137,7 +156,9 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         learningRate: Float = 0.05,
         batchSize: Int = 16,
         l2: Float = 0.001,
-        inactiveAfter: Int? = nil
+        inactiveAfter: Int? = nil,
+        standardisation: Standardising? = nil,
+        serverOptimiser: ServerOptimiser? = nil
     ) {
         self.minimumParticipants = minimumParticipants
         self.dropoutFraction = dropoutFraction
@@ -151,6 +172,8 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         self.batchSize = batchSize
         self.l2 = l2
         self.inactiveAfter = inactiveAfter
+        self.standardisation = standardisation
+        self.serverOptimiser = serverOptimiser
     }
 }
 
@@ -292,6 +315,9 @@ public struct Contribution: Codable, Sendable, Hashable {
     public var included: Bool
     /// The round's outcome: `open`, `finished` or `aborted`.
     public var outcome: String
+    /// True for the federation's statistics round (``FeatureStatistics``), which trains nothing;
+    /// absent for a training round.
+    public var statistics: Bool?
 
     /// A contribution.
     public init(round: Int, phases: [String], included: Bool, outcome: String) {

@@ -56,9 +56,29 @@ public enum FederatedModel {
         return Model(architecture: try architecture(of: spec), seed: seed)
     }
 
+    /// The standardisation of a federation's model: its pooled statistics when the policy pools
+    /// them (the identity, mean 0 and scale 1, until the statistics round has finished), else the
+    /// one its schema gives.
+    public static func standardisation(of spec: FederationSpec, pooled: Standardisation?) -> Standardisation {
+        guard spec.policy.poolsStatistics else { return standardisation(for: spec.schema) }
+        let d = spec.schema.inputCount
+        return pooled ?? Standardisation(mean: .init(repeating: 0, count: d), scale: .init(repeating: 1, count: d))
+    }
+
+    /// The digest of a federation's model as its model file carries it: ``digest(_:)``, over the
+    /// standardisation too when the federation pools statistics (the schema fixes it otherwise).
+    public static func digest(
+        _ model: Model,
+        standardisation: Standardisation,
+        of spec: FederationSpec
+    ) throws -> [UInt8] {
+        try digest(model, standardisation: spec.policy.poolsStatistics ? standardisation : nil)
+    }
+
     /// BLAKE2b-256 in `cairn/model-parameters/v1` over the architecture (kind, inputs, classes,
-    /// hidden) and the parameters as little-endian float32.
-    public static func digest(_ model: Model) throws -> [UInt8] {
+    /// hidden) and the parameters as little-endian float32, followed, when `standardisation` is
+    /// given (a federation with pooled statistics), by its means then its scales, the same way.
+    public static func digest(_ model: Model, standardisation: Standardisation? = nil) throws -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         w.string(model.architecture.kind.rawValue)
         w.u32(UInt32(model.architecture.inputs))
@@ -66,13 +86,15 @@ public enum FederatedModel {
         w.u32(UInt32(model.architecture.hidden))
         let hash = try BLAKE2b(domain: .modelParameters)
         hash.update(w.bytes)
-        #if _endian(little)
-        model.parameters.withUnsafeBytes { hash.update($0) }
-        #else
-        var p = ByteWriter(capacity: 4 * model.parameters.count)
-        for x in model.parameters { p.u32(x.bitPattern) }
-        hash.update(p.bytes)
-        #endif
+        for values in [model.parameters] + (standardisation.map { [$0.mean, $0.scale] } ?? []) {
+            #if _endian(little)
+            values.withUnsafeBytes { hash.update($0) }
+            #else
+            var p = ByteWriter(capacity: 4 * values.count)
+            for x in values { p.u32(x.bitPattern) }
+            hash.update(p.bytes)
+            #endif
+        }
         return try hash.finalize()
     }
 
@@ -159,6 +181,34 @@ public enum FederatedModel {
         var model = global
         try apply(sum: sum, sampleCount: sampleCount, to: &model, policy: policy)
         return model
+    }
+
+    /// Moves `model` by a round's mean update (its sum of updates and of sample counts) with the
+    /// policy's server optimiser, whose `state` (``ServerOptimiser/initialState(parameters:)``
+    /// before the first round) it updates. FedAvg at η = 1 adds the mean in place.
+    public static func apply(
+        sum: [UInt32],
+        sampleCount: UInt32,
+        to model: inout Model,
+        state: inout [Float],
+        policy: RoundPolicy
+    ) throws {
+        let optimiser = policy.serverOptimiser ?? ServerOptimiser(.fedavg)
+        if optimiser.kind == .fedavg, optimiser.learningRate == 1 {
+            return try apply(sum: sum, sampleCount: sampleCount, to: &model, policy: policy)
+        }
+        guard state.count == optimiser.stateCount(parameters: model.parameters.count) else {
+            throw ExchangeError(
+                .internal,
+                "the server optimiser's state has \(state.count) values, not \(optimiser.stateCount(parameters: model.parameters.count))"
+            )
+        }
+        var mean = try Model(
+            architecture: model.architecture,
+            parameters: [Float](repeating: 0, count: model.parameters.count)
+        )
+        try apply(sum: sum, sampleCount: sampleCount, to: &mean, policy: policy)
+        optimiser.step(&model.parameters, delta: mean.parameters, state: &state)
     }
 
     /// Adds the mean update of a round (its sum of updates and of sample counts) to `model` in

@@ -75,7 +75,8 @@ public struct Dataset: Sendable {
 
 /// Per-input standardisation, `(x − mean) / scale`, computed locally from training rows.
 ///
-/// `scale` is the population standard deviation, or 1 where it is 0 (a constant input).
+/// `scale` is the population standard deviation, or 1 where it is 0 (a constant input, or one
+/// whose variance is within rounding, 10⁻¹² of its mean square).
 public struct Standardisation: Sendable, Codable, Hashable {
     /// The mean of each input.
     public var mean: [Float]
@@ -94,11 +95,19 @@ public struct Standardisation: Sendable, Codable, Hashable {
                 squares[j] += x * x
             }
         }
-        let n = Double(max(data.count, 1))
-        mean = sum.map { Float($0 / n) }
-        scale = zip(sum, squares).map { s, q in
+        self.init(count: Double(data.count), sums: sum, squares: squares)
+    }
+
+    /// The statistics of `count` rows from each input's sum and sum of squares (a federation's
+    /// pooled ones): the mean, and the population standard deviation (1 where it is 0).
+    public init(count: Double, sums: [Double], squares: [Double]) {
+        let n = max(count, 1)
+        mean = sums.map { Float($0 / n) }
+        scale = zip(sums, squares).map { s, q in
             let variance = max(0, q / n - (s / n) * (s / n))
-            return variance > 0 ? Float(variance.squareRoot()) : 1
+            // A variance within rounding of the mean square is a constant input's.
+            let deviation = Float(variance.squareRoot())
+            return variance > 1e-12 * (q / n) && deviation > 0 && deviation.isFinite ? deviation : 1
         }
     }
 

@@ -233,6 +233,9 @@ public struct Participant: Sendable {
         case waiting(round: Int, phase: String, participants: Int, secondsLeft: Int64)
         /// The federation stopped training: no round is open and none will be.
         case trainingStopped(counted: Int)
+        /// The federation's statistics round finished: its pooled feature statistics now
+        /// standardise every participant's inputs (`included`: this node's among them).
+        case statisticsPooled(round: Int, included: Bool)
         /// A round went on or aborted without this node.
         case roundMissed(round: Int, reason: String)
         /// The broker could not be reached or was busy; the request is tried again in `wait` seconds.
@@ -283,11 +286,17 @@ public struct Participant: Sendable {
         try await client.json("GET", "/v1/federations/\(federation)")
     }
 
-    /// The current global model.
-    public func model() async throws -> (file: ModelFile, round: Int, digest: [UInt8]) {
+    /// The current global model of the federation `spec` describes, its digest checked (over
+    /// its standardisation too when the federation pools statistics; when it does not, the
+    /// standardisation must be the one the schema gives).
+    public func model(spec: FederationSpec) async throws -> (file: ModelFile, round: Int, digest: [UInt8]) {
         let reply = try await client.send("GET", "/v1/federations/\(federation)/model")
         let file = try ModelFile.decode(reply.body, name: "the broker's model")
-        let digest = try FederatedModel.digest(file.model)
+        guard spec.policy.poolsStatistics || file.standardisation == FederatedModel.standardisation(for: spec.schema)
+        else {
+            throw ExchangeError(.transport, "the model's standardisation is not the one the federation's schema gives")
+        }
+        let digest = try FederatedModel.digest(file.model, standardisation: file.standardisation, of: spec)
         guard let claimed = reply.headers["cairn-model-digest"], claimed == Hex.encode(digest) else {
             throw ExchangeError(.transport, "the model's digest does not match the one the broker names")
         }
@@ -321,9 +330,10 @@ public struct Participant: Sendable {
         return (checkpoint, receipt.witnesses)
     }
 
-    /// Takes part in rounds until this node's input is in the sum of `rounds` rounds (nil: no
-    /// limit), or the federation stops training after it was seen training, training on `data`
-    /// (validated and standardised by the caller), and reports each step. A round that finished
+    /// Takes part in rounds until this node's input is in the sum of `rounds` training rounds
+    /// (nil: no limit), or the federation stops training after it was seen training, training on
+    /// `data` (validated by the caller, not standardised: each round standardises it, and
+    /// `evaluation`, as the round's model file says), and reports each step. A round that finished
     /// without this node's input or aborted does not count. An answer the broker refuses makes
     /// the node sit that round out, its saved state for the round discarded (never resent).
     public func run(
@@ -363,13 +373,18 @@ public struct Participant: Sendable {
             let current = view.modelRound
             if current > lastModelRound {
                 var score: (round: Int, evaluation: Evaluation, refused: String?)?
-                if let evaluation { score = try await evaluate(on: evaluation) }
+                if let evaluation { score = try await evaluate(on: evaluation, spec: spec) }
                 let newest = max(current, score?.round ?? 0)
                 // Each round as the broker recorded it: with this node's input in its sum, or not.
                 let record: MemberRecord = try await client.json("GET", "/v1/me?federation=\(federation)")
                 let summed = Set(record.rounds.filter(\.included).map(\.round))
                 let aborted = Set(record.rounds.filter { $0.outcome == "aborted" }.map(\.round))
+                let statistics = Set(record.rounds.filter { $0.statistics == true }.map(\.round))
                 for r in (lastModelRound + 1)...newest {
+                    if statistics.contains(r), !aborted.contains(r) {
+                        report(.statisticsPooled(round: r, included: summed.contains(r)))
+                        continue
+                    }
                     if aborted.contains(r) {
                         // An aborted round made no model: said once, as aborted, never as finished.
                         if !state.reportedAborts.contains(r) {
@@ -449,8 +464,14 @@ public struct Participant: Sendable {
     /// federated evaluation (only the row count, accuracy and log-loss leave this node). A refusal
     /// (a different score already given for that round, say) is returned, not thrown: training
     /// goes on.
-    func evaluate(on heldOut: Dataset) async throws -> (round: Int, evaluation: Evaluation, refused: String?) {
-        let (file, round, digest) = try await model()
+    func evaluate(
+        on heldOut: Dataset,
+        spec: FederationSpec
+    ) async throws -> (
+        round: Int, evaluation: Evaluation, refused: String?
+    ) {
+        let (file, round, digest) = try await model(spec: spec)
+        let heldOut = file.standardisation.apply(to: heldOut)
         let evaluation = Evaluation(
             probabilities: file.model.probabilities(heldOut.features),
             labels: heldOut.labels,
@@ -516,7 +537,7 @@ public struct Participant: Sendable {
             guard var client = state.client, !message.isEmpty else {
                 throw SecAggError(.wrongPhase, "this node dropped out before the masking phase")
             }
-            if state.update == nil { state.update = try await train(spec: spec, config: config, data: data) }
+            if state.update == nil { state.update = try await input(spec: spec, config: config, data: data) }
             let (words, samples) = state.update!
             let masked = try client.maskInput(try ShareDelivery(decoding: message), input: words, sampleCount: samples)
             try saveState(client, round: view.round)
@@ -569,13 +590,21 @@ public struct Participant: Sendable {
         report(.answered(round: view.round, phase: view.phase, bytes: body.count))
     }
 
-    /// Local training from the round's base model: the quantised, weighted update and the row count.
-    private func train(spec: FederationSpec, config: RoundConfig, data: Dataset) async throws -> ([UInt32], UInt32) {
-        let (file, _, digest) = try await model()
+    /// This node's input to the round: in a statistics round, its feature statistics; else local
+    /// training from the round's base model on the data standardised as the model file says, as
+    /// the quantised, weighted update. With the row count either way.
+    private func input(spec: FederationSpec, config: RoundConfig, data: Dataset) async throws -> ([UInt32], UInt32) {
+        let (file, _, digest) = try await model(spec: spec)
+        let policy = spec.policy
+        if spec.policy.poolsStatistics, config.baseModelDigest == (try FeatureStatistics.roundDigest(base: digest)),
+            config.dimension == FeatureStatistics.dimension(inputs: data.inputCount)
+        {
+            return try FeatureStatistics.input(of: data, maximumRows: Int(policy.maximumSampleCount))
+        }
         guard digest == config.baseModelDigest else {
             throw SecAggError(.wrongSession, "the broker's model is not the one this round starts from")
         }
-        let policy = spec.policy
+        let data = file.standardisation.apply(to: data)
         var local = file.model
         let settings = TrainingSettings(
             optimizer: .sgd,

@@ -126,6 +126,8 @@ import Testing
         var entries: [AuditEntry]
         /// The phase each round of `delta` ended in.
         var rounds: [String]
+        /// Each stored model of `delta` by round: its pooled standardisation, if any.
+        var standardisations: [Standardisation?]
     }
 
     /// Three nodes enrolled in a new federation `delta` through a proxy that passes each answer
@@ -135,9 +137,11 @@ import Testing
     static func threeNodes(
         deadlines: PhaseDeadlines,
         rounds: Int,
-        alter: @escaping @Sendable (String, String) -> [UInt8]?
+        standardisation: RoundPolicy.Standardising? = nil,
+        data: @escaping @Sendable (Int) -> Dataset = { _ in Fixture.rows },
+        alter: (@Sendable (String, String) -> [UInt8]?)?
     ) async throws -> Run {
-        var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0)
+        var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0, standardisation: standardisation)
         policy.deadlines = deadlines
         var settings = TestClock().settings
         settings.now = { unixTime() }  // the nodes sign with the real clock
@@ -155,7 +159,7 @@ import Testing
                 to: client.port!,
                 alter: { line, answer in
                     seen.altered.withLock { first -> [UInt8]? in
-                        guard first == nil, let altered = alter(line, String(decoding: answer, as: UTF8.self)) else {
+                        guard first == nil, let altered = alter?(line, String(decoding: answer, as: UTF8.self)) else {
                             return nil
                         }
                         first = line
@@ -187,14 +191,13 @@ import Testing
             )
             let ticker = fixture.roundClock()
             defer { ticker.cancel() }
-            let rows = Fixture.rows
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (i, node) in nodes.enumerated() {
                     group.addTask {
                         var participant = try await Participant.connect(home: node.home, identity: node.identity)
                         participant.pollInterval = 0.05
                         let state = try Enrolment.select(home: node.home, federation: nil).folder + "/round.state"
-                        try await participant.run(data: rows, evaluation: nil, rounds: nil) { event in
+                        try await participant.run(data: data(i), evaluation: nil, rounds: nil) { event in
                             guard var line = event.testLine else { return }
                             // A refused answer's round state is gone before the node says so: a
                             // restart could not send that answer again.
@@ -209,7 +212,7 @@ import Testing
             }
             try await proxy.stop()
         }
-        #expect(seen.altered.withLock { $0 } != nil)
+        #expect((seen.altered.withLock { $0 } != nil) == (alter != nil))
         for i in 0..<3 {
             let folder = try Enrolment.select(home: fixture.folder + "/node\(i)", federation: nil).folder
             #expect(!DurableFile.exists(folder + "/round.state"))
@@ -219,6 +222,17 @@ import Testing
             entries: try (0..<fixture.log.size).map { try fixture.log.entry($0) },
             rounds: try await fixture.exchange.store.read { db in
                 try String.fetchAll(db, sql: "SELECT phase FROM rounds WHERE federation = 'delta' ORDER BY round")
+            },
+            standardisations: try await fixture.exchange.store.read { db in
+                try Data?.fetchAll(
+                    db,
+                    sql: "SELECT standardisation FROM models WHERE federation = 'delta' ORDER BY round"
+                ).map { blob in
+                    blob.map { values in
+                        let v = Exchange.floats(values)
+                        return Standardisation(mean: Array(v[..<(v.count / 2)]), scale: Array(v[(v.count / 2)...]))
+                    }
+                }
             }
         )
     }
@@ -259,6 +273,8 @@ extension Participant.Event {
     var testLine: String? {
         switch self {
         case .roundMissed(let round, let reason): "missed \(round): \(reason)"
+        case .statisticsPooled(let round, let included):
+            "statistics \(round): \(included ? "included" : "not included")"
         case .roundFinished(let round, let included, let counted, _, _, _):
             "finished \(round): \(included ? "included" : "without"), \(counted) counted"
         case .trainingStopped(let counted): "stopped, \(counted) counted"

@@ -231,6 +231,23 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v9: pooled statistics and server optimisers") { db in
+            // A model's pooled standardisation (means then scales, float32 little-endian; null
+            // where the schema gives it), which rounds were statistics rounds, and the server
+            // optimiser's state after each round (kept for the latest round only).
+            try db.execute(
+                sql: """
+                    ALTER TABLE models ADD COLUMN standardisation BLOB;
+                    ALTER TABLE rounds ADD COLUMN statistics INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE optimiser_state (
+                        federation TEXT NOT NULL,
+                        round INTEGER NOT NULL,
+                        state BLOB NOT NULL,
+                        PRIMARY KEY (federation, round)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return m
     }
 

@@ -15,7 +15,11 @@ extension Exchange {
         try requireOperator(caller)
         try Self.check(spec)
         let model = try FederatedModel.initialModel(of: spec)
-        let digest = try FederatedModel.digest(model)
+        let digest = try FederatedModel.digest(
+            model,
+            standardisation: FederatedModel.standardisation(of: spec, pooled: nil),
+            of: spec
+        )
         let json = try Self.json(spec)
         let now = settings.now()
         let exists = try store.read { db in
@@ -93,6 +97,7 @@ extension Exchange {
                 "local training needs 1–1000 epochs, a batch of 1–100000, a positive learning rate and l2 ≥ 0"
             )
         }
+        if let problem = p.serverOptimiser?.problem { throw ExchangeError(.malformed, "serverOptimiser: \(problem)") }
     }
 
     /// A federation's description, decoded once (a federation's spec never changes).
@@ -216,7 +221,7 @@ extension Exchange {
             try Row.fetchAll(
                 db,
                 sql:
-                    "SELECT round, phase, config, included FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
+                    "SELECT round, phase, config, included, statistics FROM rounds WHERE federation = ? ORDER BY round DESC LIMIT 100",
                 arguments: [member.federation]
             ).compactMap { row -> Contribution? in
                 let number: Int = row["round"]
@@ -230,7 +235,7 @@ extension Exchange {
                 )
                 let ordered = ExchangePhase.answering.map(\.rawValue).filter(phases.contains)
                 let phase: String = row["phase"]
-                return Contribution(
+                var contribution = Contribution(
                     round: number,
                     phases: ordered,
                     // The sum is over every masked input accepted before masking closed, whether or
@@ -238,6 +243,8 @@ extension Exchange {
                     included: phase == "finished" && ordered.contains("mask"),
                     outcome: phase == "finished" || phase == "aborted" ? phase : "open"
                 )
+                if row["statistics"] as Bool { contribution.statistics = true }
+                return contribution
             }
         }
         return MemberRecord(

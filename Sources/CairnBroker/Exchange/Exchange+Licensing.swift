@@ -48,7 +48,7 @@ extension Exchange {
             let file = try ModelFile(
                 model: current.model,
                 schema: spec.schema,
-                standardisation: FederatedModel.standardisation(for: spec.schema)
+                standardisation: current.standardisation
             ).encoded()
             var version = ModelVersion(
                 model: federation,

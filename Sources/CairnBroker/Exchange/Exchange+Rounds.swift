@@ -67,6 +67,8 @@ struct OpenRound: Sendable {
     var expected: Set<UInt16>
     /// Who has.
     var answered: Set<UInt16> = []
+    /// Whether it is the federation's statistics round (``FeatureStatistics``), not a training round.
+    let statistics: Bool
 
     init(
         federation: String,
@@ -76,8 +78,10 @@ struct OpenRound: Sendable {
         server: SecAggServer,
         phase: ExchangePhase,
         deadline: Int64,
-        expected: Set<UInt16>
+        expected: Set<UInt16>,
+        statistics: Bool
     ) {
+        self.statistics = statistics
         self.federation = federation
         self.number = number
         self.spec = spec
@@ -157,11 +161,16 @@ extension Exchange {
             let n = roster.count
             parameters = RoundParameters(neighbours: n - 1, threshold: (n - 1) / 2 + 1, signatureThreshold: n / 2 + 1)
         }
+        // A federation that pools statistics sums them before it trains (once they are stored,
+        // every later round trains).
+        let statistics = policy.poolsStatistics && !base.pooled
         let config = try RoundConfig(
             federation: federation,
             round: UInt64(number),
-            baseModelDigest: base.digest,
-            dimension: try FederatedModel.architecture(of: spec).parameterCount,
+            baseModelDigest: statistics ? try FeatureStatistics.roundDigest(base: base.digest) : base.digest,
+            dimension: statistics
+                ? FeatureStatistics.dimension(inputs: spec.schema.inputCount)
+                : try FederatedModel.architecture(of: spec).parameterCount,
             quantisation: try FederatedModel.quantisation(policy),
             maximumSampleCount: policy.maximumSampleCount,
             roster: roster,
@@ -175,16 +184,16 @@ extension Exchange {
             action: "round.open",
             objectType: "round",
             objectID: "\(federation)/\(number)",
-            reason: "\(roster.count) participants, \(parameters)",
-            digests: [.init(name: "config", bytes: config.digest), .init(name: "model", bytes: config.baseModelDigest)]
+            reason: "\(roster.count) participants, \(parameters)\(statistics ? ", feature statistics" : "")",
+            digests: [.init(name: "config", bytes: config.digest), .init(name: "model", bytes: base.digest)]
         )
         try store.write { db in
             try db.execute(
                 sql:
-                    "INSERT INTO rounds (federation, round, phase, deadline, config, server) VALUES (?, ?, 'advertise', ?, ?, ?)",
+                    "INSERT INTO rounds (federation, round, phase, deadline, config, server, statistics) VALUES (?, ?, 'advertise', ?, ?, ?, ?)",
                 arguments: [
                     federation, number, deadline, Data(config.encoded),
-                    Data(server.savedState(includingSum: false).copiedBytes),
+                    Data(server.savedState(includingSum: false).copiedBytes), statistics,
                 ]
             )
         }
@@ -196,7 +205,8 @@ extension Exchange {
             server: server,
             phase: .advertise,
             deadline: deadline,
-            expected: Set(0..<UInt16(roster.count))
+            expected: Set(0..<UInt16(roster.count)),
+            statistics: statistics
         )
         metrics.rounds.increment()
         logger.info(
@@ -295,7 +305,7 @@ extension Exchange {
     /// Unmasks and stores the new model; `advance` has taken the round out of `open`.
     private func finish(_ round: inout OpenRound) throws {
         let (model, survivors, samples, sumDigest) = try unmask(&round)
-        let digest = try FederatedModel.digest(model)
+        let digest = try FederatedModel.digest(model.model, standardisation: model.standardisation, of: round.spec)
         let (federation, number) = (round.federation, round.number)
         // The log first: a crash before the write below resumes the round in unmasking, which
         // finishes it again with the same sum and model (the entries repeat; none is missing).
@@ -304,7 +314,7 @@ extension Exchange {
             action: "round.aggregate",
             objectType: "round",
             objectID: "\(federation)/\(number)",
-            reason: "\(survivors) inputs, \(samples) samples",
+            reason: "\(survivors) inputs, \(samples) samples\(round.statistics ? ", feature statistics" : "")",
             digests: [.init(name: "sum", bytes: sumDigest)]
         )
         try audit(
@@ -320,18 +330,29 @@ extension Exchange {
                 federation: federation,
                 round: number,
                 digest: digest,
-                parameters: model.parameters,
-                contributors: survivors
+                parameters: model.model.parameters,
+                contributors: survivors,
+                standardisation: round.spec.policy.poolsStatistics ? model.standardisation : nil
             )
+            if let state = model.optimiserState {
+                try db.execute(
+                    sql:
+                        "DELETE FROM optimiser_state WHERE federation = ?; INSERT INTO optimiser_state (federation, round, state) VALUES (?, ?, ?)",
+                    arguments: [federation, federation, number, Self.blob(state)]
+                )
+            }
             try db.execute(
                 sql:
                     "UPDATE rounds SET phase = 'finished', deadline = 0, server = x'', included = ?, model_digest = ? WHERE federation = ? AND round = ?",
                 arguments: [survivors, Data(digest), federation, number]
             )
-            try db.execute(
-                sql: "UPDATE federations SET rounds_left = max(rounds_left - 1, 0) WHERE id = ?",
-                arguments: [federation]
-            )
+            // The statistics round is not one of the training rounds the operator asked for.
+            if !round.statistics {
+                try db.execute(
+                    sql: "UPDATE federations SET rounds_left = max(rounds_left - 1, 0) WHERE id = ?",
+                    arguments: [federation]
+                )
+            }
             try db.execute(
                 sql:
                     "DELETE FROM outbox WHERE federation = ? AND round = ?; DELETE FROM round_sums WHERE federation = ? AND round = ?",
@@ -413,25 +434,92 @@ extension Exchange {
     /// Removes the masks and adds the mean update to the base model, which is read here rather
     /// than held through the round and changed in place. The sum is dropped on return, before the
     /// new model is stored: the new model's parameters, survivor and sample counts, sum digest.
-    private func unmask(_ round: inout OpenRound) throws -> (Model, Int, UInt32, [UInt8]) {
+    private func unmask(_ round: inout OpenRound) throws -> (NextModel, Int, UInt32, [UInt8]) {
         let result = try round.server.finish()
-        try FederatedModel.checkBounds(
-            sum: result.sum,
-            sampleCount: result.sampleCount,
-            contributors: result.survivors.count,
-            policy: round.spec.policy
-        )
+        let spec = round.spec
         let hash = try BLAKE2b(domain: .aggregate)
         result.sum.withUnsafeBytes { hash.update($0) }
-        var model = try store.read { db in try Self.model(db, of: round.spec, before: round.number).model }
-        try FederatedModel.apply(
-            sum: result.sum,
-            sampleCount: result.sampleCount,
-            to: &model,
-            policy: round.spec.policy
-        )
-        try FederatedModel.checkStorable(model)
-        return (model, result.survivors.count, result.sampleCount, try hash.finalize())
+        let (base, state) = try store.read { db in
+            (
+                try Self.model(db, of: spec, before: round.number),
+                try Self.optimiserState(db, of: spec, before: round.number)
+            )
+        }
+        var next = NextModel(model: base.model, standardisation: base.standardisation, optimiserState: nil)
+        if round.statistics {
+            next.standardisation = try FeatureStatistics.standardisation(
+                sum: result.sum,
+                rows: result.sampleCount,
+                contributors: result.survivors.count,
+                maximumRows: spec.policy.maximumSampleCount,
+                inputs: spec.schema.inputCount
+            )
+        } else {
+            try FederatedModel.checkBounds(
+                sum: result.sum,
+                sampleCount: result.sampleCount,
+                contributors: result.survivors.count,
+                policy: spec.policy
+            )
+            var moments = state
+            try FederatedModel.apply(
+                sum: result.sum,
+                sampleCount: result.sampleCount,
+                to: &next.model,
+                state: &moments,
+                policy: spec.policy
+            )
+            try FederatedModel.checkStorable(next.model)
+            if !moments.isEmpty { next.optimiserState = moments }
+        }
+        return (next, result.survivors.count, result.sampleCount, try hash.finalize())
+    }
+
+    /// What a round makes: the next model, its standardisation and the server optimiser's state
+    /// (nil when the rule keeps none or the round trained nothing).
+    struct NextModel {
+        var model: Model
+        var standardisation: Standardisation
+        var optimiserState: [Float]?
+    }
+
+    /// The server optimiser's state after the federation's latest round before `round`, or its
+    /// initial state.
+    static func optimiserState(_ db: Database, of spec: FederationSpec, before round: Int) throws -> [Float] {
+        let optimiser = spec.policy.serverOptimiser ?? ServerOptimiser(.fedavg)
+        let count = try FederatedModel.architecture(of: spec).parameterCount
+        guard
+            let data = try Data.fetchOne(
+                db,
+                sql: "SELECT state FROM optimiser_state WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                arguments: [spec.id, round]
+            )
+        else { return optimiser.initialState(parameters: count) }
+        let state = floats(data)
+        guard state.count == optimiser.stateCount(parameters: count) else {
+            throw ExchangeError(
+                .internal,
+                "the stored server optimiser state of federation \(spec.id) has the wrong size"
+            )
+        }
+        return state
+    }
+
+    /// Floats as a little-endian float32 blob, and back.
+    static func blob(_ values: [Float]) -> Data {
+        var w = ByteWriter(capacity: 4 * values.count)
+        for x in values { w.u32(x.bitPattern) }
+        return Data(w.bytes)
+    }
+
+    static func floats(_ data: Data) -> [Float] {
+        stride(from: 0, to: data.count - data.count % 4, by: 4).map { i in
+            let b = data.index(data.startIndex, offsetBy: i)
+            return Float(
+                bitPattern: UInt32(data[b]) | UInt32(data[b + 1]) << 8 | UInt32(data[b + 2]) << 16 | UInt32(data[b + 3])
+                    << 24
+            )
+        }
     }
 
     /// Records an abort; `advance` has taken the round out of `open`.
@@ -539,7 +627,7 @@ extension Exchange {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT r.federation, r.round, r.phase, r.config, r.server, s.rowid AS sum_row,
+                    SELECT r.federation, r.round, r.phase, r.config, r.server, r.statistics, s.rowid AS sum_row,
                         length(s.sum) AS sum_size
                     FROM rounds r LEFT JOIN round_sums s USING (federation, round)
                     WHERE r.phase NOT IN ('finished', 'aborted')
@@ -620,7 +708,8 @@ extension Exchange {
                     server: server,
                     phase: phase,
                     deadline: deadline,
-                    expected: expected
+                    expected: expected,
+                    statistics: row["statistics"]
                 )
                 _ = try log.append {
                     AuditEntry(
@@ -682,11 +771,7 @@ extension Exchange {
         _ = try requireMember(caller, of: federation)
         let spec = try federationSpec(federation)
         let current = try store.read { db in try Self.model(db, of: spec) }
-        let file = try ModelFile(
-            model: current.model,
-            schema: spec.schema,
-            standardisation: FederatedModel.standardisation(for: spec.schema)
-        )
+        let file = try ModelFile(model: current.model, schema: spec.schema, standardisation: current.standardisation)
         return (try file.encoded(), current.round, current.digest)
     }
 
@@ -697,17 +782,17 @@ extension Exchange {
         of federation: String,
         before round: Int = .max
     ) throws
-        -> (row: Int64, round: Int, digest: [UInt8])
+        -> (row: Int64, round: Int, digest: [UInt8], pooled: Bool)
     {
         guard
             let row = try Row.fetchOne(
                 db,
                 sql:
-                    "SELECT rowid, round, digest FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
+                    "SELECT rowid, round, digest, standardisation IS NOT NULL AS pooled FROM models WHERE federation = ? AND round < ? ORDER BY round DESC LIMIT 1",
                 arguments: [federation, round]
             )
         else { throw ExchangeError(.internal, "federation \(federation) has no model before round \(round)") }
-        return (row["rowid"], row["round"], Array(row["digest"] as Data))
+        return (row["rowid"], row["round"], Array(row["digest"] as Data), row["pooled"])
     }
 
     /// The federation's newest model from a round before `round`, with its round and digest; the
@@ -717,7 +802,7 @@ extension Exchange {
         of spec: FederationSpec,
         before round: Int = .max
     ) throws
-        -> (round: Int, digest: [UInt8], model: Model)
+        -> (round: Int, digest: [UInt8], model: Model, standardisation: Standardisation)
     {
         let record = try modelRecord(db, of: spec.id, before: round)
         let architecture = try FederatedModel.architecture(of: spec)
@@ -725,7 +810,25 @@ extension Exchange {
             try db.readBlob("models", "parameters", row: record.row, into: UnsafeMutableRawBufferPointer(buffer))
             count = buffer.count
         }
-        return (record.round, record.digest, try Model(architecture: architecture, parameters: parameters))
+        var pooled: Standardisation?
+        if record.pooled,
+            let blob = try Data.fetchOne(
+                db,
+                sql: "SELECT standardisation FROM models WHERE rowid = ?",
+                arguments: [record.row]
+            )
+        {
+            let values = floats(blob)
+            let d = spec.schema.inputCount
+            guard values.count == 2 * d else {
+                throw ExchangeError(.internal, "the stored standardisation of federation \(spec.id) has the wrong size")
+            }
+            pooled = Standardisation(mean: Array(values[..<d]), scale: Array(values[d...]))
+        }
+        return (
+            record.round, record.digest, try Model(architecture: architecture, parameters: parameters),
+            FederatedModel.standardisation(of: spec, pooled: pooled)
+        )
     }
 
     /// Stores a model version, its parameters written in place (never copied whole).
@@ -735,12 +838,16 @@ extension Exchange {
         round: Int,
         digest: [UInt8],
         parameters: [Float],
-        contributors: Int
+        contributors: Int,
+        standardisation: Standardisation? = nil
     ) throws {
         try db.execute(
             sql:
-                "INSERT INTO models (federation, round, digest, parameters, contributors) VALUES (?, ?, ?, zeroblob(?), ?)",
-            arguments: [federation, round, Data(digest), 4 * parameters.count, contributors]
+                "INSERT INTO models (federation, round, digest, parameters, contributors, standardisation) VALUES (?, ?, ?, zeroblob(?), ?, ?)",
+            arguments: [
+                federation, round, Data(digest), 4 * parameters.count, contributors,
+                standardisation.map { blob($0.mean + $0.scale) },
+            ]
         )
         let row = db.lastInsertedRowID
         try parameters.withUnsafeBytes { try db.writeBlob("models", "parameters", row: row, from: $0) }

@@ -1,0 +1,148 @@
+import CairnAudit
+import CairnModels
+import CairnWire
+import Foundation
+import Testing
+
+@testable import CairnBroker
+@testable import CairnExchange
+
+/// The statistics round: fixed-point limbs, the pooled standardisation, refusals of forged sums,
+/// and a live federation that pools its statistics before it trains.
+@Suite struct PooledStatisticsTests {
+    /// Limbs summed word by word (as the masked sum adds them) give the exact sum of the values,
+    /// negative ones included, and carries across limbs resolve.
+    @Test func limbsSumExactly() {
+        let values: [Double] = [1.5, -2.25, 1024, -0.125, 0x1p46, -3, 0x1p-40, 0]
+        var sum = [UInt32](repeating: 0, count: FeatureStatistics.limbs)
+        for v in values {
+            for (k, limb) in FeatureStatistics.fixedPoint(v).enumerated() {
+                #expect(limb <= 0xFFFF)
+                sum[k] &+= limb
+            }
+        }
+        #expect(FeatureStatistics.value(ofLimbs: sum[...]) == values.reduce(0, +))
+        #expect(FeatureStatistics.value(ofLimbs: FeatureStatistics.fixedPoint(-0x1p100)[...]) == -0x1p100)
+        #expect(FeatureStatistics.value(ofLimbs: FeatureStatistics.fixedPoint(0x1.8p-30)[...]) == 0x1.8p-30)
+    }
+
+    /// Three participants' inputs summed give the standardisation of their rows pooled, as
+    /// `train` computes it on one file; forged sums are refused with the reason.
+    @Test func pooledStandardisationIsTheUnionsOne() throws {
+        let parts = (0..<3).map { Self.rows(node: $0) }
+        var sum = [UInt32](repeating: 0, count: FeatureStatistics.dimension(inputs: 2))
+        var rows: UInt32 = 0
+        for part in parts {
+            let input = try FeatureStatistics.input(of: part, maximumRows: 1000)
+            for i in sum.indices { sum[i] &+= input.words[i] }
+            rows += input.rows
+        }
+        #expect(rows == 150)
+        let pooled = try FeatureStatistics.standardisation(
+            sum: sum,
+            rows: rows,
+            contributors: 3,
+            maximumRows: 1000,
+            inputs: 2
+        )
+        let union = Dataset(
+            schema: Fixture.schema,
+            features: parts.flatMap(\.features),
+            labels: parts.flatMap(\.labels)
+        )
+        let local = Standardisation(of: union)
+        for j in 0..<2 {
+            #expect(abs(pooled.mean[j] - local.mean[j]) <= 1e-6 * abs(local.mean[j]))
+            #expect(abs(pooled.scale[j] - local.scale[j]) <= 1e-6 * local.scale[j])
+        }
+        #expect(pooled.mean[0] > 10)  // the nodes' data is far from the schema's middle
+
+        var forged = sum
+        forged[5] = 3 * 0xFFFF + 1
+        let beyond = #expect(throws: ExchangeError.self) {
+            try FeatureStatistics.standardisation(
+                sum: forged,
+                rows: rows,
+                contributors: 3,
+                maximumRows: 1000,
+                inputs: 2
+            )
+        }
+        #expect(
+            beyond?.message
+                == "word 5 of the statistics sum is beyond what 3 inputs' 16-bit limbs reach: an input was forged; the statistics are not applied"
+        )
+        let negative = FeatureStatistics.fixedPoint(-5)
+        forged = sum
+        forged.replaceSubrange(12..<24, with: negative)
+        let square = #expect(throws: ExchangeError.self) {
+            try FeatureStatistics.standardisation(
+                sum: forged,
+                rows: rows,
+                contributors: 3,
+                maximumRows: 1000,
+                inputs: 2
+            )
+        }
+        #expect(
+            square?.message
+                == "the pooled sum of squares of input 0 is negative: an input was forged; the statistics are not applied"
+        )
+        let count = #expect(throws: ExchangeError.self) {
+            try FeatureStatistics.standardisation(sum: sum, rows: 3001, contributors: 3, maximumRows: 1000, inputs: 2)
+        }
+        #expect(count?.message.hasPrefix("the inputs declare 3001 rows in all") == true)
+    }
+
+    /// A federation that pools statistics runs a statistics round before its first training
+    /// round: every node says so, the round is not one of the training rounds asked for, the
+    /// stored standardisation is the pooled one of the three nodes' rows, and training rounds
+    /// then use it (the model's digest covers it).
+    @Test func aFederationPoolsItsStatisticsBeforeItTrains() async throws {
+        let run = try await AlteredAnswerTests.threeNodes(
+            deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
+            rounds: 1,
+            standardisation: .pooled,
+            data: { Self.rows(node: $0) },
+            alter: nil
+        )
+        for (i, lines) in run.reports {
+            #expect(
+                lines == ["statistics 1: included", "finished 2: included, 1 counted", "stopped, 1 counted"],
+                "node \(i): \(lines)"
+            )
+        }
+        #expect(run.rounds == ["finished", "finished"])
+        let parts = (0..<3).map { Self.rows(node: $0) }
+        let local = Standardisation(
+            of: Dataset(schema: Fixture.schema, features: parts.flatMap(\.features), labels: parts.flatMap(\.labels))
+        )
+        #expect(run.standardisations.count == 3)
+        #expect(run.standardisations[0] == nil)
+        #expect(run.standardisations[1] == run.standardisations[2])
+        let pooled = try #require(run.standardisations[1])
+        for j in 0..<2 {
+            #expect(abs(pooled.mean[j] - local.mean[j]) <= 1e-6 * abs(local.mean[j]))
+            #expect(abs(pooled.scale[j] - local.scale[j]) <= 1e-6 * local.scale[j])
+        }
+        let opened = run.entries.filter { $0.action == "round.open" }.map(\.reason)
+        #expect(opened.count == 2 && opened[0].hasSuffix(", feature statistics") && !opened[1].contains("statistics"))
+        #expect(
+            run.entries.filter { $0.action == "round.aggregate" }.map(\.reason) == [
+                "3 inputs, 150 samples, feature statistics", "3 inputs, 150 samples",
+            ]
+        )
+    }
+
+    /// 50 rows per node whose inputs sit far from the schema's [0, 1]: node `i` adds `10 · (i+1)`
+    /// to the first input and scales the second by `i + 1`.
+    static func rows(node: Int) -> Dataset {
+        var features: [Float] = []
+        var labels: [Int32] = []
+        for row in 0..<50 {
+            features += [Float(10 * (node + 1)) + Float(row % 7) / 7, Float(node + 1) * Float(row % 5) / 5]
+            labels.append(Int32((row + node) % 3))
+        }
+        return Dataset(schema: Fixture.schema, features: features, labels: labels)
+    }
+}
