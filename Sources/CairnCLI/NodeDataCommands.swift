@@ -346,15 +346,20 @@ extension NodeCommand {
     /// `cairn-node simulate`: an in-process FedAvg run against centralised training.
     struct Simulate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Simulate federated averaging on one CSV file and compare it with centralised training.",
+            abstract:
+                "Simulate federated training on one CSV file with each server optimiser, against centralised training.",
             discussion: """
-                Holds out a stratified part of the rows, splits the rest across --participants simulated \
-                participants (iid, or label-skew: two class-sorted shards each), and runs --rounds rounds \
-                of FedAvg in plaintext, in this process: each participant trains --local-epochs epochs from \
-                the global model, and the sample-weighted average of the local models becomes the next \
-                global model. Prints the held-out accuracy after every round and that of the same model \
-                trained centrally for rounds × local epochs, and can plot both to SVG. Secure aggregation \
-                and the network come with the broker; this is for choosing settings and for testing.
+                Holds out a stratified part of the rows, standardises on the rest (as a federation's pooled \
+                statistics do), splits them across --participants simulated participants (iid, or \
+                label-skew: two class-sorted shards each), and runs --rounds rounds in plaintext, in this \
+                process, once per server optimiser: each participant trains --local-epochs epochs from the \
+                global model, and the server moves the global model by the sample-weighted mean update \
+                (fedavg: the mean becomes the model; fedavgm, fedadagrad, fedadam, fedyogi: Reddi et al. \
+                2021, with their default settings). Prints the held-out accuracy of each after every round, \
+                then each one's final accuracy and log loss beside FedAvg on an iid split of the same rows \
+                and the same model trained centrally for rounds × local epochs, and can plot them to one \
+                SVG. Secure aggregation and the network come with the broker; this is for choosing settings \
+                and for testing.
                 """
         )
 
@@ -386,8 +391,32 @@ extension NodeCommand {
         @Option(help: "Fraction of rows held out for evaluation.")
         var testFraction = 0.25
 
+        @Option(
+            help: ArgumentHelp(
+                "Server optimisers to compare, comma-separated: fedavg, fedavgm, fedadagrad, fedadam, fedyogi, or all.",
+                valueName: "list"
+            )
+        )
+        var serverOptimisers = "all"
+
         @Option(help: ArgumentHelp("Also plot held-out accuracy per round to this SVG file.", valueName: "file"))
         var svg: String?
+
+        /// The optimisers `--server-optimisers` names, in its order.
+        var optimisers: [ServerOptimiser] {
+            get throws {
+                if serverOptimisers == "all" { return ServerOptimiser.Kind.allCases.map { ServerOptimiser($0) } }
+                return try serverOptimisers.split(separator: ",").map { name in
+                    let trimmed = name.trimmingCharacters(in: .whitespaces)
+                    guard let kind = ServerOptimiser.Kind(rawValue: trimmed) else {
+                        throw ValidationError(
+                            "--server-optimisers: \(trimmed) is not one of fedavg, fedavgm, fedadagrad, fedadam, fedyogi"
+                        )
+                    }
+                    return ServerOptimiser(kind)
+                }
+            }
+        }
 
         func validate() throws {
             guard testFraction > 0, testFraction < 1 else {
@@ -396,6 +425,7 @@ extension NodeCommand {
             guard (1...10_000).contains(rounds) else { throw ValidationError("--rounds must be 1 to 10000") }
             guard (1...10_000).contains(localEpochs) else { throw ValidationError("--local-epochs must be 1 to 10000") }
             guard participants >= 1 else { throw ValidationError("--participants must be at least 1") }
+            guard try !optimisers.isEmpty else { throw ValidationError("--server-optimisers names none") }
         }
 
         func run() throws {
@@ -420,15 +450,32 @@ extension NodeCommand {
                 l2: shape.l2,
                 seed: shape.seed
             )
-            let (_, curve) = try FederatedSimulation.run(
-                train: train,
-                test: test,
-                participants: participants,
-                split: split.split,
-                architecture: architecture,
-                local: local,
-                rounds: rounds
-            )
+            var curves: [(name: String, curve: [FederatedSimulation.Round])] = []
+            for server in try optimisers {
+                let (_, curve) = try FederatedSimulation.run(
+                    train: train,
+                    test: test,
+                    participants: participants,
+                    split: split.split,
+                    architecture: architecture,
+                    local: local,
+                    rounds: rounds,
+                    server: server
+                )
+                curves.append((server.kind.rawValue, curve))
+            }
+            let iid =
+                split == .iid
+                ? nil
+                : try FederatedSimulation.run(
+                    train: train,
+                    test: test,
+                    participants: participants,
+                    split: .iid,
+                    architecture: architecture,
+                    local: local,
+                    rounds: rounds
+                ).curve
             var central = Model(architecture: architecture, seed: shape.seed)
             var centralSettings = local
             centralSettings.epochs = rounds * localEpochs
@@ -441,22 +488,31 @@ extension NodeCommand {
             print(
                 "\(kind.rawValue), \(participants) participants, \(split.rawValue) split, \(train.count) training rows, \(test.count) held out"
             )
-            print("round  held-out accuracy  log loss")
-            for r in curve {
+            func column(_ text: String) -> String { text + String(repeating: " ", count: max(1, 12 - text.count)) }
+            print("held-out accuracy per round")
+            print("round  " + curves.map { column($0.name) }.joined())
+            for r in 0..<rounds {
+                print(pad(r + 1, 5) + "  " + curves.map { column(rounded($0.curve[r].accuracy)) }.joined())
+            }
+            print("server optimiser  accuracy  log loss")
+            for (name, curve) in curves {
                 print(
-                    "\(pad(r.round, 5))  \(rounded(r.accuracy))\(String(repeating: " ", count: max(1, 19 - rounded(r.accuracy).count)))\(rounded(r.logLoss))"
+                    name + String(repeating: " ", count: 18 - name.count) + column(rounded(curve.last!.accuracy))
+                        + rounded(curve.last!.logLoss)
                 )
             }
-            let final = curve.last!.accuracy
-            print(
-                "federated: \(rounded(final)); centralised (\(rounds * localEpochs) epochs): \(rounded(centralAccuracy)); difference \(rounded((final - centralAccuracy) * 100)) points"
-            )
+            let best = curves.max { $0.curve.last!.accuracy < $1.curve.last!.accuracy }!
+            var line = "best: \(best.name) \(rounded(best.curve.last!.accuracy))"
+            if let iid { line += "; fedavg on an iid split: \(rounded(iid.last!.accuracy))" }
+            line += "; centralised (\(rounds * localEpochs) epochs): \(rounded(centralAccuracy))"
+            line += "; difference \(rounded((best.curve.last!.accuracy - centralAccuracy) * 100)) points"
+            print(line)
             if let svg {
+                var series = curves.map { ("\($0.name), \(split.rawValue)", $0.curve.map(\.accuracy)) }
+                if let iid { series.append(("fedavg, iid", iid.map(\.accuracy))) }
+                series.append(("centralised", [Double](repeating: centralAccuracy, count: rounds)))
                 let chart = accuracySVG(
-                    [
-                        ("FedAvg, \(split.rawValue)", curve.map(\.accuracy)),
-                        ("centralised", [Double](repeating: centralAccuracy, count: curve.count)),
-                    ],
+                    series,
                     title:
                         "\(schema.label.name): held-out accuracy per round (\(kind.rawValue), \(participants) participants)"
                 )

@@ -1,9 +1,10 @@
 import CairnSIMD
 import CairnWire
 
-/// A plaintext, in-process federated-averaging (FedAvg) simulation: a dataset split across
-/// participants, rounds of local training from the global model, and the sample-weighted
-/// average of the local models (through the SIMD core) as the next global model.
+/// A plaintext, in-process federated-averaging simulation: a dataset split across participants,
+/// rounds of local training from the global model, the sample-weighted average of the local
+/// models (through the SIMD core), and the server optimiser's step by the mean update (FedAvg:
+/// the average becomes the next global model), as the broker does with the secure sum.
 ///
 /// It is a test and benchmark tool: no secure aggregation, no network. The broker runs the real
 /// thing with masked, quantised updates.
@@ -54,8 +55,10 @@ public enum FederatedSimulation {
         }
     }
 
-    /// Runs `rounds` rounds of FedAvg from a fresh model and returns the final global model and
-    /// the held-out figures after each round. `train` and `test` must be standardised already.
+    /// Runs `rounds` rounds from a fresh model with the `server` optimiser and returns the final
+    /// global model and the held-out figures after each round. `train` and `test` must be
+    /// standardised already (on the training rows of every participant together, which is what
+    /// a federation's pooled statistics give).
     public static func run(
         train: Dataset,
         test: Dataset,
@@ -63,13 +66,16 @@ public enum FederatedSimulation {
         split: Split,
         architecture: ModelArchitecture,
         local: TrainingSettings,
-        rounds: Int
+        rounds: Int,
+        server: ServerOptimiser = ServerOptimiser(.fedavg)
     ) throws -> (model: Model, curve: [Round]) {
         guard rounds >= 1 else { throw DataError(.invalidParameters, "there must be at least one round") }
         let parts = try partition(train, participants: participants, split: split, seed: local.seed).map {
             train.subset($0)
         }
         var global = Model(architecture: architecture, seed: local.seed)
+        var state = server.initialState(parameters: global.parameters.count)
+        var mean = global.parameters
         var curve: [Round] = []
         for round in 1...rounds {
             var locals: [[Float]] = []
@@ -82,9 +88,14 @@ public enum FederatedSimulation {
             }
             let weights = parts.map { Float($0.count) }
             try locals.withBuffers { buffers in
-                try global.parameters.withUnsafeMutableBufferPointer {
+                try mean.withUnsafeMutableBufferPointer {
                     try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
                 }
+            }
+            if server.kind == .fedavg, server.learningRate == 1 {
+                global.parameters = mean
+            } else {
+                server.step(&global.parameters, delta: zip(mean, global.parameters).map { $0 - $1 }, state: &state)
             }
             let e = Evaluation(
                 probabilities: global.probabilities(test.features),
@@ -122,7 +133,7 @@ public func accuracySVG(_ series: [(label: String, points: [Double])], title: St
     let high = 1.0
     func x(_ i: Int) -> Double { left + (width - left - right) * Double(i) / Double(Swift.max(1, rounds - 1)) }
     func y(_ v: Double) -> Double { top + (height - top - bottom) * (1 - (v - low) / Swift.max(1e-9, high - low)) }
-    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
     var svg =
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"

@@ -48,14 +48,15 @@ public struct ServerOptimiser: Codable, Sendable, Hashable {
         (self.kind, self.learningRate, self.momentum, self.beta2, self.tau) = (kind, learningRate, momentum, beta2, tau)
     }
 
-    /// Each rule's defaults: FedAvg η = 1; FedAvgM η = 1, β₁ = 0.9; the adaptive rules η = 0.1
-    /// (FedAdagrad 0.3), β₁ = 0.9, β₂ = 0.99, τ = 10⁻³.
+    /// Each rule's defaults: FedAvg η = 1; FedAvgM η = 0.3, β₁ = 0.9; FedAdagrad η = 0.3, FedAdam
+    /// and FedYogi η = 0.03, with β₁ = 0.9, β₂ = 0.99, τ = 10⁻³ (the best of η ∈ {0.03, 0.1, 0.3, 1}
+    /// in `cairn-bench optimisers`).
     public static func defaults(_ kind: Kind) -> ServerOptimiser {
         switch kind {
         case .fedavg: ServerOptimiser(kind: kind, learningRate: 1, momentum: 0, beta2: 0, tau: 0)
-        case .fedavgm: ServerOptimiser(kind: kind, learningRate: 1, momentum: 0.9, beta2: 0, tau: 0)
+        case .fedavgm: ServerOptimiser(kind: kind, learningRate: 0.3, momentum: 0.9, beta2: 0, tau: 0)
         case .fedadagrad: ServerOptimiser(kind: kind, learningRate: 0.3, momentum: 0.9, beta2: 0, tau: 1e-3)
-        case .fedadam, .fedyogi: ServerOptimiser(kind: kind, learningRate: 0.1, momentum: 0.9, beta2: 0.99, tau: 1e-3)
+        case .fedadam, .fedyogi: ServerOptimiser(kind: kind, learningRate: 0.03, momentum: 0.9, beta2: 0.99, tau: 1e-3)
         }
     }
 

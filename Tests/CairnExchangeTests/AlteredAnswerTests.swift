@@ -128,6 +128,8 @@ import Testing
         var rounds: [String]
         /// Each stored model of `delta` by round: its pooled standardisation, if any.
         var standardisations: [Standardisation?]
+        /// The server optimiser's stored states of `delta`: round and number of values.
+        var optimiserStates: [[Int]]
     }
 
     /// Three nodes enrolled in a new federation `delta` through a proxy that passes each answer
@@ -138,10 +140,16 @@ import Testing
         deadlines: PhaseDeadlines,
         rounds: Int,
         standardisation: RoundPolicy.Standardising? = nil,
+        serverOptimiser: ServerOptimiser? = nil,
         data: @escaping @Sendable (Int) -> Dataset = { _ in Fixture.rows },
         alter: (@Sendable (String, String) -> [UInt8]?)?
     ) async throws -> Run {
-        var policy = RoundPolicy(dropoutFraction: 0.3, corruptFraction: 0, standardisation: standardisation)
+        var policy = RoundPolicy(
+            dropoutFraction: 0.3,
+            corruptFraction: 0,
+            standardisation: standardisation,
+            serverOptimiser: serverOptimiser
+        )
         policy.deadlines = deadlines
         var settings = TestClock().settings
         settings.now = { unixTime() }  // the nodes sign with the real clock
@@ -233,6 +241,13 @@ import Testing
                         return Standardisation(mean: Array(v[..<(v.count / 2)]), scale: Array(v[(v.count / 2)...]))
                     }
                 }
+            },
+            optimiserStates: try await fixture.exchange.store.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: "SELECT round, length(state) / 4 AS n FROM optimiser_state WHERE federation = 'delta'"
+                )
+                .map { [$0["round"], $0["n"]] }
             }
         )
     }

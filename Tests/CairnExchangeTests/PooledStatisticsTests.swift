@@ -101,37 +101,74 @@ import Testing
     @Test func aFederationPoolsItsStatisticsBeforeItTrains() async throws {
         let run = try await AlteredAnswerTests.threeNodes(
             deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
-            rounds: 1,
+            rounds: 2,
             standardisation: .pooled,
+            serverOptimiser: ServerOptimiser(.fedadam),
             data: { Self.rows(node: $0) },
             alter: nil
         )
         for (i, lines) in run.reports {
             #expect(
-                lines == ["statistics 1: included", "finished 2: included, 1 counted", "stopped, 1 counted"],
+                lines == [
+                    "statistics 1: included", "finished 2: included, 1 counted", "finished 3: included, 2 counted",
+                    "stopped, 2 counted",
+                ],
                 "node \(i): \(lines)"
             )
         }
-        #expect(run.rounds == ["finished", "finished"])
+        #expect(run.rounds == ["finished", "finished", "finished"])
+        // FedAdam's m and v for the 9 parameters, kept for the latest round only; the statistics
+        // round stored none.
+        #expect(run.optimiserStates == [[3, 18]])
         let parts = (0..<3).map { Self.rows(node: $0) }
         let local = Standardisation(
             of: Dataset(schema: Fixture.schema, features: parts.flatMap(\.features), labels: parts.flatMap(\.labels))
         )
-        #expect(run.standardisations.count == 3)
+        #expect(run.standardisations.count == 4)
         #expect(run.standardisations[0] == nil)
-        #expect(run.standardisations[1] == run.standardisations[2])
+        #expect(
+            run.standardisations[1] == run.standardisations[2] && run.standardisations[2] == run.standardisations[3]
+        )
         let pooled = try #require(run.standardisations[1])
         for j in 0..<2 {
             #expect(abs(pooled.mean[j] - local.mean[j]) <= 1e-6 * abs(local.mean[j]))
             #expect(abs(pooled.scale[j] - local.scale[j]) <= 1e-6 * local.scale[j])
         }
         let opened = run.entries.filter { $0.action == "round.open" }.map(\.reason)
-        #expect(opened.count == 2 && opened[0].hasSuffix(", feature statistics") && !opened[1].contains("statistics"))
+        #expect(opened.map { $0.hasSuffix(", feature statistics") } == [true, false, false])
         #expect(
             run.entries.filter { $0.action == "round.aggregate" }.map(\.reason) == [
-                "3 inputs, 150 samples, feature statistics", "3 inputs, 150 samples",
+                "3 inputs, 150 samples, feature statistics", "3 inputs, 150 samples", "3 inputs, 150 samples",
             ]
         )
+    }
+
+    /// The broker's step with a server optimiser: a round's sum of quantised updates moves the
+    /// model by FedAvgM's rule (η = 0.3, β₁ = 0.9), the momentum carried to the next round.
+    @Test func theBrokerAppliesTheServerOptimiser() throws {
+        var policy = RoundPolicy(serverOptimiser: ServerOptimiser(.fedavgm))
+        policy.maximumSampleCount = 100
+        let architecture = try ModelArchitecture(kind: .logistic, inputs: 1, classes: 2)
+        let global = try Model(architecture: architecture, parameters: [1, -1])
+        // Two inputs of 50 rows each whose updates are (0.5, −0.25) and (0.25, 0): weighted by
+        // 50/100 and quantised exactly (multiples of 2^-20), their mean is (0.375, −0.125).
+        let scale = policy.scale
+        let sum = [0.5 * 0.5 + 0.25 * 0.5, -0.25 * 0.5].map { UInt32(bitPattern: Int32(($0 * scale).rounded())) }
+        var model = global
+        var state = ServerOptimiser(.fedavgm).initialState(parameters: 2)
+        try FederatedModel.apply(sum: sum, sampleCount: 100, to: &model, state: &state, policy: policy)
+        let first: [Float] = [0.375, -0.125]
+        let moved: [Float] = [1.1125, -1.0375]  // x + 0.3 · m
+        #expect(state == first)
+        #expect(zip(model.parameters, moved).allSatisfy { abs($0 - $1) < 1e-6 })
+        try FederatedModel.apply(sum: sum, sampleCount: 100, to: &model, state: &state, policy: policy)
+        let second: [Float] = [0.7125, -0.2375]  // 0.9 · m + Δ
+        #expect(zip(state, second).allSatisfy { abs($0 - $1) < 1e-6 })
+        let wrong = #expect(throws: ExchangeError.self) {
+            var short: [Float] = []
+            try FederatedModel.apply(sum: sum, sampleCount: 100, to: &model, state: &short, policy: policy)
+        }
+        #expect(wrong?.message == "the server optimiser's state has 0 values, not 2")
     }
 
     /// 50 rows per node whose inputs sit far from the schema's [0, 1]: node `i` adds `10 · (i+1)`
