@@ -203,11 +203,11 @@ extension NodeCommand {
                     "\(record.fingerprint): \(record.role.rawValue) of \(record.federation) at \(held.enrolment.broker), \(record.status)"
                         + (chosen.count > 1 ? " (enrolment \(held.name))" : "")
                 )
-                let included = record.rounds.filter(\.included).count
-                print("input summed in \(included) of \(record.rounds.count) rounds")
+                let training = record.rounds.filter { $0.statistics != true }
+                print("input summed in \(training.filter(\.included).count) of \(training.count) training rounds")
                 for r in record.rounds {
                     print(
-                        "  round \(r.round): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")"
+                        "  round \(r.round)\(r.statistics == true ? " (feature statistics)" : ""): \(r.outcome); answered \(r.phases.joined(separator: ", "))\(r.included ? "; included" : "")"
                     )
                 }
             }
