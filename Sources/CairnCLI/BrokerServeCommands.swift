@@ -258,6 +258,15 @@ extension BrokerCommand.Admin {
                         )
                 )
             )
+            let unbounded = schemaValue.features.filter { $0.type != .category && ($0.min == nil || $0.max == nil) }
+            if standardise == .schema, !unbounded.isEmpty {
+                FileHandle.standardError.write(
+                    Data(
+                        "warning: --standardise schema leaves \(unbounded.count) feature\(unbounded.count == 1 ? "" : "s") without both a min and a max unstandardised (\(unbounded.prefix(3).map(\.name).joined(separator: ", "))\(unbounded.count > 3 ? ", …" : "")); --standardise pooled standardises on the participants' pooled statistics\n"
+                            .utf8
+                    )
+                )
+            }
             let status: FederationStatus = try await cliCall(admin.wait.waiting) {
                 try await admin.client().json("POST", "/v1/admin/federations", spec)
             }
