@@ -116,8 +116,11 @@ extension NodeCommand {
                 stratified part of the rows for evaluation, standardises inputs with statistics of the \
                 training part, trains deterministically for the seed, and writes the model (safetensors, \
                 readable by Python's safetensors and numpy) and <output>.metrics.json (metrics on both \
-                parts, the losses, the settings and the held-out rows). Training on a federation's \
-                rounds comes with the broker.
+                parts, the losses, the settings and the held-out rows). By default training stops when \
+                it has converged: a tenth of the training rows is set aside, training on the rest stops \
+                once their log loss has not improved for --patience epochs (at most --epochs), and the \
+                model is then trained on every training row for the number of epochs that scored best. \
+                Training on a federation's rounds comes with the broker.
                 """
         )
 
@@ -131,8 +134,16 @@ extension NodeCommand {
         @Option(help: "sgd or adam.")
         var optimizer: OptimizerArgument = .adam
 
-        @Option(help: "Passes over the training rows.")
-        var epochs = 100
+        @Option(help: "The most passes over the training rows (exactly this many with --patience 0).")
+        var epochs = 1000
+
+        @Option(
+            help: """
+                Stop when the validation loss has not improved for this many epochs (0: no early \
+                stopping, train --epochs epochs).
+                """
+        )
+        var patience = 30
 
         @Option(help: "Rows per mini-batch.")
         var batchSize = 32
@@ -161,7 +172,8 @@ extension NodeCommand {
                 batchSize: batchSize,
                 learningRate: learningRate,
                 l2: shape.l2,
-                seed: shape.seed
+                seed: shape.seed,
+                patience: patience
             )
             if !overwrite, DurableFile.exists(output) {
                 throw CLIError("\(output) exists; pass --overwrite to replace it")
@@ -198,7 +210,9 @@ extension NodeCommand {
             }
             let test = result.testEvaluation
             print(
-                "trained \(kind.rawValue) on \(result.trainEvaluation.sampleCount) rows, \(epochs) epochs; final loss \(rounded(result.losses.last ?? 0))"
+                "trained \(kind.rawValue) on \(result.trainEvaluation.sampleCount) rows, \(result.losses.count) epochs"
+                    + (result.stoppedAfter != nil ? " (where the validation loss stopped improving)" : "")
+                    + "; final loss \(rounded(result.losses.last ?? 0))"
             )
             print(
                 "train accuracy \(rounded(result.trainEvaluation.accuracy))"

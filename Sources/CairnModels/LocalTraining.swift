@@ -13,6 +13,9 @@ public struct LocalTraining: Sendable {
     public var testEvaluation: Evaluation?
     /// The mean training loss of each epoch.
     public var losses: [Double]
+    /// With early stopping, the epochs its validation run chose (the model is then trained on
+    /// every training row for that many); nil without.
+    public var stoppedAfter: Int?
     /// The held-out rows, as 0-based positions among the file's data rows, so another tool can
     /// evaluate on exactly the same split.
     public var testRows: [Int]
@@ -22,6 +25,11 @@ public struct LocalTraining: Sendable {
 
     /// Runs it. Throws ``DataError/Code/invalidData`` (and trains nothing) when the data fails
     /// its schema.
+    ///
+    /// With `settings.patience`, training first runs on nine tenths of the training rows
+    /// (stratified) while the log loss on the other tenth is monitored, stops on its plateau, and
+    /// then trains a fresh model on every training row for the number of epochs that scored best
+    /// (at most `settings.epochs`); with fewer than 10 training rows the training loss is monitored.
     public static func run(
         csv: String,
         schema: DataSchema,
@@ -46,7 +54,23 @@ public struct LocalTraining: Sendable {
         let train = standardisation.apply(to: data.subset(trainRows))
         let test = standardisation.apply(to: data.subset(testRows))
         var model = Model(architecture: architecture, seed: settings.seed)
-        let losses = try Trainer.train(&model, on: train, settings: settings)
+        var final = settings
+        var stoppedAfter: Int?
+        if (settings.patience ?? 0) > 0 {
+            let (fit, check) = train.stratifiedSplit(testFraction: 0.1, seed: settings.seed)
+            let enough = fit.count > 0 && check.count > 0
+            var probe = model
+            let curve = try Trainer.train(
+                &probe,
+                on: enough ? train.subset(fit) : train,
+                settings: settings,
+                validation: enough ? train.subset(check) : nil
+            )
+            stoppedAfter = curve.count
+            final.epochs = curve.count
+            final.patience = nil
+        }
+        let losses = try Trainer.train(&model, on: train, settings: final)
         let trainEvaluation = Evaluation(
             probabilities: model.probabilities(train.features),
             labels: train.labels,
@@ -80,6 +104,7 @@ public struct LocalTraining: Sendable {
             trainEvaluation: trainEvaluation,
             testEvaluation: testEvaluation,
             losses: losses,
+            stoppedAfter: stoppedAfter,
             testRows: testRows.sorted(),
             warnings: warnings
         )

@@ -24,6 +24,10 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
     public var l2: Float
     /// Fixes the order of samples in every epoch (and nothing else: initial parameters come with the model).
     public var seed: UInt64
+    /// Early stopping: training ends once the monitored loss (a validation set's log loss, or
+    /// the training loss without one) has not fallen below 0.9999 of its best for this many
+    /// epochs, and the parameters of the best epoch are kept; nil or 0 trains every epoch.
+    public var patience: Int?
 
     /// Settings; ``validate()`` checks them.
     public init(
@@ -32,8 +36,10 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
         batchSize: Int = 32,
         learningRate: Float = 0.01,
         l2: Float = 1e-4,
-        seed: UInt64 = 1
+        seed: UInt64 = 1,
+        patience: Int? = nil
     ) {
+        self.patience = patience
         self.optimizer = optimizer
         self.epochs = epochs
         self.batchSize = batchSize
@@ -54,13 +60,21 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
         guard l2.isFinite, l2 >= 0 else {
             throw DataError(.invalidParameters, "the L2 penalty must be finite and non-negative")
         }
+        guard (0...100_000).contains(patience ?? 0) else {
+            throw DataError(.invalidParameters, "the patience must be 0 to 100000 epochs")
+        }
     }
 }
 
 /// Mini-batch training, deterministic for given settings, model and data.
 public enum Trainer {
     /// Trains `model` on `data` and returns the mean training loss of each epoch.
-    public static func train(_ model: inout Model, on data: Dataset, settings: TrainingSettings) throws -> [Double] {
+    public static func train(
+        _ model: inout Model,
+        on data: Dataset,
+        settings: TrainingSettings,
+        validation: Dataset? = nil
+    ) throws -> [Double] {
         try settings.validate()
         guard data.inputCount == model.architecture.inputs, data.classCount == model.architecture.classes else {
             throw DataError(
@@ -77,7 +91,9 @@ public enum Trainer {
         var v = m
         var step = 0
         var losses: [Double] = []
-        for _ in 0..<settings.epochs {
+        let patience = settings.patience ?? 0
+        var best = (loss: Double.infinity, epoch: 0, parameters: model.parameters)
+        for epoch in 0..<settings.epochs {
             order.shuffle(using: &rng)
             var total = 0.0
             var start = 0
@@ -90,6 +106,26 @@ public enum Trainer {
                 start += settings.batchSize
             }
             losses.append(total / Double(data.count))
+            if patience > 0 {
+                var monitored = losses[epoch]
+                if let validation, validation.count > 0 {
+                    monitored =
+                        Evaluation(
+                            probabilities: model.probabilities(validation.features),
+                            labels: validation.labels,
+                            classes: model.architecture.classes
+                        ).logLoss
+                }
+                if monitored < best.loss * 0.9999 || !best.loss.isFinite {
+                    best = (monitored, epoch, model.parameters)
+                } else if epoch - best.epoch >= patience {
+                    break
+                }
+            }
+        }
+        if patience > 0, best.loss.isFinite {
+            model.parameters = best.parameters
+            losses = Array(losses.prefix(best.epoch + 1))
         }
         guard model.parameters.allSatisfy(\.isFinite) else {
             throw DataError(
