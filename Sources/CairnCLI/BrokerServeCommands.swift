@@ -219,6 +219,8 @@ extension BrokerCommand.Admin {
         @Option(help: "The server optimiser's step size η (default: the rule's own; 1 for fedavg).")
         var serverLearningRate: Float?
         @Option(help: "The server optimiser's momentum β₁ (default 0.9).") var serverMomentum: Float?
+        @Option(help: "FedProx's μ for local training: the loss gains μ/2 · ‖w − w_global‖² (default: none).")
+        var proximal: Float?
 
         func run() async throws {
             let parts = deadlines.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -255,7 +257,8 @@ extension BrokerCommand.Admin {
                             serverOptimiser.kind,
                             learningRate: serverLearningRate,
                             momentum: serverMomentum
-                        )
+                        ),
+                    proximal: proximal
                 )
             )
             let unbounded = schemaValue.features.filter { $0.type != .category && ($0.min == nil || $0.max == nil) }

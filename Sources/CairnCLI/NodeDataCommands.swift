@@ -413,6 +413,9 @@ extension NodeCommand {
         )
         var serverOptimisers = "all"
 
+        @Option(help: "FedProx's μ: local training's loss gains μ/2 · ‖w − w_global‖² (0: none).")
+        var proximal: Float = 0
+
         @Option(help: ArgumentHelp("Also plot held-out accuracy per round to this SVG file.", valueName: "file"))
         var svg: String?
 
@@ -440,6 +443,9 @@ extension NodeCommand {
             guard (1...10_000).contains(localEpochs) else { throw ValidationError("--local-epochs must be 1 to 10000") }
             guard participants >= 1 else { throw ValidationError("--participants must be at least 1") }
             guard try !optimisers.isEmpty else { throw ValidationError("--server-optimisers names none") }
+            guard proximal.isFinite, (0...100).contains(proximal) else {
+                throw ValidationError("--proximal must be 0 to 100")
+            }
         }
 
         func run() throws {
@@ -462,7 +468,8 @@ extension NodeCommand {
                 batchSize: batchSize,
                 learningRate: learningRate,
                 l2: shape.l2,
-                seed: shape.seed
+                seed: shape.seed,
+                proximal: proximal
             )
             var curves: [(name: String, curve: [FederatedSimulation.Round])] = []
             for server in try optimisers {

@@ -126,6 +126,9 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
     public var standardisation: Standardising?
     /// How the broker turns a round's mean update into the next model; nil is FedAvg.
     public var serverOptimiser: ServerOptimiser?
+    /// FedProx's μ for local training (``TrainingSettings/proximal``): the loss gains
+    /// `μ / 2 · ‖w − w_global‖²`; nil or 0 is plain local training.
+    public var proximal: Float?
 
     /// Where a federation's standardisation comes from.
     public enum Standardising: String, Codable, Sendable, Hashable, CaseIterable {
@@ -158,7 +161,8 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         l2: Float = 0.001,
         inactiveAfter: Int? = nil,
         standardisation: Standardising? = nil,
-        serverOptimiser: ServerOptimiser? = nil
+        serverOptimiser: ServerOptimiser? = nil,
+        proximal: Float? = nil
     ) {
         self.minimumParticipants = minimumParticipants
         self.dropoutFraction = dropoutFraction
@@ -174,6 +178,7 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         self.inactiveAfter = inactiveAfter
         self.standardisation = standardisation
         self.serverOptimiser = serverOptimiser
+        self.proximal = proximal
     }
 }
 

@@ -83,7 +83,7 @@ public enum FederatedSimulation {
                 var model = global
                 var settings = local
                 settings.seed = local.seed &+ UInt64(round * 1_000 + p)
-                _ = try Trainer.train(&model, on: part, settings: settings)
+                _ = try Trainer.train(&model, on: part, settings: settings, anchor: global.parameters)
                 locals.append(model.parameters)
             }
             let weights = parts.map { Float($0.count) }

@@ -28,6 +28,10 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
     /// the training loss without one) has not fallen below 0.9999 of its best for this many
     /// epochs, and the parameters of the best epoch are kept; nil or 0 trains every epoch.
     public var patience: Int?
+    /// FedProx's μ (Li et al., MLSys 2020): the loss gains `μ / 2 · ‖p − anchor‖²` for the anchor
+    /// ``Trainer/train(_:on:settings:validation:anchor:)`` is given (the round's global model),
+    /// which keeps a participant's local model near it on skewed data; nil or 0 adds nothing.
+    public var proximal: Float?
 
     /// Settings; ``validate()`` checks them.
     public init(
@@ -37,9 +41,11 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
         learningRate: Float = 0.01,
         l2: Float = 1e-4,
         seed: UInt64 = 1,
-        patience: Int? = nil
+        patience: Int? = nil,
+        proximal: Float? = nil
     ) {
         self.patience = patience
+        self.proximal = proximal
         self.optimizer = optimizer
         self.epochs = epochs
         self.batchSize = batchSize
@@ -63,6 +69,9 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
         guard (0...100_000).contains(patience ?? 0) else {
             throw DataError(.invalidParameters, "the patience must be 0 to 100000 epochs")
         }
+        if let proximal, !(proximal.isFinite && proximal >= 0 && proximal <= 100) {
+            throw DataError(.invalidParameters, "the proximal term μ must be 0 to 100")
+        }
     }
 }
 
@@ -73,7 +82,8 @@ public enum Trainer {
         _ model: inout Model,
         on data: Dataset,
         settings: TrainingSettings,
-        validation: Dataset? = nil
+        validation: Dataset? = nil,
+        anchor: [Float]? = nil
     ) throws -> [Double] {
         try settings.validate()
         guard data.inputCount == model.architecture.inputs, data.classCount == model.architecture.classes else {
@@ -84,6 +94,13 @@ public enum Trainer {
             )
         }
         guard data.count > 0 else { throw DataError(.invalidParameters, "there are no rows to train on") }
+        let mu = anchor == nil ? 0 : settings.proximal ?? 0
+        if let anchor, anchor.count != model.parameters.count {
+            throw DataError(
+                .invalidParameters,
+                "the proximal anchor has \(anchor.count) parameters, not \(model.parameters.count)"
+            )
+        }
         var rng = SplitMix64(seed: settings.seed)
         var order = Array(0..<data.count)
         var gradient: [Float] = []
@@ -102,6 +119,9 @@ public enum Trainer {
                 total +=
                     model.lossAndGradient(data, rows: batch, l2: settings.l2, gradient: &gradient) * Double(batch.count)
                 step += 1
+                if mu > 0, let anchor {
+                    for i in gradient.indices { gradient[i] += mu * (model.parameters[i] - anchor[i]) }
+                }
                 update(&model.parameters, gradient, &m, &v, step, settings)
                 start += settings.batchSize
             }

@@ -612,9 +612,10 @@ public struct Participant: Sendable {
             batchSize: policy.batchSize,
             learningRate: policy.learningRate,
             l2: policy.l2,
-            seed: config.round &* 7919 &+ UInt64(identity.identity.publicKey.rawRepresentation[0])
+            seed: config.round &* 7919 &+ UInt64(identity.identity.publicKey.rawRepresentation[0]),
+            proximal: policy.proximal
         )
-        _ = try Trainer.train(&local, on: data, settings: settings)
+        _ = try Trainer.train(&local, on: data, settings: settings, anchor: file.model.parameters)
         let samples = min(data.count, Int(policy.maximumSampleCount))
         let words = try FederatedModel.quantisedUpdate(
             local: local,

@@ -34,6 +34,32 @@ import Testing
         #expect(loss(further) >= loss(stopped) * 0.9999)
     }
 
+    /// FedProx: one full-batch SGD step with μ and an anchor moves each parameter by `−η·μ·(p − anchor)`
+    /// more than the same step without; μ outside 0…100 is refused.
+    @Test("The proximal term pulls toward the anchor by η·μ·(p − anchor)")
+    func proximal() throws {
+        let data = SyntheticData.classification(rows: 40, classes: 3, informative: 4, seed: 2)
+        let architecture = try ModelArchitecture(kind: .softmax, inputs: 8, classes: 3)
+        let start = Model(architecture: architecture, seed: 5)
+        let anchor = [Float](repeating: 0.25, count: start.parameters.count)
+        var settings = TrainingSettings(optimizer: .sgd, epochs: 1, batchSize: 64, learningRate: 0.1, l2: 0)
+        var plain = start
+        _ = try Trainer.train(&plain, on: data, settings: settings, anchor: anchor)
+        settings.proximal = 2
+        var pulled = start
+        _ = try Trainer.train(&pulled, on: data, settings: settings, anchor: anchor)
+        for i in start.parameters.indices {
+            let expected = plain.parameters[i] - 0.1 * 2 * (start.parameters[i] - 0.25)
+            #expect(abs(pulled.parameters[i] - expected) < 1e-6)
+        }
+        var unanchored = start
+        _ = try Trainer.train(&unanchored, on: data, settings: settings)
+        #expect(unanchored.parameters == plain.parameters)
+        settings.proximal = 101
+        let error = #expect(throws: DataError.self) { try settings.validate() }
+        #expect(error?.message == "the proximal term μ must be 0 to 100")
+    }
+
     @Test("A patience out of range is refused")
     func patienceRange() {
         let error = #expect(throws: DataError.self) { try TrainingSettings(patience: -1).validate() }

@@ -98,6 +98,9 @@ extension Exchange {
             )
         }
         if let problem = p.serverOptimiser?.problem { throw ExchangeError(.malformed, "serverOptimiser: \(problem)") }
+        if let mu = p.proximal, !(mu.isFinite && mu >= 0 && mu <= 100) {
+            throw ExchangeError(.malformed, "proximal (FedProx's μ) must be 0 to 100")
+        }
     }
 
     /// A federation's description, decoded once (a federation's spec never changes).
