@@ -15,6 +15,8 @@ enum ModelKindArgument: String, ExpressibleByArgument, CaseIterable {
 enum OptimizerArgument: String, ExpressibleByArgument, CaseIterable {
     case sgd, adam
     var optimizer: TrainingSettings.Optimizer { TrainingSettings.Optimizer(rawValue: rawValue)! }
+    /// The step size when none is given: 0.01 for Adam, 0.05 for SGD.
+    var defaultRate: Float { self == .adam ? 0.01 : 0.05 }
 }
 
 /// `--standardise` values.
@@ -148,8 +150,8 @@ extension NodeCommand {
         @Option(help: "Rows per mini-batch.")
         var batchSize = 32
 
-        @Option(help: "Step size.")
-        var learningRate: Float = 0.01
+        @Option(help: "Step size (default 0.01 for adam, 0.05 for sgd).")
+        var learningRate: Float?
 
         @Option(help: "Fraction of rows held out for evaluation (0 to hold out none).")
         var testFraction = 0.25
@@ -170,7 +172,7 @@ extension NodeCommand {
                 optimizer: optimizer.optimizer,
                 epochs: epochs,
                 batchSize: batchSize,
-                learningRate: learningRate,
+                learningRate: learningRate ?? optimizer.defaultRate,
                 l2: shape.l2,
                 seed: shape.seed,
                 patience: patience
@@ -399,8 +401,8 @@ extension NodeCommand {
         @Option(help: "Rows per mini-batch.")
         var batchSize = 16
 
-        @Option(help: "Step size.")
-        var learningRate: Float = 0.05
+        @Option(help: "Step size (default 0.01 for adam, 0.05 for sgd).")
+        var learningRate: Float?
 
         @Option(help: "Fraction of rows held out for evaluation.")
         var testFraction = 0.25
@@ -466,7 +468,7 @@ extension NodeCommand {
                 optimizer: optimizer.optimizer,
                 epochs: localEpochs,
                 batchSize: batchSize,
-                learningRate: learningRate,
+                learningRate: learningRate ?? optimizer.defaultRate,
                 l2: shape.l2,
                 seed: shape.seed,
                 proximal: proximal

@@ -45,26 +45,16 @@ import Testing
     func skewedSyntheticData() throws {
         let data = SyntheticData.classification(rows: 2_000, classes: 4, informative: 4, separation: 1.5, seed: 1)
         #expect(data.count == 2_000 && data.inputCount == 8 && Set(data.labels) == [0, 1, 2, 3])
-        let (trainRows, testRows) = data.stratifiedSplit(testFraction: 0.25, seed: 1)
-        let standardisation = Standardisation(of: data.subset(trainRows))
-        let train = standardisation.apply(to: data.subset(trainRows))
-        let test = standardisation.apply(to: data.subset(testRows))
-        let architecture = try ModelArchitecture(kind: .mlp, inputs: 8, classes: 4, hidden: 64)
-        let local = TrainingSettings(optimizer: .sgd, epochs: 2, batchSize: 16, learningRate: 0.05, l2: 0.001, seed: 1)
-        func final(_ split: FederatedSimulation.Split, _ kind: ServerOptimiser.Kind) throws -> Double {
-            try FederatedSimulation.run(
-                train: train,
-                test: test,
-                participants: 4,
-                split: split,
-                architecture: architecture,
-                local: local,
-                rounds: 20,
-                server: ServerOptimiser(kind)
-            ).curve.last!.accuracy
-        }
-        let iid = try final(.iid, .fedavg)
-        let skewed = try ServerOptimiser.Kind.allCases.map { try final(.labelSkew, $0) }
+        let (optimisers, iid) = try FederatedSimulation.compareServerOptimisers(
+            data: data,
+            architecture: try ModelArchitecture(kind: .mlp, inputs: 8, classes: 4, hidden: 64),
+            participants: 4,
+            split: .labelSkew,
+            local: TrainingSettings(optimizer: .sgd, epochs: 2, batchSize: 16, learningRate: 0.05, l2: 0.001, seed: 1),
+            rounds: 20
+        )
+        let skewed = optimisers.map(\.accuracy)
+        #expect(optimisers.map(\.kind) == ServerOptimiser.Kind.allCases)
         #expect(iid > 0.8)
         #expect(skewed.max()! >= iid - 0.08, "iid \(iid), skewed \(skewed)")
     }
