@@ -837,6 +837,44 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(door?.code == .forbidden)
     }
 
+    /// A node that crashed after the broker accepted its enrolment but before it wrote its record
+    /// enrols again with the same invite and gets the same record, and nothing is logged or
+    /// stored twice; with another delivery key, or from another key, the used invite is refused.
+    @Test func theSameEnrolmentAskedAgainGetsItsRecord() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        let exchange = fixture.exchange
+        let op = try await fixture.caller(fixture.operatorKey)
+        let invite = try await exchange.invite(op, federation: "beta", InviteRequest(role: .participant))
+        let secret = String(invite.code.prefix(32))
+        let key = try Ed25519.PrivateKey()
+        let first = try await exchange.enrol(
+            try await fixture.caller(key, enrolling: true),
+            EnrolRequest(invite: secret, deliveryKey: Self.delivery)
+        )
+        let size = fixture.log.size
+        let again = try await exchange.enrol(
+            try await fixture.caller(key),
+            EnrolRequest(invite: secret, deliveryKey: Self.delivery)
+        )
+        #expect(again == first)
+        #expect(fixture.log.size == size)
+        let otherDelivery = await #expect(throws: ExchangeError.self) {
+            try await exchange.enrol(
+                try await fixture.caller(key),
+                EnrolRequest(invite: secret, deliveryKey: String(repeating: "cd", count: 32))
+            )
+        }
+        #expect(otherDelivery?.message == "this invite was already used")
+        let otherKey = await #expect(throws: ExchangeError.self) {
+            try await exchange.enrol(
+                try await fixture.caller(try Ed25519.PrivateKey(), enrolling: true),
+                EnrolRequest(invite: secret, deliveryKey: Self.delivery)
+            )
+        }
+        #expect(otherKey?.message == "this invite was already used")
+    }
+
     /// A participant of alpha that audits beta reads the log while its auditor membership stands;
     /// suspended as beta's auditor it is refused the log, though alpha still admits it.
     @Test func aSuspendedAuditorMembershipDoesNotOpenTheLog() async throws {

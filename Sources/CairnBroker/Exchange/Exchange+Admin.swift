@@ -173,12 +173,23 @@ extension Exchange {
         let key = caller.key.rawRepresentation
         // Checked, then audited, then stored (the actor runs one request at a time, so nothing
         // changes in between): a crash after the entry leaves the invite unused for the retry.
-        let member = try store.read { db -> Member in
+        let (member, repeated) = try store.read { db -> (Member, Bool) in
             guard
                 let row = try Row.fetchOne(db, sql: "SELECT * FROM invites WHERE digest = ?", arguments: [Data(digest)])
             else { throw ExchangeError(.forbidden, "no such invite") }
-            guard (row["used_by"] as Data?) == nil else {
-                throw ExchangeError(.forbidden, "this invite was already used")
+            if let usedBy = row["used_by"] as Data? {
+                // The same key presenting the invite it used, with the same delivery key, is the
+                // same enrolment asked again (a node that crashed before it wrote its record): it
+                // gets its record back, and nothing changes.
+                guard usedBy == Data(key), let held = caller.membership(in: row["federation"]),
+                    held.role.rawValue == row["role"] as String,
+                    try Data.fetchOne(
+                        db,
+                        sql: "SELECT delivery_key FROM members WHERE key = ? AND federation = ?",
+                        arguments: [Data(key), held.federation]
+                    ) == Data(delivery)
+                else { throw ExchangeError(.forbidden, "this invite was already used") }
+                return (held, true)
             }
             guard (row["expires"] as Int64) > now else {
                 throw ExchangeError(.forbidden, "this invite has expired")
@@ -192,8 +203,9 @@ extension Exchange {
                     "key \(caller.key.fingerprint) is already a \(held.role.rawValue) of federation \(held.federation); the invite is left unused"
                 )
             }
-            return Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now)
+            return (Member(key: key, role: role, federation: row["federation"], status: "active", enrolled: now), false)
         }
+        if repeated { return try record(member) }
         try audit(
             actor: "\(member.role.rawValue):\(caller.key.fingerprint)",
             request: caller.request,
