@@ -107,7 +107,11 @@ extension NodeCommand.Models {
 
     struct Licences: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show this node's licences and requests, newest first, as the broker records them."
+            abstract: "Show this node's licences and requests, newest first, as the broker records them.",
+            discussion: """
+                A key's licences are listed whatever federation they are for, so --federation is needed \
+                only when the home's enrolments are at several brokers.
+                """
         )
         @OptionGroup var home: NodeHomeOptions
         @OptionGroup var passphrase: PassphraseOptions
@@ -116,6 +120,13 @@ extension NodeCommand.Models {
         @Flag(help: "Print the broker's JSON.") var json = false
 
         func run() async throws {
+            // A key's licences are the broker's to list whatever the federation: with several
+            // enrolments at one broker, any of them asks.
+            var choice = choice
+            let held = try Enrolment.all(home: home.resolved)
+            if choice.federation == nil, held.count > 1, Set(held.map(\.enrolment.brokerKey)).count == 1 {
+                choice.federation = held[0].name
+            }
             let client = try await NodeCommand.Models.licensee(home, passphrase, wait, choice)
             let records = try await cliCall(wait.waiting) { try await client.licences() }
             if json { return try printJSON(records) }
