@@ -773,6 +773,25 @@ let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
 /// One key, several federations: a membership is a key in a federation, with its own role and
 /// standing.
+/// The exchange's blocking work runs on its own thread, not on Swift's cooperative pool.
+@Suite struct ExchangeThreadTests {
+    @Test func theExchangeRunsOnItsOwnThread() async throws {
+        let fixture = try await Fixture(settings: TestClock().settings)
+        defer { _ = system("rm -rf '\(fixture.folder)'") }
+        #expect(await fixture.exchange.onOwnThread())
+        #expect(!fixture.exchange.executor.isCurrent)
+        // Its work goes on there: a state change and a read from it.
+        let op = try await fixture.caller(fixture.operatorKey)
+        let invite = try await fixture.exchange.invite(op, federation: "alpha", InviteRequest(role: .licensee))
+        #expect(invite.federation == "alpha")
+    }
+}
+
+extension Exchange {
+    /// Whether the actor runs this on its own thread.
+    func onOwnThread() -> Bool { executor.isCurrent }
+}
+
 @Suite struct MembershipTests {
     static let delivery = String(repeating: "ab", count: 32)
 

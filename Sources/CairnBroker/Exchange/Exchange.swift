@@ -14,8 +14,16 @@ import Synchronization
 /// every state change in SQLite (``BrokerStore``) and every decision in the audit log.
 ///
 /// An actor: requests and the round clock are serialised through it, so each decision sees one
-/// consistent state. The HTTP layer (``BrokerServer``) only decodes, calls and encodes.
+/// consistent state. The HTTP layer (``BrokerServer``) only decodes, calls and encodes. It runs on
+/// a thread of its own (``ThreadExecutor``): its blocking SQLite work never holds a thread of
+/// Swift's cooperative pool.
 public actor Exchange {
+    /// The thread the actor runs on.
+    nonisolated let executor = ThreadExecutor(name: "cairn-exchange")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    deinit { executor.stop() }
+
     /// The keys the exchange works with.
     public struct Keys: Sendable {
         /// Signs nothing here; requests are bound to it.
