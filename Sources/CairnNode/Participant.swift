@@ -463,14 +463,16 @@ public struct Participant: Sendable {
     /// Scores the current global model on `heldOut` and reports the score to the broker for
     /// federated evaluation (only the row count, accuracy and log-loss leave this node). A refusal
     /// (a different score already given for that round, say) is returned, not thrown: training
-    /// goes on.
+    /// goes on. A model that has not been trained yet (round 0's parameters, as after the
+    /// statistics round) is neither scored nor reported: nil.
     func evaluate(
         on heldOut: Dataset,
         spec: FederationSpec
     ) async throws -> (
         round: Int, evaluation: Evaluation, refused: String?
-    ) {
+    )? {
         let (file, round, digest) = try await model(spec: spec)
+        if file.model.parameters == (try FederatedModel.initialModel(of: spec)).parameters { return nil }
         let heldOut = file.standardisation.apply(to: heldOut)
         let evaluation = Evaluation(
             probabilities: file.model.probabilities(heldOut.features),

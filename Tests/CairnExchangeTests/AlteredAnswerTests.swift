@@ -141,6 +141,7 @@ import Testing
         rounds: Int,
         standardisation: RoundPolicy.Standardising? = nil,
         serverOptimiser: ServerOptimiser? = nil,
+        evaluate: Bool = false,
         data: @escaping @Sendable (Int) -> Dataset = { _ in Fixture.rows },
         alter: (@Sendable (String, String) -> [UInt8]?)?
     ) async throws -> Run {
@@ -205,7 +206,8 @@ import Testing
                         var participant = try await Participant.connect(home: node.home, identity: node.identity)
                         participant.pollInterval = 0.05
                         let state = try Enrolment.select(home: node.home, federation: nil).folder + "/round.state"
-                        try await participant.run(data: data(i), evaluation: nil, rounds: nil) { event in
+                        try await participant.run(data: data(i), evaluation: evaluate ? data(i) : nil, rounds: nil) {
+                            event in
                             guard var line = event.testLine else { return }
                             // A refused answer's round state is gone before the node says so: a
                             // restart could not send that answer again.

@@ -104,6 +104,7 @@ import Testing
             rounds: 2,
             standardisation: .pooled,
             serverOptimiser: ServerOptimiser(.fedadam),
+            evaluate: true,
             data: { Self.rows(node: $0) },
             alter: nil
         )
@@ -134,6 +135,12 @@ import Testing
             #expect(abs(pooled.mean[j] - local.mean[j]) <= 1e-6 * abs(local.mean[j]))
             #expect(abs(pooled.scale[j] - local.scale[j]) <= 1e-6 * local.scale[j])
         }
+        // Every node scored the two trained models, not the untrained one of the statistics round.
+        #expect(
+            run.entries.filter { $0.action == "model.evaluate" }.map(\.objectID).sorted() == [
+                "delta#2", "delta#2", "delta#2", "delta#3", "delta#3", "delta#3",
+            ]
+        )
         let opened = run.entries.filter { $0.action == "round.open" }.map(\.reason)
         #expect(opened.map { $0.hasSuffix(", feature statistics") } == [true, false, false])
         #expect(
