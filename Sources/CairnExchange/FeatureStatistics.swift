@@ -90,11 +90,19 @@ public enum FeatureStatistics {
         var sums: [Double] = []
         sums.reserveCapacity(2 * inputs)
         for i in 0..<(2 * inputs) { sums.append(value(ofLimbs: sum[(i * limbs)..<((i + 1) * limbs)])) }
-        if let at = stride(from: 1, to: sums.count, by: 2).first(where: { sums[$0] < 0 }) {
-            throw ExchangeError(
-                .malformed,
-                "the pooled sum of squares of input \(at / 2) is negative: an input was forged; the statistics are not applied"
-            )
+        // What `rows` rows of values clipped to ±2^47 can sum to: |S| ≤ N·2^47, 0 ≤ Q ≤ N·2^94
+        // and S² ≤ N·Q (Cauchy–Schwarz). One input still moves the pooled statistics as far as
+        // values at the clip would, no further.
+        let n = Double(rows)
+        for j in 0..<inputs {
+            let (s, q) = (sums[2 * j], sums[2 * j + 1])
+            guard q >= 0, abs(s) <= n * valueLimit, q <= n * valueLimit * valueLimit, s * s <= n * q * (1 + 1e-9)
+            else {
+                throw ExchangeError(
+                    .malformed,
+                    "the pooled sums of input \(j) cannot come from \(rows) rows of values within ±2^47: an input was forged; the statistics are not applied"
+                )
+            }
         }
         return Standardisation(
             count: Double(rows),

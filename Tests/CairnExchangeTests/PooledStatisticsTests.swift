@@ -84,10 +84,25 @@ import Testing
                 inputs: 2
             )
         }
-        #expect(
-            square?.message
-                == "the pooled sum of squares of input 0 is negative: an input was forged; the statistics are not applied"
-        )
+        let forgedMessage =
+            "the pooled sums of input 0 cannot come from 150 rows of values within ±2^47: an input was forged; the statistics are not applied"
+        #expect(square?.message == forgedMessage)
+        // A sum beyond 150 clipped values, and a sum its squares cannot hold (S² > N·Q).
+        for (sum0, squares0) in [(1e30, 1e35), (1e10, 1.0)] {
+            forged = sum
+            forged.replaceSubrange(0..<12, with: FeatureStatistics.fixedPoint(sum0))
+            forged.replaceSubrange(12..<24, with: FeatureStatistics.fixedPoint(squares0))
+            let beyond = #expect(throws: ExchangeError.self) {
+                try FeatureStatistics.standardisation(
+                    sum: forged,
+                    rows: rows,
+                    contributors: 3,
+                    maximumRows: 1000,
+                    inputs: 2
+                )
+            }
+            #expect(beyond?.message == forgedMessage)
+        }
         let count = #expect(throws: ExchangeError.self) {
             try FeatureStatistics.standardisation(sum: sum, rows: 3001, contributors: 3, maximumRows: 1000, inputs: 2)
         }

@@ -513,13 +513,8 @@ extension Exchange {
     }
 
     static func floats(_ data: Data) -> [Float] {
-        stride(from: 0, to: data.count - data.count % 4, by: 4).map { i in
-            let b = data.index(data.startIndex, offsetBy: i)
-            return Float(
-                bitPattern: UInt32(data[b]) | UInt32(data[b + 1]) << 8 | UInt32(data[b + 2]) << 16 | UInt32(data[b + 3])
-                    << 24
-            )
-        }
+        var reader = ByteReader(Array(data))
+        return ((try? reader.u32Words(data.count / 4, "floats")) ?? []).map(Float.init(bitPattern:))
     }
 
     /// Records an abort; `advance` has taken the round out of `open`.
