@@ -213,7 +213,9 @@ extension BrokerCommand.Admin {
         @Option(
             help: """
                 How the broker applies a round's mean update: fedavg, fedavgm (server momentum), \
-                fedadagrad, fedadam or fedyogi (Reddi et al. 2021).
+                fedadagrad, fedadam or fedyogi (Reddi et al. 2021), or scaffold (FedAvg with \
+                control variates that correct each participant's local gradients, Karimireddy et al. \
+                2020: every input carries twice the parameters).
                 """
         ) var serverOptimiser: ServerOptimiserArgument = .fedavg
         @Option(help: "The server optimiser's step size η (default: the rule's own; 1 for fedavg).")

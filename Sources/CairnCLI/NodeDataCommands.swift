@@ -27,7 +27,7 @@ enum StandardisingArgument: String, ExpressibleByArgument, CaseIterable {
 
 /// `--server-optimiser` values.
 enum ServerOptimiserArgument: String, ExpressibleByArgument, CaseIterable {
-    case fedavg, fedavgm, fedadagrad, fedadam, fedyogi
+    case fedavg, fedavgm, fedadagrad, fedadam, fedyogi, scaffold
     var kind: ServerOptimiser.Kind { ServerOptimiser.Kind(rawValue: rawValue)! }
 }
 
@@ -371,7 +371,8 @@ extension NodeCommand {
                 process, once per server optimiser: each participant trains --local-epochs epochs from the \
                 global model, and the server moves the global model by the sample-weighted mean update \
                 (fedavg: the mean becomes the model; fedavgm, fedadagrad, fedadam, fedyogi: Reddi et al. \
-                2021, with their default settings). Prints the held-out accuracy of each after every round, \
+                2021, with their default settings; scaffold: FedAvg with Karimireddy et al. 2020's control \
+                variates correcting each participant's local gradients). Prints the held-out accuracy of each after every round, \
                 then each one's final accuracy and log loss beside FedAvg on an iid split of the same rows \
                 and the same model trained centrally for rounds × local epochs, and can plot them to one \
                 SVG. Secure aggregation and the network come with the broker; this is for choosing settings \
@@ -409,7 +410,7 @@ extension NodeCommand {
 
         @Option(
             help: ArgumentHelp(
-                "Server optimisers to compare, comma-separated: fedavg, fedavgm, fedadagrad, fedadam, fedyogi, or all.",
+                "Server optimisers to compare, comma-separated: fedavg, fedavgm, fedadagrad, fedadam, fedyogi, scaffold, or all.",
                 valueName: "list"
             )
         )
@@ -429,7 +430,7 @@ extension NodeCommand {
                     let trimmed = name.trimmingCharacters(in: .whitespaces)
                     guard let kind = ServerOptimiser.Kind(rawValue: trimmed) else {
                         throw ValidationError(
-                            "--server-optimisers: \(trimmed) is not one of fedavg, fedavgm, fedadagrad, fedadam, fedyogi"
+                            "--server-optimisers: \(trimmed) is not one of fedavg, fedavgm, fedadagrad, fedadam, fedyogi, scaffold"
                         )
                     }
                     return ServerOptimiser(kind)

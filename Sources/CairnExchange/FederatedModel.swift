@@ -66,19 +66,34 @@ public enum FederatedModel {
     }
 
     /// The digest of a federation's model as its model file carries it: ``digest(_:)``, over the
-    /// standardisation too when the federation pools statistics (the schema fixes it otherwise).
+    /// standardisation too when the federation pools statistics (the schema fixes it otherwise),
+    /// and over SCAFFOLD's server control variate in a SCAFFOLD federation.
     public static func digest(
         _ model: Model,
         standardisation: Standardisation,
+        control: [Float]? = nil,
         of spec: FederationSpec
     ) throws -> [UInt8] {
-        try digest(model, standardisation: spec.policy.poolsStatistics ? standardisation : nil)
+        guard usesControlVariates(spec) == (control != nil) else {
+            throw ExchangeError(
+                .malformed,
+                usesControlVariates(spec)
+                    ? "the model of a SCAFFOLD federation carries no control variate"
+                    : "the model carries a control variate, but the federation does not use SCAFFOLD"
+            )
+        }
+        return try digest(model, standardisation: spec.policy.poolsStatistics ? standardisation : nil, control: control)
     }
 
     /// BLAKE2b-256 in `cairn/model-parameters/v1` over the architecture (kind, inputs, classes,
     /// hidden) and the parameters as little-endian float32, followed, when `standardisation` is
-    /// given (a federation with pooled statistics), by its means then its scales, the same way.
-    public static func digest(_ model: Model, standardisation: Standardisation? = nil) throws -> [UInt8] {
+    /// given (a federation with pooled statistics), by its means then its scales, the same way,
+    /// then, when `control` is given (a SCAFFOLD federation), by the server control variate.
+    public static func digest(
+        _ model: Model,
+        standardisation: Standardisation? = nil,
+        control: [Float]? = nil
+    ) throws -> [UInt8] {
         var w = ByteWriter(capacity: 64)
         w.string(model.architecture.kind.rawValue)
         w.u32(UInt32(model.architecture.inputs))
@@ -86,7 +101,9 @@ public enum FederatedModel {
         w.u32(UInt32(model.architecture.hidden))
         let hash = try BLAKE2b(domain: .modelParameters)
         hash.update(w.bytes)
-        for values in [model.parameters] + (standardisation.map { [$0.mean, $0.scale] } ?? []) {
+        for values in [model.parameters] + (standardisation.map { [$0.mean, $0.scale] } ?? [])
+            + (control.map { [$0] } ?? [])
+        {
             #if _endian(little)
             values.withUnsafeBytes { hash.update($0) }
             #else
@@ -96,6 +113,18 @@ public enum FederatedModel {
             #endif
         }
         return try hash.finalize()
+    }
+
+    /// Whether a federation's participants send SCAFFOLD's control-variate change beside their
+    /// update.
+    public static func usesControlVariates(_ spec: FederationSpec) -> Bool {
+        spec.policy.serverOptimiser?.usesControlVariates ?? false
+    }
+
+    /// `D` of a federation's training rounds: its parameters, twice over with SCAFFOLD (the
+    /// update, then the change of the participant's control variate).
+    public static func dimension(of spec: FederationSpec) throws -> Int {
+        try architecture(of: spec).parameterCount * (usesControlVariates(spec) ? 2 : 1)
     }
 
     /// The fixed-point parameters of a policy.
@@ -110,6 +139,12 @@ public enum FederatedModel {
         sampleCount: Int,
         policy: RoundPolicy
     ) throws -> [UInt32] {
+        try quantisedUpdate(try local.delta(from: global), sampleCount: sampleCount, policy: policy)
+    }
+
+    /// A participant's quantised, weighted update from its raw `delta` (any length: SCAFFOLD's
+    /// is the model's delta then the control variate's change), with fresh stochastic rounding.
+    public static func quantisedUpdate(_ raw: [Float], sampleCount: Int, policy: RoundPolicy) throws -> [UInt32] {
         guard sampleCount >= 1, sampleCount <= Int(policy.maximumSampleCount) else {
             throw ExchangeError(
                 .malformed,
@@ -117,7 +152,7 @@ public enum FederatedModel {
             )
         }
         let weight = Float(Double(sampleCount) / Double(policy.maximumSampleCount))
-        let delta = try local.delta(from: global).map { $0 * weight }
+        let delta = raw.map { $0 * weight }
         var q = [UInt32](repeating: 0, count: delta.count)
         let rounding = try ChaCha20Keystream(seed: .random(count: ChaCha20Keystream.seedByteCount))
         try delta.withUnsafeBufferPointer { x in
@@ -185,13 +220,15 @@ public enum FederatedModel {
 
     /// Moves `model` by a round's mean update (its sum of updates and of sample counts) with the
     /// policy's server optimiser, whose `state` (``ServerOptimiser/initialState(parameters:)``
-    /// before the first round) it updates. FedAvg at η = 1 adds the mean in place.
+    /// before the first round) it updates. FedAvg at η = 1 adds the mean in place. With SCAFFOLD
+    /// the sum's second half is the control variates' change, and `fraction` is `|S|/N`.
     public static func apply(
         sum: [UInt32],
         sampleCount: UInt32,
         to model: inout Model,
         state: inout [Float],
-        policy: RoundPolicy
+        policy: RoundPolicy,
+        fraction: Float = 1
     ) throws {
         let optimiser = policy.serverOptimiser ?? ServerOptimiser(.fedavg)
         if optimiser.kind == .fedavg, optimiser.learningRate == 1 {
@@ -203,12 +240,23 @@ public enum FederatedModel {
                 "the server optimiser's state has \(state.count) values, not \(optimiser.stateCount(parameters: model.parameters.count))"
             )
         }
-        var mean = try Model(
-            architecture: model.architecture,
-            parameters: [Float](repeating: 0, count: model.parameters.count)
+        let p = model.parameters.count
+        let halves = optimiser.usesControlVariates ? 2 : 1
+        guard sum.count == halves * p else {
+            throw ExchangeError(.malformed, "the sum has \(sum.count) words; the round needs \(halves * p)")
+        }
+        func mean(_ part: ArraySlice<UInt32>) throws -> [Float] {
+            var mean = try Model(architecture: model.architecture, parameters: [Float](repeating: 0, count: p))
+            try apply(sum: Array(part), sampleCount: sampleCount, to: &mean, policy: policy)
+            return mean.parameters
+        }
+        optimiser.step(
+            &model.parameters,
+            delta: try mean(sum[..<p]),
+            state: &state,
+            controlDelta: halves == 2 ? try mean(sum[p...]) : [],
+            fraction: fraction
         )
-        try apply(sum: sum, sampleCount: sampleCount, to: &mean, policy: policy)
-        optimiser.step(&model.parameters, delta: mean.parameters, state: &state)
     }
 
     /// Adds the mean update of a round (its sum of updates and of sample counts) to `model` in

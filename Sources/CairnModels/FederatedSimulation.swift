@@ -75,16 +75,28 @@ public enum FederatedSimulation {
         }
         var global = Model(architecture: architecture, seed: local.seed)
         var state = server.initialState(parameters: global.parameters.count)
+        let d = global.parameters.count
+        var own = [[Float]](repeating: [Float](repeating: 0, count: d), count: parts.count)
         var mean = global.parameters
+        var controlMean = [Float](repeating: 0, count: server.usesControlVariates ? d : 0)
         var curve: [Round] = []
         for round in 1...rounds {
             var locals: [[Float]] = []
+            var controlDeltas: [[Float]] = []
             for (p, part) in parts.enumerated() {
-                var model = global
                 var settings = local
                 settings.seed = local.seed &+ UInt64(round * 1_000 + p)
-                _ = try Trainer.train(&model, on: part, settings: settings, anchor: global.parameters)
+                let (model, control) = try Trainer.localRound(
+                    from: global,
+                    on: part,
+                    settings: settings,
+                    control: server.usesControlVariates ? (state, own[p]) : nil
+                )
                 locals.append(model.parameters)
+                if let control {
+                    controlDeltas.append(zip(control, own[p]).map { $0 - $1 })
+                    own[p] = control
+                }
             }
             let weights = parts.map { Float($0.count) }
             try locals.withBuffers { buffers in
@@ -92,10 +104,22 @@ public enum FederatedSimulation {
                     try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
                 }
             }
+            if !controlDeltas.isEmpty {
+                try controlDeltas.withBuffers { buffers in
+                    try controlMean.withUnsafeMutableBufferPointer {
+                        try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
+                    }
+                }
+            }
             if server.kind == .fedavg, server.learningRate == 1 {
                 global.parameters = mean
             } else {
-                server.step(&global.parameters, delta: zip(mean, global.parameters).map { $0 - $1 }, state: &state)
+                server.step(
+                    &global.parameters,
+                    delta: zip(mean, global.parameters).map { $0 - $1 },
+                    state: &state,
+                    controlDelta: controlMean
+                )
             }
             let e = Evaluation(
                 probabilities: global.probabilities(test.features),

@@ -8,7 +8,8 @@ import FoundationEssentials
 /// little-endian `F32`, back to back in header order. The header maps each tensor name to
 /// `{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}` and `__metadata__` to string
 /// pairs: `format` = `cairn-model/v1`, `architecture` and `schema` (JSON). Tensors: the model's
-/// (``ModelArchitecture/tensors``), then `standardisation.mean` and `standardisation.scale`.
+/// (``ModelArchitecture/tensors``), then `standardisation.mean` and `standardisation.scale`, then
+/// in a SCAFFOLD federation's round model (never in a licensed file) `scaffold.control`.
 /// Python reads it with `safetensors.numpy.load_file`.
 public struct ModelFile: Sendable {
     /// The model.
@@ -17,14 +18,18 @@ public struct ModelFile: Sendable {
     public var schema: DataSchema
     /// The standardisation applied to inputs before the model.
     public var standardisation: Standardisation
+    /// SCAFFOLD's server control variate `c`, one value per parameter: only in the model a
+    /// SCAFFOLD federation's broker serves its participants for a round.
+    public var control: [Float]?
 
     /// The format tag in the metadata.
     public static let formatTag = "cairn-model/v1"
     /// The largest header accepted when reading: 16 MiB.
     public static let maximumHeaderBytes = 16 << 20
 
-    /// A model file's contents; the schema and standardisation must match the model's inputs.
-    public init(model: Model, schema: DataSchema, standardisation: Standardisation) throws {
+    /// A model file's contents; the schema and standardisation must match the model's inputs,
+    /// and `control` (when given) its parameters.
+    public init(model: Model, schema: DataSchema, standardisation: Standardisation, control: [Float]? = nil) throws {
         let inputs = model.architecture.inputs
         guard schema.inputCount == inputs, standardisation.mean.count == inputs, standardisation.scale.count == inputs
         else {
@@ -36,6 +41,10 @@ public struct ModelFile: Sendable {
         guard schema.label.classes.count == model.architecture.classes else {
             throw DataError(.invalidModelFile, "the schema's classes do not match the model's")
         }
+        guard control.map({ $0.count == model.parameters.count }) ?? true else {
+            throw DataError(.invalidModelFile, "the control variate does not match the model's parameters")
+        }
+        self.control = control
         self.model = model
         self.schema = schema
         self.standardisation = standardisation
@@ -48,7 +57,7 @@ public struct ModelFile: Sendable {
         } + [
             ("standardisation.mean", [standardisation.mean.count], standardisation.mean[...]),
             ("standardisation.scale", [standardisation.scale.count], standardisation.scale[...]),
-        ]
+        ] + (control.map { [("scaffold.control", [$0.count], $0[...])] } ?? [])
     }
 
     /// The file's bytes.
@@ -166,7 +175,7 @@ public struct ModelFile: Sendable {
         }
         guard covered == dataCount else { throw fail("\(dataCount - covered) bytes after the last tensor") }
         let expected = architecture.tensors.map(\.name) + ["standardisation.mean", "standardisation.scale"]
-        guard Set(values.keys) == Set(expected) else {
+        guard Set(values.keys).subtracting(["scaffold.control"]) == Set(expected) else {
             throw fail("tensors \(values.keys.sorted()) do not match the architecture's \(expected)")
         }
         var parameters: [Float] = []
@@ -182,13 +191,16 @@ public struct ModelFile: Sendable {
             standardisation: Standardisation(
                 mean: values["standardisation.mean"]!,
                 scale: values["standardisation.scale"]!
-            )
+            ),
+            control: values["scaffold.control"]
         )
         guard file.standardisation.scale.allSatisfy({ $0.isFinite && $0 != 0 }) else {
             throw fail("a standardisation scale is 0 or not finite")
         }
-        guard parameters.allSatisfy(\.isFinite), file.standardisation.mean.allSatisfy(\.isFinite) else {
-            throw fail("a parameter or mean is NaN or infinite")
+        guard parameters.allSatisfy(\.isFinite), file.standardisation.mean.allSatisfy(\.isFinite),
+            file.control?.allSatisfy(\.isFinite) ?? true
+        else {
+            throw fail("a parameter, mean or control value is NaN or infinite")
         }
         return file
     }

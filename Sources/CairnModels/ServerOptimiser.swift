@@ -7,14 +7,19 @@
 /// - `fedavgm`: `m ← β₁·m + Δ`, `x ← x + η·m` (server momentum);
 /// - `fedadagrad`: `m ← β₁·m + (1 − β₁)·Δ`, `v ← v + Δ²`, `x ← x + η·m / (√v + τ)`;
 /// - `fedadam`: as fedadagrad with `v ← β₂·v + (1 − β₂)·Δ²`;
-/// - `fedyogi`: as fedadagrad with `v ← v − (1 − β₂)·Δ²·sign(v − Δ²)`.
+/// - `fedyogi`: as fedadagrad with `v ← v − (1 − β₂)·Δ²·sign(v − Δ²)`;
+/// - `scaffold`: `x ← x + η·Δ` as fedavg, with SCAFFOLD's control variates (Karimireddy et al.,
+///   ICML 2020): each participant corrects every local gradient by `c − cᵢ`, sends the change of
+///   its own `cᵢ` summed beside its update, and the server moves `c ← c + (|S|/N)·Δc̄` by the
+///   sample-weighted mean change of the `|S|` inputs summed out of `N` participants.
 ///
 /// `m` and `v` start at 0 (`v` at τ² for the adaptive ones, as in the paper), one value per
-/// parameter, and are the federation's state from round to round.
+/// parameter, and are the federation's state from round to round; SCAFFOLD's state is `c`,
+/// starting at 0.
 public struct ServerOptimiser: Codable, Sendable, Hashable {
     /// The rule.
     public enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
-        case fedavg, fedavgm, fedadagrad, fedadam, fedyogi
+        case fedavg, fedavgm, fedadagrad, fedadam, fedyogi, scaffold
     }
 
     /// The rule.
@@ -48,12 +53,12 @@ public struct ServerOptimiser: Codable, Sendable, Hashable {
         (self.kind, self.learningRate, self.momentum, self.beta2, self.tau) = (kind, learningRate, momentum, beta2, tau)
     }
 
-    /// Each rule's defaults: FedAvg η = 1; FedAvgM η = 0.3, β₁ = 0.9; FedAdagrad η = 0.3, FedAdam
+    /// Each rule's defaults: FedAvg and SCAFFOLD η = 1; FedAvgM η = 0.3, β₁ = 0.9; FedAdagrad η = 0.3, FedAdam
     /// and FedYogi η = 0.03, with β₁ = 0.9, β₂ = 0.99, τ = 10⁻³ (the best of η ∈ {0.03, 0.1, 0.3, 1}
     /// in `cairn-bench optimisers`).
     public static func defaults(_ kind: Kind) -> ServerOptimiser {
         switch kind {
-        case .fedavg: ServerOptimiser(kind: kind, learningRate: 1, momentum: 0, beta2: 0, tau: 0)
+        case .fedavg, .scaffold: ServerOptimiser(kind: kind, learningRate: 1, momentum: 0, beta2: 0, tau: 0)
         case .fedavgm: ServerOptimiser(kind: kind, learningRate: 0.3, momentum: 0.9, beta2: 0, tau: 0)
         case .fedadagrad: ServerOptimiser(kind: kind, learningRate: 0.3, momentum: 0.9, beta2: 0, tau: 1e-3)
         case .fedadam, .fedyogi: ServerOptimiser(kind: kind, learningRate: 0.03, momentum: 0.9, beta2: 0.99, tau: 1e-3)
@@ -78,11 +83,16 @@ public struct ServerOptimiser: Codable, Sendable, Hashable {
     /// Whether the rule keeps a second moment.
     public var isAdaptive: Bool { [.fedadagrad, .fedadam, .fedyogi].contains(kind) }
 
-    /// How many floats of state the rule keeps for `parameters` parameters: `m`, then `v`.
+    /// Whether participants send SCAFFOLD's control-variate change beside their update, so that a
+    /// round's summed vector holds twice the parameters.
+    public var usesControlVariates: Bool { kind == .scaffold }
+
+    /// How many floats of state the rule keeps for `parameters` parameters: `m`, then `v`
+    /// (SCAFFOLD: `c`).
     public func stateCount(parameters: Int) -> Int {
         switch kind {
         case .fedavg: 0
-        case .fedavgm: parameters
+        case .fedavgm, .scaffold: parameters
         case .fedadagrad, .fedadam, .fedyogi: 2 * parameters
         }
     }
@@ -94,14 +104,27 @@ public struct ServerOptimiser: Codable, Sendable, Hashable {
     }
 
     /// Moves `parameters` by the mean update `delta`, updating `state` (``initialState(parameters:)``
-    /// at first).
-    public func step(_ parameters: inout [Float], delta: [Float], state: inout [Float]) {
+    /// at first). SCAFFOLD also moves its `c` (the state) by `fraction` (`|S|/N`) of
+    /// `controlDelta`, the mean change of the summed participants' control variates.
+    public func step(
+        _ parameters: inout [Float],
+        delta: [Float],
+        state: inout [Float],
+        controlDelta: [Float] = [],
+        fraction: Float = 1
+    ) {
         let d = parameters.count
         precondition(delta.count == d && state.count == stateCount(parameters: d))
+        precondition(!usesControlVariates || controlDelta.count == d)
         let (eta, b1, b2) = (learningRate, momentum, beta2)
         switch kind {
         case .fedavg:
             for i in 0..<d { parameters[i] += eta * delta[i] }
+        case .scaffold:
+            for i in 0..<d {
+                parameters[i] += eta * delta[i]
+                state[i] += fraction * controlDelta[i]
+            }
         case .fedavgm:
             for i in 0..<d {
                 state[i] = b1 * state[i] + delta[i]

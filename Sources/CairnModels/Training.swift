@@ -78,12 +78,16 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
 /// Mini-batch training, deterministic for given settings, model and data.
 public enum Trainer {
     /// Trains `model` on `data` and returns the mean training loss of each epoch.
+    ///
+    /// `anchor` is the round's global model for ``TrainingSettings/proximal``; `correction` is
+    /// added to every mini-batch gradient (SCAFFOLD's `c − cᵢ`, Karimireddy et al., ICML 2020).
     public static func train(
         _ model: inout Model,
         on data: Dataset,
         settings: TrainingSettings,
         validation: Dataset? = nil,
-        anchor: [Float]? = nil
+        anchor: [Float]? = nil,
+        correction: [Float]? = nil
     ) throws -> [Double] {
         try settings.validate()
         guard data.inputCount == model.architecture.inputs, data.classCount == model.architecture.classes else {
@@ -99,6 +103,12 @@ public enum Trainer {
             throw DataError(
                 .invalidParameters,
                 "the proximal anchor has \(anchor.count) parameters, not \(model.parameters.count)"
+            )
+        }
+        if let correction, correction.count != model.parameters.count {
+            throw DataError(
+                .invalidParameters,
+                "the gradient correction has \(correction.count) values, not \(model.parameters.count)"
             )
         }
         var rng = SplitMix64(seed: settings.seed)
@@ -121,6 +131,9 @@ public enum Trainer {
                 step += 1
                 if mu > 0, let anchor {
                     for i in gradient.indices { gradient[i] += mu * (model.parameters[i] - anchor[i]) }
+                }
+                if let correction {
+                    for i in gradient.indices { gradient[i] += correction[i] }
                 }
                 update(&model.parameters, gradient, &m, &v, step, settings)
                 start += settings.batchSize
@@ -154,6 +167,32 @@ public enum Trainer {
             )
         }
         return losses
+    }
+
+    /// A participant's round: `settings`' local training from the round's `global` model (the
+    /// proximal anchor). With SCAFFOLD's `control` (the server's `c` and this participant's `cᵢ`,
+    /// zeros before its first counted round) every gradient is corrected by `c − cᵢ`, and the
+    /// participant's next `cᵢ⁺` is returned too: the full-batch gradient of its loss at `global`
+    /// (the paper's option I, the same whichever local optimiser runs).
+    public static func localRound(
+        from global: Model,
+        on data: Dataset,
+        settings: TrainingSettings,
+        control: (server: [Float], own: [Float])? = nil
+    ) throws -> (model: Model, control: [Float]?) {
+        var local = global
+        guard let control else {
+            _ = try train(&local, on: data, settings: settings, anchor: global.parameters)
+            return (local, nil)
+        }
+        guard control.server.count == global.parameters.count, control.own.count == global.parameters.count else {
+            throw DataError(.invalidParameters, "the control variates do not match the model's parameters")
+        }
+        let correction = zip(control.server, control.own).map { $0 - $1 }
+        _ = try train(&local, on: data, settings: settings, anchor: global.parameters, correction: correction)
+        var gradient: [Float] = []
+        _ = global.lossAndGradient(data, rows: 0..<data.count, l2: settings.l2, gradient: &gradient)
+        return (local, gradient)
     }
 
     private static func update(

@@ -287,8 +287,9 @@ public struct Participant: Sendable {
     }
 
     /// The current global model of the federation `spec` describes, its digest checked (over
-    /// its standardisation too when the federation pools statistics; when it does not, the
-    /// standardisation must be the one the schema gives).
+    /// its standardisation too when the federation pools statistics, when it does not, the
+    /// standardisation must be the one the schema gives; over SCAFFOLD's control variate, which
+    /// a SCAFFOLD federation's model must carry and no other's may).
     public func model(spec: FederationSpec) async throws -> (file: ModelFile, round: Int, digest: [UInt8]) {
         let reply = try await client.send("GET", "/v1/federations/\(federation)/model")
         let file = try ModelFile.decode(reply.body, name: "the broker's model")
@@ -296,7 +297,12 @@ public struct Participant: Sendable {
         else {
             throw ExchangeError(.transport, "the model's standardisation is not the one the federation's schema gives")
         }
-        let digest = try FederatedModel.digest(file.model, standardisation: file.standardisation, of: spec)
+        let digest = try FederatedModel.digest(
+            file.model,
+            standardisation: file.standardisation,
+            control: file.control,
+            of: spec
+        )
         guard let claimed = reply.headers["cairn-model-digest"], claimed == Hex.encode(digest) else {
             throw ExchangeError(.transport, "the model's digest does not match the one the broker names")
         }
@@ -607,7 +613,6 @@ public struct Participant: Sendable {
             throw SecAggError(.wrongSession, "the broker's model is not the one this round starts from")
         }
         let data = file.standardisation.apply(to: data)
-        var local = file.model
         let settings = TrainingSettings(
             optimizer: .sgd,
             epochs: policy.localEpochs,
@@ -617,17 +622,47 @@ public struct Participant: Sendable {
             seed: config.round &* 7919 &+ UInt64(identity.identity.publicKey.rawRepresentation[0]),
             proximal: policy.proximal
         )
-        _ = try Trainer.train(&local, on: data, settings: settings, anchor: file.model.parameters)
         let samples = min(data.count, Int(policy.maximumSampleCount))
+        guard FederatedModel.usesControlVariates(spec), let server = file.control else {
+            let (local, _) = try Trainer.localRound(from: file.model, on: data, settings: settings)
+            let words = try FederatedModel.quantisedUpdate(
+                local: local,
+                global: file.model,
+                sampleCount: samples,
+                policy: policy
+            )
+            return (words, UInt32(samples))
+        }
+        let own = try await controlVariate(before: Int(config.round), parameters: file.model.parameters.count)
+        let (local, next) = try Trainer.localRound(
+            from: file.model,
+            on: data,
+            settings: settings,
+            control: (server, own)
+        )
+        // Kept before the input leaves: it becomes this node's cᵢ only if the round sums the input.
+        try ControlVariateFiles.write(next!, round: Int(config.round), to: ControlVariateFiles.pending, in: home)
         let words = try FederatedModel.quantisedUpdate(
-            local: local,
-            global: file.model,
+            try local.delta(from: file.model) + zip(next!, own).map { $0 - $1 },
             sampleCount: samples,
             policy: policy
         )
         return (words, UInt32(samples))
     }
 
+    // MARK: SCAFFOLD's control variate on disk
+
+    /// This node's cᵢ for round `round` (zeros before its first summed round), after settling a
+    /// pending one from an earlier round against the broker's record of which rounds summed
+    /// this node's input.
+    private func controlVariate(before round: Int, parameters: Int) async throws -> [Float] {
+        let pending = try ControlVariateFiles.read(ControlVariateFiles.pending, in: home, parameters: parameters)
+        var summed: Set<Int> = []
+        if let pending, pending.round < round {
+            summed = Set(try await record().rounds.filter(\.included).map(\.round))
+        }
+        return try ControlVariateFiles.settle(in: home, before: round, summed: summed, parameters: parameters)
+    }
     // MARK: Round state on disk
 
     private var statePath: String { home + "/round.state" }
@@ -678,6 +713,47 @@ public struct Participant: Sendable {
             authenticating: Array(bytes[0..<8])
         )
         return try SecAggClient(restoring: plain, identity: identity.identity)
+    }
+}
+
+/// SCAFFOLD's control variate in an enrolment folder: `scaffold.control` holds this node's cᵢ
+/// and `scaffold.pending` the one its latest input carried, each as the round it came from
+/// (u64) then float32 values, little-endian. The pending one replaces cᵢ once a later round
+/// needs cᵢ and the broker's record shows that the pending one's round summed this node's input;
+/// otherwise it is dropped, so cᵢ only ever moves by a change the federation's `c` took in.
+enum ControlVariateFiles {
+    static let current = "scaffold.control"
+    static let pending = "scaffold.pending"
+
+    static func write(_ values: [Float], round: Int, to name: String, in folder: String) throws {
+        var w = ByteWriter(capacity: 8 + 4 * values.count)
+        w.u64(UInt64(round))
+        for x in values { w.u32(x.bitPattern) }
+        try DurableFile.write(w.bytes, to: folder + "/" + name, replace: true)
+    }
+
+    static func read(_ name: String, in folder: String, parameters: Int) throws -> (round: Int, values: [Float])? {
+        let path = folder + "/" + name
+        guard DurableFile.exists(path) else { return nil }
+        var reader = ByteReader(try DurableFile.read(path, maximum: 8 + 4 * parameters))
+        let round = Int(clamping: try reader.u64("round"))
+        let values = try reader.u32Words(parameters, "control variate").map(Float.init(bitPattern:))
+        guard reader.remaining == 0, values.allSatisfy(\.isFinite) else {
+            throw ExchangeError(.internal, "\(path) is not a control variate of \(parameters) finite values")
+        }
+        return (round, values)
+    }
+
+    /// cᵢ for round `round`, after settling a pending one from an earlier round: kept as cᵢ when
+    /// its round is in `summed`, dropped otherwise.
+    static func settle(in folder: String, before round: Int, summed: Set<Int>, parameters: Int) throws -> [Float] {
+        if let pending = try read(pending, in: folder, parameters: parameters), pending.round < round {
+            if summed.contains(pending.round) {
+                try write(pending.values, round: pending.round, to: current, in: folder)
+            }
+            unlink(folder + "/" + Self.pending)
+        }
+        return try read(current, in: folder, parameters: parameters)?.values ?? [Float](repeating: 0, count: parameters)
     }
 }
 

@@ -130,6 +130,11 @@ import Testing
         var standardisations: [Standardisation?]
         /// The server optimiser's stored states of `delta`: round and number of values.
         var optimiserStates: [[Int]]
+        /// The latest stored server optimiser state's values (SCAFFOLD: `c`), if any.
+        var optimiserState: [Float]?
+        /// Each node's enrolment folder files that hold SCAFFOLD's control variates (name to
+        /// bytes; none outside SCAFFOLD federations).
+        var controlFiles: [Int: [String: [UInt8]]] = [:]
     }
 
     /// Three nodes enrolled in a new federation `delta` through a proxy that passes each answer
@@ -223,9 +228,13 @@ import Testing
             try await proxy.stop()
         }
         #expect((seen.altered.withLock { $0 } != nil) == (alter != nil))
+        var controlFiles: [Int: [String: [UInt8]]] = [:]
         for i in 0..<3 {
             let folder = try Enrolment.select(home: fixture.folder + "/node\(i)", federation: nil).folder
             #expect(!DurableFile.exists(folder + "/round.state"))
+            for name in ["scaffold.control", "scaffold.pending"] where DurableFile.exists(folder + "/" + name) {
+                controlFiles[i, default: [:]][name] = try DurableFile.read(folder + "/" + name, maximum: 1 << 20)
+            }
         }
         return Run(
             reports: seen.events.withLock { $0 },
@@ -250,7 +259,14 @@ import Testing
                     sql: "SELECT round, length(state) / 4 AS n FROM optimiser_state WHERE federation = 'delta'"
                 )
                 .map { [$0["round"], $0["n"]] }
-            }
+            },
+            optimiserState: try await fixture.exchange.store.read { db in
+                try Data.fetchOne(
+                    db,
+                    sql: "SELECT state FROM optimiser_state WHERE federation = 'delta' ORDER BY round DESC LIMIT 1"
+                ).map(Exchange.floats)
+            },
+            controlFiles: controlFiles
         )
     }
 }

@@ -18,6 +18,8 @@ extension Exchange {
         let digest = try FederatedModel.digest(
             model,
             standardisation: FederatedModel.standardisation(of: spec, pooled: nil),
+            control: FederatedModel.usesControlVariates(spec)
+                ? [Float](repeating: 0, count: model.parameters.count) : nil,
             of: spec
         )
         let json = try Self.json(spec)

@@ -170,7 +170,7 @@ extension Exchange {
             baseModelDigest: statistics ? try FeatureStatistics.roundDigest(base: base.digest) : base.digest,
             dimension: statistics
                 ? FeatureStatistics.dimension(inputs: spec.schema.inputCount)
-                : try FederatedModel.architecture(of: spec).parameterCount,
+                : try FederatedModel.dimension(of: spec),
             quantisation: try FederatedModel.quantisation(policy),
             maximumSampleCount: policy.maximumSampleCount,
             roster: roster,
@@ -305,7 +305,12 @@ extension Exchange {
     /// Unmasks and stores the new model; `advance` has taken the round out of `open`.
     private func finish(_ round: inout OpenRound) throws {
         let (model, survivors, samples, sumDigest) = try unmask(&round)
-        let digest = try FederatedModel.digest(model.model, standardisation: model.standardisation, of: round.spec)
+        let digest = try FederatedModel.digest(
+            model.model,
+            standardisation: model.standardisation,
+            control: model.control,
+            of: round.spec
+        )
         let (federation, number) = (round.federation, round.number)
         // The log first: a crash before the write below resumes the round in unmasking, which
         // finishes it again with the same sum and model (the entries repeat; none is missing).
@@ -445,7 +450,12 @@ extension Exchange {
                 try Self.optimiserState(db, of: spec, before: round.number)
             )
         }
-        var next = NextModel(model: base.model, standardisation: base.standardisation, optimiserState: nil)
+        var next = NextModel(
+            model: base.model,
+            standardisation: base.standardisation,
+            control: base.control,
+            optimiserState: nil
+        )
         if round.statistics {
             next.standardisation = try FeatureStatistics.standardisation(
                 sum: result.sum,
@@ -467,19 +477,23 @@ extension Exchange {
                 sampleCount: result.sampleCount,
                 to: &next.model,
                 state: &moments,
-                policy: spec.policy
+                policy: spec.policy,
+                fraction: Float(result.survivors.count) / Float(round.config.participantCount)
             )
             try FederatedModel.checkStorable(next.model)
             if !moments.isEmpty { next.optimiserState = moments }
+            if next.control != nil { next.control = moments }
         }
         return (next, result.survivors.count, result.sampleCount, try hash.finalize())
     }
 
-    /// What a round makes: the next model, its standardisation and the server optimiser's state
-    /// (nil when the rule keeps none or the round trained nothing).
+    /// What a round makes: the next model, its standardisation, SCAFFOLD's server control
+    /// variate (in a SCAFFOLD federation) and the server optimiser's state (nil when the rule
+    /// keeps none or the round trained nothing).
     struct NextModel {
         var model: Model
         var standardisation: Standardisation
+        var control: [Float]?
         var optimiserState: [Float]?
     }
 
@@ -766,7 +780,12 @@ extension Exchange {
         _ = try requireMember(caller, of: federation)
         let spec = try federationSpec(federation)
         let current = try store.read { db in try Self.model(db, of: spec) }
-        let file = try ModelFile(model: current.model, schema: spec.schema, standardisation: current.standardisation)
+        let file = try ModelFile(
+            model: current.model,
+            schema: spec.schema,
+            standardisation: current.standardisation,
+            control: current.control
+        )
         return (try file.encoded(), current.round, current.digest)
     }
 
@@ -790,14 +809,15 @@ extension Exchange {
         return (row["rowid"], row["round"], Array(row["digest"] as Data), row["pooled"])
     }
 
-    /// The federation's newest model from a round before `round`, with its round and digest; the
-    /// parameters are read straight from the database into the model's array.
+    /// The federation's newest model from a round before `round`, with its round, digest and (in
+    /// a SCAFFOLD federation) the server control variate that goes with it; the parameters are
+    /// read straight from the database into the model's array.
     static func model(
         _ db: Database,
         of spec: FederationSpec,
         before round: Int = .max
     ) throws
-        -> (round: Int, digest: [UInt8], model: Model, standardisation: Standardisation)
+        -> (round: Int, digest: [UInt8], model: Model, standardisation: Standardisation, control: [Float]?)
     {
         let record = try modelRecord(db, of: spec.id, before: round)
         let architecture = try FederatedModel.architecture(of: spec)
@@ -822,7 +842,8 @@ extension Exchange {
         }
         return (
             record.round, record.digest, try Model(architecture: architecture, parameters: parameters),
-            FederatedModel.standardisation(of: spec, pooled: pooled)
+            FederatedModel.standardisation(of: spec, pooled: pooled),
+            FederatedModel.usesControlVariates(spec) ? try optimiserState(db, of: spec, before: round) : nil
         )
     }
 
