@@ -223,6 +223,13 @@ extension BrokerCommand.Admin {
         @Option(help: "The server optimiser's momentum β₁ (default 0.9).") var serverMomentum: Float?
         @Option(help: "FedProx's μ for local training: the loss gains μ/2 · ‖w − w_global‖² (default: none).")
         var proximal: Float?
+        @Option(
+            help: """
+                Federated early stopping: training stops once the federated evaluation's log loss \
+                (participants that run with --evaluation score each round's model) has not improved \
+                for this many scored rounds, even with rounds left; 0 runs every round asked for.
+                """
+        ) var patience = 5
 
         func run() async throws {
             let parts = deadlines.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -260,7 +267,8 @@ extension BrokerCommand.Admin {
                             learningRate: serverLearningRate,
                             momentum: serverMomentum
                         ),
-                    proximal: proximal
+                    proximal: proximal,
+                    patience: patience
                 )
             )
             let unbounded = schemaValue.features.filter { $0.type != .category && ($0.min == nil || $0.max == nil) }
@@ -461,4 +469,5 @@ private func summary(_ status: FederationStatus) -> String {
     func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
     return "\(status.id): \(status.state), \(count(status.roundsLeft, "round")) left, "
         + "\(count(status.participants, "active participant")), model from round \(status.modelRound)"
+        + (status.stoppedBecause.map { " (\($0))" } ?? "")
 }

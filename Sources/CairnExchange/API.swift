@@ -129,6 +129,11 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
     /// FedProx's μ for local training (``TrainingSettings/proximal``): the loss gains
     /// `μ / 2 · ‖w − w_global‖²`; nil or 0 is plain local training.
     public var proximal: Float?
+    /// Federated early stopping: the broker stops training once the federated evaluation's log
+    /// loss (the row-weighted mean of the participants' scores of a round's model) has not
+    /// fallen below 0.9999 of its best for this many scored rounds since training was last
+    /// started, whatever rounds are left; nil or 0 runs every round asked for.
+    public var patience: Int?
 
     /// Where a federation's standardisation comes from.
     public enum Standardising: String, Codable, Sendable, Hashable, CaseIterable {
@@ -162,7 +167,8 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         inactiveAfter: Int? = nil,
         standardisation: Standardising? = nil,
         serverOptimiser: ServerOptimiser? = nil,
-        proximal: Float? = nil
+        proximal: Float? = nil,
+        patience: Int? = nil
     ) {
         self.minimumParticipants = minimumParticipants
         self.dropoutFraction = dropoutFraction
@@ -179,6 +185,7 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
         self.standardisation = standardisation
         self.serverOptimiser = serverOptimiser
         self.proximal = proximal
+        self.patience = patience
     }
 }
 
@@ -421,6 +428,9 @@ public struct FederationStatus: Codable, Sendable, Hashable {
     public var modelRound: Int
     /// Every round, newest first.
     public var rounds: [RoundSummary]
+    /// Why the broker itself stopped training (federated early stopping), while it stays stopped;
+    /// nil otherwise.
+    public var stoppedBecause: String?
 
     /// A status.
     public init(
@@ -430,8 +440,10 @@ public struct FederationStatus: Codable, Sendable, Hashable {
         participants: Int,
         modelDigest: String,
         modelRound: Int,
-        rounds: [RoundSummary]
+        rounds: [RoundSummary],
+        stoppedBecause: String? = nil
     ) {
+        self.stoppedBecause = stoppedBecause
         self.id = id
         self.state = state
         self.roundsLeft = roundsLeft

@@ -127,6 +127,19 @@ public enum FederatedModel {
         try architecture(of: spec).parameterCount * (usesControlVariates(spec) ? 2 : 1)
     }
 
+    /// Federated early stopping's rule over a federation's scored rounds in order (round, the
+    /// federated log loss): the best round so far, when the loss has not fallen below 0.9999 of
+    /// its best for `patience` scored rounds after it; nil while it has, or `patience` is below 1.
+    public static func plateau(_ losses: [(round: Int, loss: Double)], patience: Int) -> (round: Int, loss: Double)? {
+        guard patience >= 1 else { return nil }
+        var best: (round: Int, loss: Double, index: Int)?
+        for (index, score) in losses.enumerated() where best.map({ score.loss < $0.loss * 0.9999 }) ?? true {
+            best = (score.round, score.loss, index)
+        }
+        guard let best, losses.count - 1 - best.index >= patience else { return nil }
+        return (best.round, best.loss)
+    }
+
     /// The fixed-point parameters of a policy.
     public static func quantisation(_ policy: RoundPolicy) throws -> QuantisationParameters {
         try QuantisationParameters(scale: policy.scale, clipBound: policy.clipBound)

@@ -248,6 +248,16 @@ final class BrokerStore: Sendable {
                     """
             )
         }
+        m.registerMigration("v10: federated early stopping") { db in
+            // The round of the newest model when training was last started (early stopping looks
+            // only at the scores of later models), and why the broker stopped it.
+            try db.execute(
+                sql: """
+                    ALTER TABLE federations ADD COLUMN trained_from INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE federations ADD COLUMN stopped_because TEXT;
+                    """
+            )
+        }
         return m
     }
 

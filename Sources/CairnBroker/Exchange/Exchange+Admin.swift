@@ -103,6 +103,9 @@ extension Exchange {
         if let mu = p.proximal, !(mu.isFinite && mu >= 0 && mu <= 100) {
             throw ExchangeError(.malformed, "proximal (FedProx's μ) must be 0 to 100")
         }
+        guard (0...1000).contains(p.patience ?? 0) else {
+            throw ExchangeError(.malformed, "patience must be 0 to 1000 scored rounds")
+        }
     }
 
     /// A federation's description, decoded once (a federation's spec never changes).
@@ -398,15 +401,20 @@ extension Exchange {
             )
             try store.write { db in
                 try db.execute(
-                    sql: "UPDATE federations SET state = 'training', rounds_left = ? WHERE id = ?",
-                    arguments: [rounds, federation]
+                    sql: """
+                        UPDATE federations SET state = 'training', rounds_left = ?, stopped_because = NULL,
+                            trained_from = (SELECT coalesce(max(round), 0) FROM models WHERE federation = ?)
+                        WHERE id = ?
+                        """,
+                    arguments: [rounds, federation, federation]
                 )
             }
         case "stop":
             try audit(actor: caller.name, action: "training.stop", objectType: "federation", objectID: federation)
             try store.write { db in
                 try db.execute(
-                    sql: "UPDATE federations SET state = 'stopped', rounds_left = 0 WHERE id = ?",
+                    sql:
+                        "UPDATE federations SET state = 'stopped', rounds_left = 0, stopped_because = NULL WHERE id = ?",
                     arguments: [federation]
                 )
             }
@@ -484,7 +492,8 @@ extension Exchange {
                 participants: active,
                 modelDigest: Hex.encode(Array(model["digest"] as Data)),
                 modelRound: model["round"],
-                rounds: rounds
+                rounds: rounds,
+                stoppedBecause: row["stopped_because"]
             )
         }
     }

@@ -125,10 +125,54 @@ extension Exchange {
             let training = try store.read { db in
                 try String.fetchAll(db, sql: "SELECT id FROM federations WHERE state = 'training' AND rounds_left > 0")
             }
-            for federation in training where open[federation] == nil { try openRound(federation, now: now) }
+            for federation in training where open[federation] == nil {
+                if try stopOnPlateau(federation) { continue }
+                try openRound(federation, now: now)
+            }
         } catch {
             logger.error("opening a round failed", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Stops a federation's training (`training.stop` by the broker, with the reason) when its
+    /// policy's ``RoundPolicy/patience`` is spent: checked before each round opens, on the scores
+    /// reported by then for the rounds since training was last started.
+    private func stopOnPlateau(_ federation: String) throws -> Bool {
+        let spec = try federationSpec(federation)
+        guard let patience = spec.policy.patience, patience > 0 else { return false }
+        let losses = try store.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT round, total(samples * log_loss) / total(samples) AS loss FROM evaluations
+                    WHERE federation = ? AND round > (SELECT trained_from FROM federations WHERE id = ?)
+                    GROUP BY round HAVING count(*) >= ? ORDER BY round
+                    """,
+                arguments: [federation, federation, EvaluationReport.minimumEvaluators]
+            ).map { (round: $0["round"] as Int, loss: $0["loss"] as Double) }
+        }
+        guard let best = FederatedModel.plateau(losses, patience: patience) else { return false }
+        let reason = String(
+            format: "early stop: the federated log loss has not improved for %d scored rounds (best %.4f, round %d)",
+            patience,
+            best.loss,
+            best.round
+        )
+        try audit(
+            actor: brokerActor,
+            action: "training.stop",
+            objectType: "federation",
+            objectID: federation,
+            reason: reason
+        )
+        try store.write { db in
+            try db.execute(
+                sql: "UPDATE federations SET state = 'stopped', rounds_left = 0, stopped_because = ? WHERE id = ?",
+                arguments: [reason, federation]
+            )
+        }
+        logger.info("training stopped", metadata: ["federation": "\(federation)", "reason": "\(reason)"])
+        return true
     }
 
     private func openRound(_ federation: String, now: Int64) throws {
