@@ -19,7 +19,7 @@ struct NodeCommand: AsyncParsableCommand {
         version: CairnVersion.software,
         subcommands: [
             Init.self, Identity.self, Enroll.self, DataCommand.self, Run.self, Status.self, Models.self, Train.self,
-            Predict.self, Simulate.self,
+            Predict.self, Simulate.self, Privacy.self,
         ]
     )
 

@@ -15,7 +15,9 @@ struct Bench: AsyncParsableCommand {
             libsodium's raw ChaCha20 keystream, on one core and on all); training (samples per second \
             of the logistic, softmax and MLP trainers on the digits data against numpy); optimisers (held-out \
             accuracy of each server optimiser after 40 simulated rounds over 4 label-skewed participants of a \
-            4-class synthetic set, MLP and softmax, against FedAvg on an iid split of the same rows); audit (durable \
+            4-class synthetic set, MLP and softmax, against FedAvg on an iid split of the same rows); privacy \
+            (exact discrete Gaussian noise for D = 10^6 coordinates at σ = 2^20 against ChaCha20 mask expansion \
+            of the same D, on one core and on all); audit (durable \
             and batched audit-log appends against raw SQLite inserts of the same rows with the same \
             durability, offline verification of a 10^6-entry bundle against hashing alone, and of a \
             bundle whose 50,000 entries carry their actors' signed requests against Ed25519 verification \
@@ -40,7 +42,7 @@ struct Bench: AsyncParsableCommand {
 
     @Argument(
         help:
-            "What to measure: crypto, averaging, training, optimisers, audit, secagg, broker, delivery or attack (or crash-writer, crash-check)."
+            "What to measure: crypto, averaging, training, optimisers, privacy, audit, secagg, broker, delivery or attack (or crash-writer, crash-check)."
     )
     var area: String
 
@@ -95,8 +97,8 @@ struct Bench: AsyncParsableCommand {
     func validate() throws {
         guard
             [
-                "crypto", "averaging", "training", "optimisers", "audit", "secagg", "broker", "delivery", "attack",
-                "attack-flood",
+                "crypto", "averaging", "training", "optimisers", "privacy", "audit", "secagg", "broker", "delivery",
+                "attack", "attack-flood",
                 "crash-writer",
                 "crash-check",
                 "broker-serve",
@@ -104,7 +106,7 @@ struct Bench: AsyncParsableCommand {
             .contains(area)
         else {
             throw ValidationError(
-                "unknown area '\(area)'; available: crypto, averaging, training, optimisers, audit, secagg, broker, delivery, attack"
+                "unknown area '\(area)'; available: crypto, averaging, training, optimisers, privacy, audit, secagg, broker, delivery, attack"
             )
         }
         if (neighbours == nil) != (threshold == nil) {
@@ -151,6 +153,7 @@ struct Bench: AsyncParsableCommand {
             switch area {
             case "crypto": try CryptoBench(quick: quick).run()
             case "optimisers": try OptimiserBench(quick: quick).run()
+            case "privacy": try PrivacyBench(quick: quick).run()
             case "averaging": try AveragingBench(quick: quick).run()
             case "audit": try AuditBench(quick: quick).run()
             case "delivery": try DeliveryBench(quick: quick).run()

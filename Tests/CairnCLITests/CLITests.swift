@@ -16,7 +16,8 @@ import Testing
     /// Regenerate with `CAIRN_UPDATE_GOLDEN=1 swift test --filter CLITests`.
     @Test(arguments: [
         "cairn-broker", "cairn-node", "cairn-node init", "cairn-node identity", "cairn-node data check",
-        "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-audit", "cairn-broker init",
+        "cairn-node train", "cairn-node predict", "cairn-node simulate", "cairn-node privacy", "cairn-audit",
+        "cairn-broker init",
         "cairn-audit export", "cairn-audit verify", "cairn-audit report", "cairn-audit prove",
         "cairn-audit people erase", "cairn-broker serve", "cairn-broker admin create-federation",
         "cairn-node enroll", "cairn-node run", "cairn-node status", "cairn-broker admin publish",
@@ -49,6 +50,7 @@ import Testing
         case "cairn-node train": help = NodeCommand.helpMessage(for: NodeCommand.Train.self, columns: 100)
         case "cairn-node predict": help = NodeCommand.helpMessage(for: NodeCommand.Predict.self, columns: 100)
         case "cairn-node simulate": help = NodeCommand.helpMessage(for: NodeCommand.Simulate.self, columns: 100)
+        case "cairn-node privacy": help = NodeCommand.helpMessage(for: NodeCommand.Privacy.self, columns: 100)
         case "cairn-broker admin publish":
             help = BrokerCommand.helpMessage(for: BrokerCommand.Admin.Publish.self, columns: 100)
         case "cairn-broker admin licence":
