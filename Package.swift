@@ -50,7 +50,7 @@ let package = Package(
             name: "CairnAudit",
             dependencies: ["CairnCrypto", "CairnWire", "CairnExchange", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnWire"]),
+        .target(name: "CairnModels", dependencies: ["CairnSIMD", "CairnCrypto", "CairnWire"]),
         .target(name: "CairnLicensing", dependencies: ["CairnCrypto", "CairnWire"]),
         .target(name: "CairnExchange", dependencies: ["CairnCrypto", "CairnWire", "CairnSecAgg", "CairnModels"]),
         .target(

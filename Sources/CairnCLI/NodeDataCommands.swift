@@ -422,6 +422,19 @@ extension NodeCommand {
         @Option(help: ArgumentHelp("Also plot held-out accuracy per round to this SVG file.", valueName: "file"))
         var svg: String?
 
+        @Option(
+            help: """
+                Differential privacy: also run each server optimiser with the distributed discrete \
+                Gaussian at this noise multiplier z (every participant's update clipped to L2 norm \
+                --clip, quantised, noised so that the sum's noise has standard deviation z · clip), \
+                and print the (ε, δ) its rounds spend.
+                """
+        ) var noiseMultiplier: Double?
+
+        @Option(help: "With --noise-multiplier: the L2 bound of one participant's update.") var clip: Float = 1
+
+        @Option(help: "With --noise-multiplier: δ of the (ε, δ) printed.") var delta = 1e-5
+
         /// The optimisers `--server-optimisers` names, in its order.
         var optimisers: [ServerOptimiser] {
             get throws {
@@ -449,6 +462,12 @@ extension NodeCommand {
             guard proximal.isFinite, (0...100).contains(proximal) else {
                 throw ValidationError("--proximal must be 0 to 100")
             }
+            if let problem = privacy?.problem { throw ValidationError(problem) }
+            guard delta > 0, delta < 1 else { throw ValidationError("--delta must be above 0 and below 1") }
+        }
+
+        var privacy: FederatedSimulation.Privacy? {
+            noiseMultiplier.map { FederatedSimulation.Privacy(clip: clip, noiseMultiplier: $0) }
         }
 
         func run() throws {
@@ -487,6 +506,20 @@ extension NodeCommand {
                     server: server
                 )
                 curves.append((server.kind.rawValue, curve))
+                if let privacy {
+                    let (_, noisy) = try FederatedSimulation.run(
+                        train: train,
+                        test: test,
+                        participants: participants,
+                        split: split.split,
+                        architecture: architecture,
+                        local: local,
+                        rounds: rounds,
+                        server: server,
+                        privacy: privacy
+                    )
+                    curves.append((server.kind.rawValue + "+dp", noisy))
+                }
             }
             let iid =
                 split == .iid
@@ -512,6 +545,21 @@ extension NodeCommand {
             print(
                 "\(kind.rawValue), \(participants) participants, \(split.rawValue) split, \(train.count) training rows, \(test.count) held out"
             )
+            if let privacy {
+                let spent = PrivacyAccountant.epsilon(
+                    of: .distributedDiscreteGaussian(
+                        sensitivity: privacy.sensitivity(dimension: architecture.parameterCount),
+                        variance: Double(privacy.variance(participants: participants)),
+                        contributors: participants,
+                        dimension: architecture.parameterCount
+                    ),
+                    rounds: rounds,
+                    delta: delta
+                )
+                print(
+                    "+dp: each participant's whole update clipped to L2 \(privacy.clip), summed noise z = \(privacy.noiseMultiplier): ε = \(rounded(spent.epsilon)) at δ = \(delta) over \(rounds) rounds (participant-level)"
+                )
+            }
             func column(_ text: String) -> String { text + String(repeating: " ", count: max(1, 12 - text.count)) }
             print("held-out accuracy per round")
             print("round  " + curves.map { column($0.name) }.joined())

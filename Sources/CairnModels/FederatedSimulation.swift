@@ -1,3 +1,4 @@
+import CairnCrypto
 import CairnSIMD
 import CairnWire
 
@@ -26,6 +27,55 @@ public enum FederatedSimulation {
         public var accuracy: Double
         /// Log loss on the held-out rows.
         public var logLoss: Double
+    }
+
+    /// Participant-level differential privacy in the simulation, the distributed discrete
+    /// Gaussian of a federation with DP: each participant's update (`local − global`, every
+    /// participant weighted alike) is clipped to L2 norm `clip`, quantised at `scale`, and given
+    /// integer noise of variance ``variance(participants:)``; the server learns only the sum, whose
+    /// noise has standard deviation at least `noiseMultiplier · clip · scale`, and divides it by
+    /// the number of participants.
+    public struct Privacy: Sendable, Hashable {
+        /// `C`, the L2 bound of one participant's update.
+        public var clip: Float
+        /// `z`: the summed noise's standard deviation over `C` (both in the quantised scale).
+        public var noiseMultiplier: Double
+        /// The fixed-point scale: 2^16.
+        public var scale: Float = 65_536
+
+        /// A mechanism.
+        public init(clip: Float, noiseMultiplier: Double) {
+            self.clip = clip
+            self.noiseMultiplier = noiseMultiplier
+        }
+
+        /// Each of `n` participants' share of the variance, in quantised units: `⌈(z·C·s)²/n⌉`
+        /// (at most 2^63, which ``problem`` refuses anyway).
+        public func variance(participants n: Int) -> UInt64 {
+            let sd = noiseMultiplier * Double(clip) * Double(scale)
+            return UInt64(min(0x1p63, max(1, (sd * sd / Double(n)).rounded(.up))))
+        }
+
+        /// The L2 sensitivity of one participant's quantised update: `C·s` (plus a part in 10^6 for
+        /// the clipping's rounding) and `√D` for the stochastic rounding of `D` coordinates.
+        public func sensitivity(dimension d: Int) -> Double {
+            Double(clip) * Double(scale) * (1 + 1e-6) + Double(d).squareRoot()
+        }
+
+        /// A reason the mechanism cannot be used, or nil: `C` in (0, 100], `z` in (0, 1000], and
+        /// noise within what the sampler takes.
+        public var problem: String? {
+            guard clip.isFinite, clip > 0, clip <= 100 else {
+                return "the clipping bound must be above 0 and at most 100"
+            }
+            guard noiseMultiplier.isFinite, noiseMultiplier > 0, noiseMultiplier <= 1000 else {
+                return "the noise multiplier must be above 0 and at most 1000"
+            }
+            guard variance(participants: 1) <= DiscreteGaussian.maximumVariance else {
+                return "the noise (z · C · 2^16) is beyond what the sampler draws"
+            }
+            return nil
+        }
     }
 
     /// Row positions of `data` for each of `participants` participants.
@@ -67,9 +117,11 @@ public enum FederatedSimulation {
         architecture: ModelArchitecture,
         local: TrainingSettings,
         rounds: Int,
-        server: ServerOptimiser = ServerOptimiser(.fedavg)
+        server: ServerOptimiser = ServerOptimiser(.fedavg),
+        privacy: Privacy? = nil
     ) throws -> (model: Model, curve: [Round]) {
         guard rounds >= 1 else { throw DataError(.invalidParameters, "there must be at least one round") }
+        if let problem = privacy?.problem { throw DataError(.invalidParameters, problem) }
         let parts = try partition(train, participants: participants, split: split, seed: local.seed).map {
             train.subset($0)
         }
@@ -99,9 +151,19 @@ public enum FederatedSimulation {
                 }
             }
             let weights = parts.map { Float($0.count) }
-            try locals.withBuffers { buffers in
-                try mean.withUnsafeMutableBufferPointer {
-                    try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
+            if let privacy {
+                mean = try noisyMean(
+                    of: locals.map { zip($0, global.parameters).map { $0 - $1 } },
+                    privacy,
+                    round,
+                    local.seed
+                )
+                for i in mean.indices { mean[i] += global.parameters[i] }
+            } else {
+                try locals.withBuffers { buffers in
+                    try mean.withUnsafeMutableBufferPointer {
+                        try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
+                    }
                 }
             }
             if !controlDeltas.isEmpty {
@@ -133,6 +195,58 @@ public enum FederatedSimulation {
 }
 
 extension FederatedSimulation {
+    /// The mean of `deltas` as the distributed discrete Gaussian releases it: each clipped,
+    /// quantised and noised on its own (noise seeded from `seed`, the round and the participant,
+    /// so a simulation repeats; a node's noise is fresh from the operating system's CSPRNG), summed
+    /// modulo 2^32, read back and divided by the number of participants.
+    static func noisyMean(of deltas: [[Float]], _ privacy: Privacy, _ round: Int, _ seed: UInt64) throws -> [Float] {
+        let d = deltas[0].count
+        let parameters = try QuantisationParameters(scale: privacy.scale, clipBound: privacy.clip)
+        let variance = privacy.variance(participants: deltas.count)
+        var sum = [UInt32](repeating: 0, count: d)
+        var words = sum
+        var noise = [Int64](repeating: 0, count: d)
+        for (p, delta) in deltas.enumerated() {
+            var rng = SplitMix64(seed: seed &+ UInt64(round) &* 1_000_003 &+ UInt64(p))
+            let material = SecretBytes(copying: (0..<4).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } })
+            var clipped = delta
+            try clipped.withUnsafeMutableBufferPointer {
+                _ = try Norms.clipL2($0, toNorm: privacy.clip, parallelism: .serial)
+            }
+            try clipped.withUnsafeBufferPointer { x in
+                try words.withUnsafeMutableBufferPointer {
+                    try Quantisation.quantise(
+                        x,
+                        into: $0,
+                        parameters: parameters,
+                        rounding: try ChaCha20Keystream(seed: material),
+                        parallelism: .serial
+                    )
+                }
+            }
+            var context = ByteWriter(capacity: 1)
+            context.u8(1)
+            let noiseSeed = try BLAKE2b.deriveKey(from: material, domain: .discreteGaussian, context: context.bytes)
+            try noise.withUnsafeMutableBufferPointer {
+                try DiscreteGaussian.fill($0, variance: variance, seed: noiseSeed.bytes, parallelism: .allCores)
+            }
+            for i in 0..<d { sum[i] &+= words[i] &+ UInt32(truncatingIfNeeded: noise[i]) }
+        }
+        var mean = [Float](repeating: 0, count: d)
+        try sum.withUnsafeBufferPointer { q in
+            try mean.withUnsafeMutableBufferPointer {
+                try Quantisation.dequantise(
+                    q,
+                    into: $0,
+                    parameters: parameters,
+                    dividingBy: Double(deltas.count),
+                    parallelism: .serial
+                )
+            }
+        }
+        return mean
+    }
+
     /// Each server optimiser (with its defaults) after `rounds` rounds over `participants` dealt
     /// `split`, and FedAvg over an iid split of the same rows: final held-out accuracies. A
     /// stratified quarter of `data` is held out, and the inputs are standardised on the rest.
