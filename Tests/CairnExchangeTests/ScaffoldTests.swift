@@ -122,15 +122,17 @@ import Testing
     }
 
     /// Three nodes in a SCAFFOLD federation that also pools statistics: the statistics round,
-    /// then two training rounds of 18-word inputs; the broker's `c` after round 3 is the mean of
-    /// the nodes' `cᵢ` from round 3 (equal rows), each node keeps round 2's as its `cᵢ` and round
-    /// 3's pending, to within the quantisation of two rounds.
+    /// then two training rounds of 18-word inputs, each node scoring each trained model; the
+    /// broker's `c` after round 3 is the mean of the nodes' `cᵢ` from round 3 (equal rows), each
+    /// node keeps round 2's as its `cᵢ` and round 3's pending, to within the quantisation of two
+    /// rounds.
     @Test func aScaffoldFederationTrains() async throws {
         let run = try await AlteredAnswerTests.threeNodes(
             deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
             rounds: 2,
             standardisation: .pooled,
             serverOptimiser: ServerOptimiser(.scaffold),
+            evaluate: true,
             data: { Self.skewed(node: $0) },
             alter: nil
         )
@@ -147,6 +149,9 @@ import Testing
         #expect(run.optimiserStates == [[3, 9]])
         let opened = run.entries.filter { $0.action == "round.open" }.count
         #expect(opened == 3)
+        // The nodes' digests of the trained models (over `c` too) are the broker's: every score
+        // was accepted.
+        #expect(run.entries.filter { $0.action == "model.evaluate" }.count == 6)
         var pending: [[Float]] = []
         for i in 0..<3 {
             let files = try #require(run.controlFiles[i])
