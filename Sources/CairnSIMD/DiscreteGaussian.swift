@@ -81,7 +81,7 @@ public enum DiscreteGaussian {
             var v: UInt64 = 0
             while try bernoulliExp(1, 1, bits: &bits) { v += 1 }
             let x = UInt64(u) + t * v
-            let negative = bits.next() & 1 == 1
+            let negative = bits.bit()
             if negative, x == 0 { continue }
             return negative ? -Int64(x) : Int64(x)
         }
@@ -100,28 +100,33 @@ public enum DiscreteGaussian {
         var k: UInt128 = 1
         while true {
             let (dk, overflow) = d.multipliedReportingOverflow(by: k)
-            guard !overflow else { throw AveragingError(.invalidParameters, "a Bernoulli trial ran past 128 bits") }
-            guard bits.uniform(below: dk) < n else { break }
+            guard !overflow, dk <= UInt128(1) << 126 else {
+                throw AveragingError(.invalidParameters, "a Bernoulli trial ran past 126 bits")
+            }
+            guard bits.bernoulli(n, dk) else { break }
             k += 1
         }
         return k & 1 == 1
     }
 }
 
-/// The random bits of ``DiscreteGaussian``: a ChaCha20 keystream read 64 bits at a time,
-/// little-endian, from its start.
+/// The random bits of ``DiscreteGaussian``: a ChaCha20 keystream read as little-endian 64-bit
+/// words from its start, each word's bits taken from the least significant up, word after word.
 public struct NoiseBits {
     private let keystream: ChaCha20Keystream
     private var buffer = [UInt64](repeating: 0, count: 512)
     private var used = 512
     private var block: UInt64 = 0
+    private var reservoir: UInt64 = 0
+    private var available = 0
 
     /// The keystream of a 32-byte seed.
     public init(seed: SecretBytes) throws {
         keystream = try ChaCha20Keystream(seed: seed)
     }
 
-    /// The next 64 bits.
+    /// The next 64-bit word of the keystream (bits not yet taken from the current word are
+    /// skipped only by ``bits(_:)``, never by this: the vectors read words from a fresh stream).
     public mutating func next() -> UInt64 {
         if used == buffer.count {
             buffer.withUnsafeMutableBytes { raw in
@@ -138,18 +143,61 @@ public struct NoiseBits {
         return buffer[used]
     }
 
-    /// A uniform integer in `0..<bound` (bound ≥ 1): the low bits of fresh words (as many bits as
-    /// `bound − 1` has; 64 bits from the first word, then the second's), redrawn until below it.
+    /// The next bit of the stream.
+    public mutating func bit() -> Bool {
+        if available == 0 {
+            reservoir = next()
+            available = 64
+        }
+        defer {
+            reservoir >>= 1
+            available -= 1
+        }
+        return reservoir & 1 == 1
+    }
+
+    /// The next `count` bits (at most 64), the first taken as the least significant.
+    public mutating func bits(_ count: Int) -> UInt64 {
+        precondition((0...64).contains(count))
+        if count <= available {
+            let value = count == 64 ? reservoir : reservoir & ((1 << UInt64(count)) - 1)
+            reservoir = count == 64 ? 0 : reservoir >> UInt64(count)
+            available -= count
+            return value
+        }
+        let low = reservoir
+        let taken = available
+        reservoir = next()
+        available = 64
+        return low | (bits(count - taken) << UInt64(taken))
+    }
+
+    /// A uniform integer in `0..<bound` (bound ≥ 1): as many bits as `bound − 1` has (the low
+    /// 64 first), drawn again until below it.
     public mutating func uniform(below bound: UInt128) -> UInt128 {
         precondition(bound >= 1)
         let width = UInt128.bitWidth - (bound - 1).leadingZeroBitCount
-        if width == 0 { return 0 }
-        let mask: UInt128 = width == 128 ? .max : (1 << width) - 1
         while true {
-            var x = UInt128(next())
-            if width > 64 { x |= UInt128(next()) << 64 }
-            x &= mask
+            var x = UInt128(bits(min(width, 64)))
+            if width > 64 { x |= UInt128(bits(width - 64)) << 64 }
             if x < bound { return x }
         }
+    }
+
+    /// A Bernoulli trial with success probability `n/d` (d ≥ 1, d ≤ 2^126), decided exactly with
+    /// as few bits as it takes (two on average): the stream's bits, read as the binary fraction
+    /// `U = 0.b₁b₂…`, are compared digit by digit with the binary expansion of `n/d`, and the
+    /// trial succeeds when `U < n/d`.
+    public mutating func bernoulli(_ n: UInt128, _ d: UInt128) -> Bool {
+        if n >= d { return true }
+        var r = n
+        while r != 0 {
+            r <<= 1
+            let digit = r >= d
+            if digit { r -= d }
+            let b = bit()
+            if b != digit { return digit }
+        }
+        return false
     }
 }

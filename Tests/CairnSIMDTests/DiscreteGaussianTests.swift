@@ -115,6 +115,28 @@ import Testing
         #expect(Array(serial[(2 * DiscreteGaussian.chunk)...]) == third)
     }
 
+    /// Bits come from each word's least significant end, word after word; a Bernoulli trial of
+    /// n/d succeeds at that rate (10^6 trials of 1/3 and of 5/7, within 3.29 standard errors).
+    @Test func bitsAndBernoulliTrials() throws {
+        var words = try NoiseBits(seed: Self.seed(6))
+        let (w0, w1) = (words.next(), words.next())
+        var bits = try NoiseBits(seed: Self.seed(6))
+        #expect(bits.bits(4) == w0 & 0xF)
+        #expect(bits.bit() == ((w0 >> 4) & 1 == 1))
+        #expect(bits.bits(64) == (w0 >> 5) | (w1 << 59))
+        #expect(bits.bits(59) == w1 >> 5)
+        var trials = try NoiseBits(seed: Self.seed(7))
+        for (n, d) in [(1, 3), (5, 7)] as [(UInt128, UInt128)] {
+            let count = 1_000_000
+            var successes = 0
+            for _ in 0..<count where trials.bernoulli(n, d) { successes += 1 }
+            let p = Double(n) / Double(d)
+            let spread = 3.29 * (p * (1 - p) / Double(count)).squareRoot()
+            #expect(abs(Double(successes) / Double(count) - p) <= spread, "\(successes) of \(count) for \(n)/\(d)")
+        }
+        #expect(trials.bernoulli(3, 3) && !trials.bernoulli(0, 5))
+    }
+
     @Test func varianceOutOfRangeIsRefused() throws {
         var bits = try NoiseBits(seed: Self.seed(5))
         for bad: UInt64 in [0, DiscreteGaussian.maximumVariance + 1] {
