@@ -663,6 +663,7 @@ public struct Participant: Sendable {
         }
         return try ControlVariateFiles.settle(in: home, before: round, summed: summed, parameters: parameters)
     }
+
     // MARK: Round state on disk
 
     private var statePath: String { home + "/round.state" }
