@@ -547,12 +547,7 @@ extension NodeCommand {
             )
             if let privacy {
                 let spent = PrivacyAccountant.epsilon(
-                    of: .distributedDiscreteGaussian(
-                        sensitivity: privacy.sensitivity(dimension: architecture.parameterCount),
-                        variance: Double(privacy.variance(participants: participants)),
-                        contributors: participants,
-                        dimension: architecture.parameterCount
-                    ),
+                    of: .simulated(privacy, participants: participants, dimension: architecture.parameterCount),
                     rounds: rounds,
                     delta: delta
                 )

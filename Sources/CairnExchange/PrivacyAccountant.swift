@@ -1,3 +1,4 @@
+public import CairnModels
 import Foundation
 
 /// Differential-privacy accounting of rounds of the distributed discrete Gaussian (DDG) mechanism
@@ -42,6 +43,23 @@ public enum PrivacyAccountant {
                 sensitivityOverNoise: sensitivity / (Double(contributors) * variance).squareRoot(),
                 tau: 10 * tau,
                 dimension: Double(dimension)
+            )
+        }
+
+        /// A round of the simulation's mechanism (``FederatedSimulation/Privacy``) over `participants`
+        /// participants and `dimension` parameters, its noise shared by its contributors (the
+        /// participants when it names none).
+        public static func simulated(
+            _ privacy: FederatedSimulation.Privacy,
+            participants: Int,
+            dimension: Int
+        ) -> Round {
+            let m = privacy.contributors ?? participants
+            return distributedDiscreteGaussian(
+                sensitivity: privacy.sensitivity(dimension: dimension),
+                variance: Double(privacy.variance(participants: m)),
+                contributors: m,
+                dimension: dimension
             )
         }
 

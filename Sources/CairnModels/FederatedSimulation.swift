@@ -42,6 +42,13 @@ public enum FederatedSimulation {
         public var noiseMultiplier: Double
         /// The fixed-point scale: 2^16.
         public var scale: Float = 65_536
+        /// `m`, how many participants' noise shares make the declared noise (each adds a share of
+        /// variance `(z·C·s)²/m`); nil: the participants of the round.
+        public var contributors: Int?
+        /// What the released sum is divided by: a public number, such as the participants planned
+        /// (dividing by the number actually summed would reveal it); nil: the participants of the
+        /// round.
+        public var denominator: Int?
 
         /// A mechanism.
         public init(clip: Float, noiseMultiplier: Double) {
@@ -120,11 +127,34 @@ public enum FederatedSimulation {
         server: ServerOptimiser = ServerOptimiser(.fedavg),
         privacy: Privacy? = nil
     ) throws -> (model: Model, curve: [Round]) {
-        guard rounds >= 1 else { throw DataError(.invalidParameters, "there must be at least one round") }
-        if let problem = privacy?.problem { throw DataError(.invalidParameters, problem) }
         let parts = try partition(train, participants: participants, split: split, seed: local.seed).map {
             train.subset($0)
         }
+        return try run(
+            parts: parts,
+            test: test,
+            architecture: architecture,
+            local: local,
+            rounds: rounds,
+            server: server,
+            privacy: privacy
+        )
+    }
+
+    /// ``run(train:test:participants:split:architecture:local:rounds:server:privacy:)`` over
+    /// participants' rows given as they are.
+    public static func run(
+        parts: [Dataset],
+        test: Dataset,
+        architecture: ModelArchitecture,
+        local: TrainingSettings,
+        rounds: Int,
+        server: ServerOptimiser = ServerOptimiser(.fedavg),
+        privacy: Privacy? = nil
+    ) throws -> (model: Model, curve: [Round]) {
+        guard rounds >= 1 else { throw DataError(.invalidParameters, "there must be at least one round") }
+        guard !parts.isEmpty else { throw DataError(.invalidParameters, "there must be at least one participant") }
+        if let problem = privacy?.problem { throw DataError(.invalidParameters, problem) }
         var global = Model(architecture: architecture, seed: local.seed)
         var state = server.initialState(parameters: global.parameters.count)
         let d = global.parameters.count
@@ -202,7 +232,7 @@ extension FederatedSimulation {
     static func noisyMean(of deltas: [[Float]], _ privacy: Privacy, _ round: Int, _ seed: UInt64) throws -> [Float] {
         let d = deltas[0].count
         let parameters = try QuantisationParameters(scale: privacy.scale, clipBound: privacy.clip)
-        let variance = privacy.variance(participants: deltas.count)
+        let variance = privacy.variance(participants: privacy.contributors ?? deltas.count)
         var sum = [UInt32](repeating: 0, count: d)
         var words = sum
         var noise = [Int64](repeating: 0, count: d)
@@ -239,7 +269,7 @@ extension FederatedSimulation {
                     q,
                     into: $0,
                     parameters: parameters,
-                    dividingBy: Double(deltas.count),
+                    dividingBy: Double(privacy.denominator ?? deltas.count),
                     parallelism: .serial
                 )
             }
