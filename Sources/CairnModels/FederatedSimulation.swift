@@ -69,6 +69,20 @@ public enum FederatedSimulation {
             Double(clip) * Double(scale) * (1 + 1e-6) + Double(d).squareRoot()
         }
 
+        /// Refuses a round whose sum could wrap modulo 2^32: `n` inputs of at most `C·s + 1` per
+        /// coordinate and noise of `n` shares, whose sum stays within 12 of its standard deviations
+        /// but with probability below 10⁻³², must stay below 2^31 in magnitude.
+        public func checkRange(participants n: Int) throws {
+            let signal = Double(n) * (Double(clip) * Double(scale) + 1)
+            let noise = 12 * (Double(n) * Double(variance(participants: contributors ?? n))).squareRoot()
+            guard signal + noise < 0x1p31 else {
+                throw DataError(
+                    .invalidParameters,
+                    "\(n) participants' updates (clip \(clip)) and noise could pass ±2^31 and wrap: use fewer participants, a smaller clip or less noise"
+                )
+            }
+        }
+
         /// A reason the mechanism cannot be used, or nil: `C` in (0, 100], `z` in (0, 1000], and
         /// noise within what the sampler takes.
         public var problem: String? {
@@ -233,6 +247,7 @@ extension FederatedSimulation {
         let d = deltas[0].count
         let parameters = try QuantisationParameters(scale: privacy.scale, clipBound: privacy.clip)
         let variance = privacy.variance(participants: privacy.contributors ?? deltas.count)
+        try privacy.checkRange(participants: deltas.count)
         var sum = [UInt32](repeating: 0, count: d)
         var words = sum
         var noise = [Int64](repeating: 0, count: d)

@@ -1,3 +1,4 @@
+import CairnWire
 import Foundation
 import Testing
 
@@ -39,6 +40,17 @@ import Testing
             "\(observed) vs \(declared)"
         )
         #expect(abs(mean.reduce(0.0) { $0 + Double($1) } / Double(d)) <= 3.29 * (declared / Double(d)).squareRoot())
+    }
+
+    /// 300 participants of clip 100 at scale 2^16 could wrap the 32-bit sum: refused, named.
+    @Test func aSumThatCouldWrapIsRefused() throws {
+        let privacy = FederatedSimulation.Privacy(clip: 100, noiseMultiplier: 1)
+        #expect(throws: Never.self) { try privacy.checkRange(participants: 300) }
+        let error = #expect(throws: DataError.self) { try privacy.checkRange(participants: 400) }
+        #expect(
+            error?.message
+                == "400 participants' updates (clip 100.0) and noise could pass ±2^31 and wrap: use fewer participants, a smaller clip or less noise"
+        )
     }
 
     @Test func unusableSettingsAreNamed() {
