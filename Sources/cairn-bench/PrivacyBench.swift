@@ -2,6 +2,7 @@ import CairnCrypto
 import CairnExchange
 import CairnModels
 import CairnSIMD
+import CairnSecAgg
 import Foundation
 
 /// `cairn-bench privacy`: discrete Gaussian noise for `D` = 10^6 coordinates
@@ -12,7 +13,8 @@ import Foundation
 /// draws many random words per coordinate (rejection from a discrete Laplace, Bernoulli trials in
 /// 128-bit integers); the mask reads one.
 ///
-/// Then the privacy in practice (``MembershipAttack``): the membership attack's advantage over
+/// Then DP's overhead on a participant's round at n = 100 (its noise against its k + 1 mask
+/// expansions), and the privacy in practice (``MembershipAttack``): the membership attack's advantage over
 /// 200 trials of each world, without DP and with DP at ε = 1 and ε = 8 (δ = 10⁻⁵ over the
 /// experiment's 5 rounds, the noise multiplier from the accountant), against the bound
 /// `tanh(ε/2) + δ` the guarantee implies (1 without DP).
@@ -58,8 +60,37 @@ struct PrivacyBench {
                 )
             )
         }
+        try overhead(&report, d: d, variance: variance, seed: seed)
         try membership(&report)
         return report
+    }
+
+    /// DP's overhead on a participant's round at n = 100: its noise against the masking it does
+    /// anyway (the parameter rule's k pairwise masks and its self mask, each a keystream of D
+    /// words added in place), on all cores.
+    private func overhead(_ report: inout BenchReport, d: Int, variance: UInt64, seed: SecretBytes) throws {
+        let k = try RoundParameters.choose(participants: 100, dropoutFraction: 0.1, corruptFraction: 0.05).neighbours
+        let masks = try (0...k).map { _ in try ChaCha20Keystream(seed: .random(count: 32)) }
+        var words = [UInt32](repeating: 0, count: d)
+        var noise = [Int64](repeating: 0, count: d)
+        let best = try words.withUnsafeMutableBufferPointer { w in
+            try noise.withUnsafeMutableBufferPointer { n in
+                try bestOfInterleaved(
+                    repetitions: quick ? 1 : 3,
+                    subject: { try DiscreteGaussian.fill(n, variance: variance, seed: seed, parallelism: .allCores) },
+                    reference: { for mask in masks { try MaskExpansion.add(mask, to: w, parallelism: .allCores) } }
+                )
+            }
+        }
+        report.cases.append(
+            BenchCase(
+                name: "noise-vs-round-masking",
+                params: [("n", "100"), ("k", "\(k)"), ("D", "\(d)"), ("threads", "\(Parallelism.allCores.threads)")],
+                value: best.subject * 1000,
+                unit: "ms",
+                floor: best.reference * 1000
+            )
+        )
     }
 
     private func membership(_ report: inout BenchReport) throws {
