@@ -225,8 +225,8 @@ extension BrokerCommand.Admin {
         var proximal: Float?
         @Option(
             help: """
-                Federated early stopping: training stops once the federated evaluation's log loss \
-                (participants that run with --evaluation score each round's model) has not improved \
+                Federated early stopping: training stops once the median log loss that participants \
+                report (those that run with --evaluate score each round's model) has not improved \
                 for this many scored rounds, even with rounds left; 0 runs every round asked for.
                 """
         ) var patience = 5

@@ -495,19 +495,8 @@ extension NodeCommand {
             )
             var curves: [(name: String, curve: [FederatedSimulation.Round])] = []
             for server in try optimisers {
-                let (_, curve) = try FederatedSimulation.run(
-                    train: train,
-                    test: test,
-                    participants: participants,
-                    split: split.split,
-                    architecture: architecture,
-                    local: local,
-                    rounds: rounds,
-                    server: server
-                )
-                curves.append((server.kind.rawValue, curve))
-                if let privacy {
-                    let (_, noisy) = try FederatedSimulation.run(
+                for mechanism in [nil] + (privacy.map { [$0] } ?? []) {
+                    let (_, curve) = try FederatedSimulation.run(
                         train: train,
                         test: test,
                         participants: participants,
@@ -516,9 +505,9 @@ extension NodeCommand {
                         local: local,
                         rounds: rounds,
                         server: server,
-                        privacy: privacy
+                        privacy: mechanism
                     )
-                    curves.append((server.kind.rawValue + "+dp", noisy))
+                    curves.append((server.kind.rawValue + (mechanism == nil ? "" : "+dp"), curve))
                 }
             }
             let iid =

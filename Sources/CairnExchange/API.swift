@@ -129,8 +129,8 @@ public struct RoundPolicy: Codable, Sendable, Hashable {
     /// FedProx's μ for local training (``TrainingSettings/proximal``): the loss gains
     /// `μ / 2 · ‖w − w_global‖²`; nil or 0 is plain local training.
     public var proximal: Float?
-    /// Federated early stopping: the broker stops training once the federated evaluation's log
-    /// loss (the row-weighted mean of the participants' scores of a round's model) has not
+    /// Federated early stopping: the broker stops training once the median of the participants'
+    /// reported log losses of a round's model (``FederatedModel/median(_:)``) has not
     /// fallen below 0.9999 of its best for this many scored rounds since training was last
     /// started, whatever rounds are left; nil or 0 runs every round asked for.
     public var patience: Int?

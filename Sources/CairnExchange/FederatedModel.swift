@@ -127,17 +127,24 @@ public enum FederatedModel {
         try architecture(of: spec).parameterCount * (usesControlVariates(spec) ? 2 : 1)
     }
 
-    /// Federated early stopping's rule over a federation's scored rounds in order (round, the
-    /// federated log loss): the best round so far, when the loss has not fallen below 0.9999 of
-    /// its best for `patience` scored rounds after it; nil while it has, or `patience` is below 1.
+    /// Federated early stopping (``Plateau``) over a federation's scored rounds in order (round,
+    /// loss): the best round, once `patience` scored rounds after it have not improved on it; nil
+    /// before, or when `patience` is below 1.
     public static func plateau(_ losses: [(round: Int, loss: Double)], patience: Int) -> (round: Int, loss: Double)? {
-        guard patience >= 1 else { return nil }
-        var best: (round: Int, loss: Double, index: Int)?
-        for (index, score) in losses.enumerated() where best.map({ score.loss < $0.loss * 0.9999 }) ?? true {
-            best = (score.round, score.loss, index)
-        }
-        guard let best, losses.count - 1 - best.index >= patience else { return nil }
-        return (best.round, best.loss)
+        var rule = Plateau()
+        for (index, score) in losses.enumerated() { _ = rule.observe(score.loss, at: index) }
+        guard let best = rule.best, rule.isSpent(at: losses.count - 1, patience: patience) else { return nil }
+        return (losses[best.index].round, best.value)
+    }
+
+    /// The median of a round's scores (the mean of the middle two for an even count): one
+    /// participant's report, whatever rows it claims, moves it only within the others' range when
+    /// at least three score. Nil for none.
+    public static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// The fixed-point parameters of a policy.

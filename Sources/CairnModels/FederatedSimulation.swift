@@ -195,15 +195,11 @@ public enum FederatedSimulation {
                 }
             }
             let weights = parts.map { Float($0.count) }
-            if let privacy {
-                mean = try noisyMean(
-                    of: locals.map { zip($0, global.parameters).map { $0 - $1 } },
-                    privacy,
-                    round,
-                    local.seed
-                )
-                for i in mean.indices { mean[i] += global.parameters[i] }
-            } else {
+            // With DP the release is the mean update itself; without, the mean of the local models.
+            let noisy = try privacy.map { privacy in
+                try noisyMean(of: locals.map { zip($0, global.parameters).map { $0 - $1 } }, privacy, round, local.seed)
+            }
+            if noisy == nil {
                 try locals.withBuffers { buffers in
                     try mean.withUnsafeMutableBufferPointer {
                         try WeightedAverage.average(buffers, weights: weights, into: $0, parallelism: .serial)
@@ -217,12 +213,12 @@ public enum FederatedSimulation {
                     }
                 }
             }
-            if server.kind == .fedavg, server.learningRate == 1 {
+            if noisy == nil, server.kind == .fedavg, server.learningRate == 1 {
                 global.parameters = mean
             } else {
                 server.step(
                     &global.parameters,
-                    delta: zip(mean, global.parameters).map { $0 - $1 },
+                    delta: noisy ?? zip(mean, global.parameters).map { $0 - $1 },
                     state: &state,
                     controlDelta: controlMean
                 )

@@ -75,6 +75,31 @@ public struct TrainingSettings: Codable, Sendable, Hashable {
     }
 }
 
+/// The early-stopping rule of local training and of federations: an observation improves when
+/// its value is below 0.9999 of the best so far (the first finite value is the first best; NaN
+/// and infinities never are), and the patience is spent once `patience` observations after the
+/// best have not improved on it.
+public struct Plateau: Sendable {
+    /// The best observation so far.
+    public private(set) var best: (index: Int, value: Double)?
+
+    /// No observation yet.
+    public init() {}
+
+    /// Records observation `index` (increasing); true when it is the new best.
+    public mutating func observe(_ value: Double, at index: Int) -> Bool {
+        guard value.isFinite, best.map({ value < $0.value * 0.9999 }) ?? true else { return false }
+        best = (index, value)
+        return true
+    }
+
+    /// Whether `patience` (≥ 1) observations after the best, up to `index`, have passed.
+    public func isSpent(at index: Int, patience: Int) -> Bool {
+        guard patience >= 1, let best else { return false }
+        return index - best.index >= patience
+    }
+}
+
 /// Mini-batch training, deterministic for given settings, model and data.
 public enum Trainer {
     /// Trains `model` on `data` and returns the mean training loss of each epoch.
@@ -119,7 +144,8 @@ public enum Trainer {
         var step = 0
         var losses: [Double] = []
         let patience = settings.patience ?? 0
-        var best = (loss: Double.infinity, epoch: 0, parameters: model.parameters)
+        var plateau = Plateau()
+        var bestParameters = model.parameters
         for epoch in 0..<settings.epochs {
             order.shuffle(using: &rng)
             var total = 0.0
@@ -149,16 +175,16 @@ public enum Trainer {
                             classes: model.architecture.classes
                         ).logLoss
                 }
-                if monitored < best.loss * 0.9999 || !best.loss.isFinite {
-                    best = (monitored, epoch, model.parameters)
-                } else if epoch - best.epoch >= patience {
+                if plateau.observe(monitored, at: epoch) {
+                    bestParameters = model.parameters
+                } else if plateau.isSpent(at: epoch, patience: patience) {
                     break
                 }
             }
         }
-        if patience > 0, best.loss.isFinite {
-            model.parameters = best.parameters
-            losses = Array(losses.prefix(best.epoch + 1))
+        if patience > 0, let best = plateau.best {
+            model.parameters = bestParameters
+            losses = Array(losses.prefix(best.index + 1))
         }
         guard model.parameters.allSatisfy(\.isFinite) else {
             throw DataError(

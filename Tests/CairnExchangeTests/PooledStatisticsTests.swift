@@ -57,42 +57,9 @@ import Testing
         }
         #expect(pooled.mean[0] > 10)  // the nodes' data is far from the schema's middle
 
-        var forged = sum
-        forged[5] = 3 * 0xFFFF + 1
-        let beyond = #expect(throws: ExchangeError.self) {
-            try FeatureStatistics.standardisation(
-                sum: forged,
-                rows: rows,
-                contributors: 3,
-                maximumRows: 1000,
-                inputs: 2
-            )
-        }
-        #expect(
-            beyond?.message
-                == "word 5 of the statistics sum is beyond what 3 inputs' 16-bit limbs reach: an input was forged; the statistics are not applied"
-        )
-        let negative = FeatureStatistics.fixedPoint(-5)
-        forged = sum
-        forged.replaceSubrange(12..<24, with: negative)
-        let square = #expect(throws: ExchangeError.self) {
-            try FeatureStatistics.standardisation(
-                sum: forged,
-                rows: rows,
-                contributors: 3,
-                maximumRows: 1000,
-                inputs: 2
-            )
-        }
-        let forgedMessage =
-            "the pooled sums of input 0 cannot come from 150 rows of values within ±2^47: an input was forged; the statistics are not applied"
-        #expect(square?.message == forgedMessage)
-        // A sum beyond 150 clipped values, and a sum its squares cannot hold (S² > N·Q).
-        for (sum0, squares0) in [(1e30, 1e35), (1e10, 1.0)] {
-            forged = sum
-            forged.replaceSubrange(0..<12, with: FeatureStatistics.fixedPoint(sum0))
-            forged.replaceSubrange(12..<24, with: FeatureStatistics.fixedPoint(squares0))
-            let beyond = #expect(throws: ExchangeError.self) {
+        /// The refusal of `forged` as the round's sum, if any.
+        func refusal(_ forged: [UInt32]) -> String? {
+            #expect(throws: ExchangeError.self) {
                 try FeatureStatistics.standardisation(
                     sum: forged,
                     rows: rows,
@@ -100,8 +67,23 @@ import Testing
                     maximumRows: 1000,
                     inputs: 2
                 )
-            }
-            #expect(beyond?.message == forgedMessage)
+            }?.message
+        }
+        var forged = sum
+        forged[5] = 3 * 0xFFFF + 1
+        #expect(
+            refusal(forged)
+                == "word 5 of the statistics sum is beyond what 3 inputs' 16-bit limbs reach: an input was forged; the statistics are not applied"
+        )
+        let forgedMessage =
+            "the pooled sums of input 0 cannot come from 150 rows of values within ±2^47: an input was forged; the statistics are not applied"
+        // A negative sum of squares, a sum beyond 150 clipped values, and a sum its squares cannot
+        // hold (S² > N·Q).
+        for (sum0, squares0) in [(nil, -5.0), (1e30, 1e35), (1e10, 1.0)] as [(Double?, Double)] {
+            forged = sum
+            if let sum0 { forged.replaceSubrange(0..<12, with: FeatureStatistics.fixedPoint(sum0)) }
+            forged.replaceSubrange(12..<24, with: FeatureStatistics.fixedPoint(squares0))
+            #expect(refusal(forged) == forgedMessage)
         }
         let count = #expect(throws: ExchangeError.self) {
             try FeatureStatistics.standardisation(sum: sum, rows: 3001, contributors: 3, maximumRows: 1000, inputs: 2)
@@ -114,25 +96,7 @@ import Testing
     /// stored standardisation is the pooled one of the three nodes' rows, and training rounds
     /// then use it (the model's digest covers it).
     @Test func aFederationPoolsItsStatisticsBeforeItTrains() async throws {
-        let run = try await AlteredAnswerTests.threeNodes(
-            deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
-            rounds: 2,
-            standardisation: .pooled,
-            serverOptimiser: ServerOptimiser(.fedadam),
-            evaluate: true,
-            data: { Self.rows(node: $0) },
-            alter: nil
-        )
-        for (i, lines) in run.reports {
-            #expect(
-                lines == [
-                    "statistics 1: included", "finished 2: included, 1 counted", "finished 3: included, 2 counted",
-                    "stopped, 2 counted",
-                ],
-                "node \(i): \(lines)"
-            )
-        }
-        #expect(run.rounds == ["finished", "finished", "finished"])
+        let run = try await Self.statisticsThenTwoRounds(ServerOptimiser(.fedadam)) { Self.rows(node: $0) }
         // FedAdam's m and v for the 9 parameters, kept for the latest round only; the statistics
         // round stored none.
         #expect(run.optimiserStates == [[3, 18]])
@@ -191,6 +155,35 @@ import Testing
             try FederatedModel.apply(sum: sum, sampleCount: 100, to: &model, state: &short, policy: policy)
         }
         #expect(wrong?.message == "the server optimiser's state has 0 values, not 2")
+    }
+
+    /// Three nodes, each scoring every model on its own rows, in a federation that pools its
+    /// statistics and then trains two rounds with `optimiser`: every node reports exactly the
+    /// statistics round and both training rounds as including its input, and every round finishes.
+    static func statisticsThenTwoRounds(
+        _ optimiser: ServerOptimiser,
+        data: @escaping @Sendable (Int) -> Dataset
+    ) async throws -> AlteredAnswerTests.Run {
+        let run = try await AlteredAnswerTests.threeNodes(
+            deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
+            rounds: 2,
+            standardisation: .pooled,
+            serverOptimiser: optimiser,
+            evaluate: true,
+            data: data,
+            alter: nil
+        )
+        for (i, lines) in run.reports {
+            #expect(
+                lines == [
+                    "statistics 1: included", "finished 2: included, 1 counted", "finished 3: included, 2 counted",
+                    "stopped, 2 counted",
+                ],
+                "node \(i): \(lines)"
+            )
+        }
+        #expect(run.rounds == ["finished", "finished", "finished"])
+        return run
     }
 
     /// 50 rows per node whose inputs sit far from the schema's [0, 1]: node `i` adds `10 · (i+1)`

@@ -127,25 +127,9 @@ import Testing
     /// node keeps round 2's as its `cᵢ` and round 3's pending, to within the quantisation of two
     /// rounds.
     @Test func aScaffoldFederationTrains() async throws {
-        let run = try await AlteredAnswerTests.threeNodes(
-            deadlines: PhaseDeadlines(advertise: 600, share: 600, mask: 600, check: 600, unmask: 600),
-            rounds: 2,
-            standardisation: .pooled,
-            serverOptimiser: ServerOptimiser(.scaffold),
-            evaluate: true,
-            data: { Self.skewed(node: $0) },
-            alter: nil
-        )
-        for (i, lines) in run.reports {
-            #expect(
-                lines == [
-                    "statistics 1: included", "finished 2: included, 1 counted", "finished 3: included, 2 counted",
-                    "stopped, 2 counted",
-                ],
-                "node \(i): \(lines)"
-            )
+        let run = try await PooledStatisticsTests.statisticsThenTwoRounds(ServerOptimiser(.scaffold)) {
+            Self.skewed(node: $0)
         }
-        #expect(run.rounds == ["finished", "finished", "finished"])
         #expect(run.optimiserStates == [[3, 9]])
         let opened = run.entries.filter { $0.action == "round.open" }.count
         #expect(opened == 3)

@@ -125,10 +125,7 @@ extension Exchange {
             let training = try store.read { db in
                 try String.fetchAll(db, sql: "SELECT id FROM federations WHERE state = 'training' AND rounds_left > 0")
             }
-            for federation in training where open[federation] == nil {
-                if try stopOnPlateau(federation) { continue }
-                try openRound(federation, now: now)
-            }
+            for federation in training where open[federation] == nil { try openRound(federation, now: now) }
         } catch {
             logger.error("opening a round failed", metadata: ["error": "\(error)"])
         }
@@ -136,28 +133,32 @@ extension Exchange {
 
     /// Stops a federation's training (`training.stop` by the broker, with the reason) when its
     /// policy's ``RoundPolicy/patience`` is spent: checked before each round opens, on the scores
-    /// reported by then for the rounds since training was last started.
+    /// reported by then for the rounds since training was last started. Called only when a round
+    /// is about to open (enough participants), so a federation waiting for them reads nothing.
     private func stopOnPlateau(_ federation: String) throws -> Bool {
         let spec = try federationSpec(federation)
         guard let patience = spec.policy.patience, patience > 0 else { return false }
-        let losses = try store.read { db in
+        let scores = try store.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT round, total(samples * log_loss) / total(samples) AS loss FROM evaluations
+                    SELECT round, log_loss FROM evaluations
                     WHERE federation = ? AND round > (SELECT trained_from FROM federations WHERE id = ?)
-                    GROUP BY round HAVING count(*) >= ? ORDER BY round
+                    ORDER BY round
                     """,
-                arguments: [federation, federation, EvaluationReport.minimumEvaluators]
-            ).map { (round: $0["round"] as Int, loss: $0["loss"] as Double) }
+                arguments: [federation, federation]
+            )
         }
+        // Each round's median score, from rounds scored by enough participants.
+        let losses = Dictionary(grouping: scores) { $0["round"] as Int }
+            .filter { $0.value.count >= EvaluationReport.minimumEvaluators }
+            .map { (round: $0.key, loss: FederatedModel.median($0.value.map { $0["log_loss"] as Double })!) }
+            .sorted { $0.round < $1.round }
         guard let best = FederatedModel.plateau(losses, patience: patience) else { return false }
-        let reason = String(
-            format: "early stop: the federated log loss has not improved for %d scored rounds (best %.4f, round %d)",
-            patience,
-            best.loss,
-            best.round
-        )
+        // The reason names the best round, never its loss: with an odd number of scores the
+        // median is one participant's own score.
+        let reason =
+            "early stop: the median log loss has not improved for \(patience) scored rounds since its best, round \(best.round)"
         try audit(
             actor: brokerActor,
             action: "training.stop",
@@ -187,6 +188,7 @@ extension Exchange {
             ).map { try Ed25519.PublicKey(rawRepresentation: Array($0)) }
         }
         guard roster.count >= policy.minimumParticipants else { return }
+        if try stopOnPlateau(federation) { return }
         let (number, base) = try store.read { db in
             let last =
                 try Int.fetchOne(db, sql: "SELECT max(round) FROM rounds WHERE federation = ?", arguments: [federation])
